@@ -1,0 +1,118 @@
+"""Reports from stored results only: one tidy DataFrame feeds every table and chart."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from bench.results import Record, load_run  # noqa: E402
+from bench.strategies import REGISTRY  # noqa: E402
+
+DEFAULT_REPORTS = Path(__file__).resolve().parent.parent / "reports"
+
+# Okabe-Ito: distinguishable with the common colour-vision deficiencies; one fixed
+# colour per strategy in every chart.
+STRATEGY_COLOURS = {
+    "native": "#0072B2",
+    "qemu-system": "#D55E00",
+    "qemu-user": "#E69F00",
+    "cross": "#009E73",
+}
+
+COLUMNS = ["run_id", "kind", "scenario", "size", "strategy", "platform", "rep", "status",
+           "wall_s", "started_at", "failure_class", "validation_passed", "tag", "digest",
+           "compiler", "host", "commit", "reason"]
+
+
+def frame(records: list[Record]) -> pd.DataFrame:
+    """Return one row per record with every axis and measure as a column."""
+    rows = []
+    for r in records:
+        d = asdict(r)
+        rows.append({
+            "run_id": r.run_id, "kind": r.kind, "scenario": r.scenario, "size": r.size,
+            "strategy": r.strategy, "platform": r.platform or "all", "rep": r.rep,
+            "status": r.status, "wall_s": r.wall_s, "started_at": r.started_at,
+            "failure_class": r.failure_class,
+            "validation_passed": d["validation"].get("passed") if d["validation"] else None,
+            "tag": r.tag, "digest": r.digest, "compiler": r.extra.get("compiler", ""),
+            "host": r.provenance.get("hostname", ""),
+            "commit": r.provenance.get("harness_commit", ""), "reason": r.reason,
+        })
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def wall_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Return median wall time per scenario, size, strategy and platform of ok cells and
+    combined builds, with the ratio to the native host-platform cell."""
+    ok = df[(df["status"] == "ok") & df["kind"].isin(["cell", "combined"])]
+    if ok.empty:
+        return pd.DataFrame(columns=["scenario", "size", "kind", "strategy", "platform",
+                                     "median_s", "n", "vs_native"])
+    table = (ok.groupby(["scenario", "size", "kind", "strategy", "platform"], as_index=False)
+             .agg(median_s=("wall_s", "median"), n=("wall_s", "size")))
+    native = table[(table["kind"] == "cell") & (table["strategy"] == "native")]
+    ref = native.groupby(["scenario", "size"])["median_s"].min().rename("native_s")
+    table = table.join(ref, on=["scenario", "size"])
+    table["vs_native"] = table["median_s"] / table["native_s"]
+    return table.drop(columns=["native_s"])
+
+
+def wall_chart(summary: pd.DataFrame) -> Figure:
+    """Return a bar chart of median wall time per strategy and platform."""
+    fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
+    cells = summary.sort_values(["kind", "platform"])
+    order = [s for s in REGISTRY if s in set(cells["strategy"])]
+    labels = []
+    for x, (_, row) in enumerate(cells.iterrows()):
+        colour = STRATEGY_COLOURS.get(str(row["strategy"]), "#999999")
+        hatch = "//" if row["kind"] == "combined" else None
+        ax.bar(x, row["median_s"], color=colour, hatch=hatch, edgecolor="black",
+               linewidth=0.5, label=str(row["strategy"]))
+        ratio = row["vs_native"]
+        text = f"{row['median_s']:.1f} s" + (f"\n{ratio:.1f}x" if pd.notna(ratio) else "")
+        ax.annotate(text, (x, row["median_s"]), ha="center", va="bottom", fontsize=8)
+        labels.append(f"{row['strategy']}\n{row['platform']}")
+    ax.set_xticks(range(len(labels)), labels, fontsize=8)
+    ax.set_ylabel("median wall time (s)")
+    scen = ", ".join(sorted(set(summary["scenario"])))
+    ax.set_title(f"Build wall time per strategy and platform ({scen})")
+    handles, names = ax.get_legend_handles_labels()
+    unique = {n: h for h, n in zip(handles, names, strict=False)}
+    ax.legend([unique[s] for s in order if s in unique], [s for s in order if s in unique],
+              title="strategy (hatched: combined build)", fontsize=8)
+    ax.margins(y=0.2)
+    return fig
+
+
+def write_basic_report(run_dir: Path, out_dir: Path) -> list[Path]:
+    """Write `walltime.csv`, `cells.csv` and `walltime.png` for the run at `run_dir`.
+
+    Returns the written paths.
+    """
+    _, records = load_run(run_dir)
+    df = frame(records)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    cells_csv = out_dir / "cells.csv"
+    df.to_csv(cells_csv, index=False)
+    written.append(cells_csv)
+    summary = wall_summary(df)
+    summary_csv = out_dir / "walltime.csv"
+    summary.to_csv(summary_csv, index=False, float_format="%.3f")
+    written.append(summary_csv)
+    if not summary.empty:
+        fig = wall_chart(summary)
+        png = out_dir / "walltime.png"
+        fig.savefig(png, dpi=150)
+        plt.close(fig)
+        written.append(png)
+    return written

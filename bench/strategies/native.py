@@ -1,0 +1,45 @@
+"""native: build on hardware of the target architecture (here, the host's own)."""
+
+from __future__ import annotations
+
+from bench.platforms import Platform
+from bench.scenario import Scenario
+from bench.strategies.base import (
+    CC_VERSION_ECHO,
+    Availability,
+    BuildSettings,
+    BuildxStrategy,
+    toolchain_install,
+)
+
+
+def emulatable_stages(scenario: Scenario, settings: BuildSettings) -> str:
+    """Return toolchain and build stages that run on the *target* platform: natively
+    on a node of that architecture, or under qemu-user for a foreign one."""
+    return (
+        f"FROM {settings.base_image} AS toolchain\n"
+        f"RUN {toolchain_install(' '.join(scenario.packages))}\n"
+        "\n"
+        "FROM toolchain AS build\n"
+        "ARG SIZE=1\n"
+        "WORKDIR /src\n"
+        "COPY src/ /src/\n"
+        f'RUN export CC=gcc JOBS="$(nproc)" SIZE="$SIZE" CROSS_TRIPLET="" && {CC_VERSION_ECHO} && '
+        f"{scenario.build_command}\n"
+    )
+
+
+class Native(BuildxStrategy):
+    """Builds on a node of the target architecture; never emulates."""
+
+    name = "native"
+    description = "on hardware of the target architecture (the host's own platform)"
+
+    def probe(self, platform: Platform, host: Platform) -> Availability:
+        if platform == host:
+            return Availability(True)
+        return Availability(False, f"unavailable here (no native {platform.name} node)",
+                            "add a native node of that architecture as a buildx builder")
+
+    def build_stages(self, scenario: Scenario, settings: BuildSettings) -> str:
+        return emulatable_stages(scenario, settings)

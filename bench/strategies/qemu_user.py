@@ -1,0 +1,36 @@
+"""qemu-user: `docker buildx build --platform P`; foreign RUN steps run under a
+user-mode emulator that the kernel calls through binfmt_misc."""
+
+from __future__ import annotations
+
+from bench.platforms import Platform
+from bench.scenario import Scenario
+from bench.strategies.base import Availability, BuildSettings, BuildxStrategy
+from bench.strategies.native import emulatable_stages
+from bench.tools import qemu
+
+
+class QemuUser(BuildxStrategy):
+    """The target's own toolchain, emulated instruction by instruction."""
+
+    name = "qemu-user"
+    description = "foreign binaries run by qemu-user through binfmt_misc"
+
+    def probe(self, platform: Platform, host: Platform) -> Availability:
+        if platform == host:
+            return Availability(True, "host platform: runs without emulation")
+        entry = qemu.read_binfmt(platform.qemu_name)
+        fix = "archbench setup"
+        if entry is None:
+            return Availability(False, f"no binfmt_misc handler qemu-{platform.qemu_name}", fix)
+        if not entry.enabled:
+            return Availability(False, f"binfmt_misc handler qemu-{platform.qemu_name} is "
+                                "disabled", f"echo 1 > /proc/sys/fs/binfmt_misc/qemu-"
+                                f"{platform.qemu_name}")
+        if not entry.fix_binary:
+            return Availability(False, f"qemu-{platform.qemu_name} lacks the F flag "
+                                f"(flags {entry.flags!r}): containers cannot reach it", fix)
+        return Availability(True, f"{entry.interpreter} flags {entry.flags}")
+
+    def build_stages(self, scenario: Scenario, settings: BuildSettings) -> str:
+        return emulatable_stages(scenario, settings)

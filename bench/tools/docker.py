@@ -1,0 +1,174 @@
+"""Typed wrapper over the docker CLI and its buildx plugin (build, imagetools, run)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import proc
+from bench.errors import CommandFailed, CommandTimeout, EngineUnavailable
+
+DOCKER = "docker"
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What `docker info` says of the engine."""
+
+    server_version: str
+    containerd_store: bool
+    registry_mirrors: tuple[str, ...]
+    insecure_registries: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """A finished `docker buildx build`."""
+
+    completed: proc.Completed
+    metadata: dict[str, Any]
+
+    @property
+    def digest(self) -> str:
+        """The pushed image digest (an index or a manifest), or '' when unknown."""
+        return str(self.metadata.get("containerimage.digest", ""))
+
+
+def engine_info(timeout: float = 20) -> EngineInfo:
+    """Return the engine's info. Raises EngineUnavailable when it does not answer."""
+    try:
+        done = proc.run([DOCKER, "info", "--format", "{{json .}}"], timeout=timeout)
+    except CommandTimeout as exc:
+        raise EngineUnavailable("the Docker engine did not answer `docker info`") from exc
+    if not done.ok:
+        raise EngineUnavailable(f"the Docker engine does not answer: {done.tail(2)}")
+    data = json.loads(done.stdout)
+    if data.get("ServerErrors"):
+        raise EngineUnavailable(f"the Docker engine does not answer: {data['ServerErrors'][0]}")
+    driver_status = {str(k): str(v) for k, v in (data.get("DriverStatus") or [])}
+    registry = data.get("RegistryConfig") or {}
+    mirrors = tuple(registry.get("Mirrors") or ())
+    insecure = tuple(registry.get("InsecureRegistryCIDRs") or ()) + tuple(
+        name for name, cfg in (registry.get("IndexConfigs") or {}).items()
+        if not cfg.get("Secure", True)
+    )
+    return EngineInfo(
+        server_version=str(data.get("ServerVersion", "")),
+        containerd_store=driver_status.get("driver-type") == "io.containerd.snapshotter.v1",
+        registry_mirrors=mirrors,
+        insecure_registries=insecure,
+    )
+
+
+def buildx_version(timeout: float = 20) -> str:
+    """Return `docker buildx version`'s line, or '' when buildx is missing."""
+    done = proc.run([DOCKER, "buildx", "version"], timeout=timeout)
+    return done.stdout.strip() if done.ok else ""
+
+
+def client_version(timeout: float = 20) -> str:
+    """Return the docker client's version string."""
+    done = proc.run([DOCKER, "version", "--format", "{{.Client.Version}}"], timeout=timeout)
+    return done.stdout.strip()
+
+
+def build(
+    context: Path,
+    *,
+    platforms: Sequence[str],
+    tag: str,
+    timeout: float,
+    build_args: Mapping[str, str] | None = None,
+    target: str | None = None,
+    push: bool = True,
+    no_cache_filter: Sequence[str] = (),
+    builder: str | None = None,
+    log_path: Path | None = None,
+    on_line: Callable[[str], None] | None = None,
+) -> BuildResult:
+    """Run `docker buildx build` on `context` and return its result.
+
+    With `push`, the image is pushed as `tag`; without, the build result stays in the
+    build cache only (used to provision a toolchain stage). Raises CommandTimeout on
+    timeout; a non-zero exit is returned, not raised, so the caller can classify it.
+    """
+    meta = context / f".metadata-{os.getpid()}.json"
+    argv: list[str] = [DOCKER, "buildx", "build", "--progress=plain",
+                       "--platform", ",".join(platforms), "--metadata-file", str(meta)]
+    if builder:
+        argv += ["--builder", builder]
+    for key, value in (build_args or {}).items():
+        argv += ["--build-arg", f"{key}={value}"]
+    if target:
+        argv += ["--target", target]
+    for stage in no_cache_filter:
+        argv += ["--no-cache-filter", stage]
+    if push:
+        argv += ["--output", f"type=image,name={tag},push=true"]
+    argv.append(str(context))
+    done = proc.run(argv, timeout=timeout, log_path=log_path, on_line=on_line)
+    metadata: dict[str, Any] = {}
+    if meta.exists():
+        try:
+            metadata = json.loads(meta.read_text())
+        finally:
+            meta.unlink()
+    return BuildResult(done, metadata)
+
+
+def imagetools_create(target: str, sources: Sequence[str], timeout: float = 120) -> proc.Completed:
+    """Join `sources` (tags or digests) into one index pushed as `target`.
+
+    Raises CommandFailed when buildx refuses.
+    """
+    return proc.run([DOCKER, "buildx", "imagetools", "create", "-t", target, *sources],
+                    timeout=timeout, check=True)
+
+
+def imagetools_inspect_raw(ref: str, timeout: float = 60) -> dict[str, Any]:
+    """Return the raw manifest or index of `ref` as JSON. Raises CommandFailed."""
+    done = proc.run([DOCKER, "buildx", "imagetools", "inspect", "--raw", ref],
+                    timeout=timeout, check=True)
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def run_image(ref: str, platform: str, *, timeout: float = 120,
+              args: Sequence[str] = (), pull: str = "missing") -> proc.Completed:
+    """Run `ref` once for `platform` with its own entrypoint and CMD; remove the container."""
+    return proc.run([DOCKER, "run", "--rm", "--pull", pull, "--platform", platform, ref, *args],
+                    timeout=timeout)
+
+
+def image_import(tarball: Path, platform: str, tag: str, timeout: float = 600) -> None:
+    """`docker import` a root file system tarball as `tag` for `platform`."""
+    proc.run([DOCKER, "import", "--platform", platform, str(tarball), tag],
+             timeout=timeout, check=True)
+
+
+def push(tag: str, timeout: float = 600) -> None:
+    """Push `tag`. Raises CommandFailed."""
+    proc.run([DOCKER, "push", tag], timeout=timeout, check=True)
+
+
+def image_exists(ref: str, timeout: float = 30) -> bool:
+    """Return whether the engine's image store holds `ref`."""
+    return proc.run([DOCKER, "image", "inspect", ref], timeout=timeout).ok
+
+
+def containers_with_label(label: str, timeout: float = 30) -> list[str]:
+    """Return ids of all containers (running or not) that carry `label`."""
+    done = proc.run([DOCKER, "ps", "-aq", "--filter", f"label={label}"], timeout=timeout)
+    return done.stdout.split() if done.ok else []
+
+
+def remove_containers(ids: Sequence[str], timeout: float = 60) -> None:
+    """Force-remove the containers `ids` (nothing when empty)."""
+    if ids:
+        with contextlib.suppress(CommandFailed):
+            proc.run([DOCKER, "rm", "-f", *ids], timeout=timeout, check=True)

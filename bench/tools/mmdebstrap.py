@@ -1,0 +1,41 @@
+"""mmdebstrap: root file systems from Debian's archive, for base images and guests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench import proc
+from bench.errors import ToolMissing
+
+
+def bootstrap(arch: str, suite: str, out: Path, mirror: str, *,
+              variant: str = "minbase", include: Sequence[str] = (),
+              log_path: Path | None = None, timeout: float = 1800) -> None:
+    """Build a root file system tarball for Debian `arch` at `out` (written atomically).
+
+    A foreign `arch` runs its second stage under qemu-user through binfmt_misc.
+    Raises CommandFailed or CommandTimeout.
+    """
+    # mmdebstrap picks its output format from the file name's ending: keep it.
+    partial = out.with_name(out.stem + ".partial" + out.suffix)
+    partial.unlink(missing_ok=True)
+    argv = ["mmdebstrap", f"--variant={variant}", f"--arch={arch}"]
+    if include:
+        argv.append("--include=" + ",".join(include))
+    argv += [suite, str(partial), mirror]
+    try:
+        proc.run(argv, timeout=timeout, check=True, log_path=log_path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    partial.replace(out)
+
+
+def version() -> str:
+    """Return mmdebstrap's version, or '' when it is not installed."""
+    try:
+        done = proc.run(["mmdebstrap", "--version"], timeout=20)
+    except ToolMissing:
+        return ""
+    return done.stdout.strip()

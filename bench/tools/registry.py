@@ -1,0 +1,107 @@
+"""The local registry: Debian's docker-registry (distribution) on loopback, and a
+minimal client of the OCI distribution HTTP API for reading what was pushed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.errors import RegistryUnavailable, UsageError
+
+DEFAULT_REGISTRY = "127.0.0.1:5000"
+BINARY = "docker-registry"
+CONFIG_PATH = Path("/etc/archbench/registry.yml")
+STORAGE_DIR = Path("/var/lib/archbench/registry")
+
+MANIFEST_TYPES = ", ".join((
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+))
+
+
+def registry_address(cli_value: str | None = None) -> str:
+    """Return the registry HOST:PORT: the flag, else $ARCHBENCH_REGISTRY, else the default."""
+    value = cli_value or os.environ.get("ARCHBENCH_REGISTRY") or DEFAULT_REGISTRY
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"bad registry {value!r}; expected HOST:PORT, e.g. {DEFAULT_REGISTRY}")
+    return value
+
+
+def config_text(address: str, storage: Path = STORAGE_DIR) -> str:
+    """Return a distribution config listening on `address` (loopback only) over HTTP."""
+    return (
+        "version: 0.1\n"
+        "log:\n  level: warn\n"
+        "storage:\n"
+        f"  filesystem:\n    rootdirectory: {storage}\n"
+        "  delete:\n    enabled: true\n"
+        "http:\n"
+        f"  addr: {address}\n"
+        "  headers:\n    X-Content-Type-Options: [nosniff]\n"
+    )
+
+
+def ping(address: str, timeout: float = 3) -> bool:
+    """Return whether `GET /v2/` answers 200 at `address`."""
+    try:
+        with urllib.request.urlopen(f"http://{address}/v2/", timeout=timeout) as resp:
+            return int(resp.status) == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A manifest or index as the registry serves it."""
+
+    digest: str
+    media_type: str
+    body: dict[str, Any]
+
+
+def split_ref(ref: str) -> tuple[str, str, str]:
+    """Split HOST:PORT/REPO[:TAG|@DIGEST] into (host, repo, tag-or-digest)."""
+    host, _, rest = ref.partition("/")
+    if "@" in rest:
+        repo, _, reference = rest.partition("@")
+    elif ":" in rest:
+        repo, _, reference = rest.rpartition(":")
+    else:
+        repo, reference = rest, "latest"
+    if not repo:
+        raise UsageError(f"bad image reference {ref!r}; expected HOST:PORT/REPO[:TAG|@DIGEST]")
+    return host, repo, reference
+
+
+def get_manifest(ref: str, timeout: float = 30) -> Manifest:
+    """Fetch the manifest or index of `ref` over plain HTTP.
+
+    Raises RegistryUnavailable when the registry does not answer, and LookupError when
+    it answers that the reference does not exist.
+    """
+    host, repo, reference = split_ref(ref)
+    req = urllib.request.Request(f"http://{host}/v2/{repo}/manifests/{reference}",
+                                 headers={"Accept": MANIFEST_TYPES})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            raw = resp.read()
+            media = resp.headers.get("Content-Type", "")
+            digest = resp.headers.get("Docker-Content-Digest") or (
+                "sha256:" + hashlib.sha256(raw).hexdigest())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            raise LookupError(f"{ref}: not found in the registry") from exc
+        raise RegistryUnavailable(f"registry {host} answered {exc.code} for {ref}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise RegistryUnavailable(f"registry {host} does not answer: {exc}") from exc
+    body: dict[str, Any] = json.loads(raw)
+    return Manifest(digest, media or str(body.get("mediaType", "")), body)
