@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,20 +59,30 @@ def _platforms(values: Sequence[str]) -> tuple[Platform, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of every subcommand."""
-    p = _Parser(prog="archbench", description="Build one project for several CPU "
-                "architectures with native, qemu-system, qemu-user and cross strategies; "
-                "time, validate and report each.")
+    p = _Parser(
+        prog="archbench",
+        description="Build one project for several CPU "
+        "architectures with native, qemu-system, qemu-user and cross strategies; "
+        "time, validate and report each.",
+    )
     p.add_argument("--version", action="version", version=f"archbench {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = sub.add_parser("setup", help="provision this host idempotently")
-    s.add_argument("--registry", help="HOST:PORT on loopback (default $ARCHBENCH_REGISTRY "
-                   "or 127.0.0.1:5000)")
-    s.add_argument("--platform", action="append", default=[],
-                   help="platforms to provision base images for (default linux/amd64,"
-                   "linux/arm64)")
-    s.add_argument("--builder-image", help="a reachable moby/buildkit image: creates the "
-                   "docker-container builder `archbench-container`")
+    s.add_argument(
+        "--registry", help="HOST:PORT on loopback (default $ARCHBENCH_REGISTRY or 127.0.0.1:5000)"
+    )
+    s.add_argument(
+        "--platform",
+        action="append",
+        default=[],
+        help="platforms to provision base images for (default linux/amd64,linux/arm64)",
+    )
+    s.add_argument(
+        "--builder-image",
+        help="a reachable moby/buildkit image: creates the "
+        "docker-container builder `archbench-container`",
+    )
 
     d = sub.add_parser("doctor", help="what this host can do, and what fixes the rest")
     d.add_argument("--json", action="store_true", help="print JSON instead of tables")
@@ -79,27 +90,45 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--platform", action="append", default=[])
 
     r = sub.add_parser("run", help="build, time, validate and store a matrix of cells")
-    r.add_argument("scenario", nargs="*", help=f"scenario names or files (default "
-                   f"{DEFAULT_SCENARIO})")
-    r.add_argument("--strategy", action="append", default=[],
-                   help=f"repeatable or comma list; one of {', '.join(REGISTRY)} (default all)")
-    r.add_argument("--platform", action="append", default=[],
-                   help="repeatable or comma list (default: the scenario's platforms)")
-    r.add_argument("--size", action="append", default=[],
-                   help="work size N (N times the work of size 1); a comma list scans sizes")
+    r.add_argument(
+        "scenario", nargs="*", help=f"scenario names or files (default {DEFAULT_SCENARIO})"
+    )
+    r.add_argument(
+        "--strategy",
+        action="append",
+        default=[],
+        help=f"repeatable or comma list; one of {', '.join(REGISTRY)} (default all)",
+    )
+    r.add_argument(
+        "--platform",
+        action="append",
+        default=[],
+        help="repeatable or comma list (default: the scenario's platforms)",
+    )
+    r.add_argument(
+        "--size",
+        action="append",
+        default=[],
+        help="work size N (N times the work of size 1); a comma list scans sizes",
+    )
     r.add_argument("--reps", type=int, default=3, help="repetitions per cell (default 3)")
-    r.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
-                   help="results folder (default results/)")
-    r.add_argument("--reports", type=Path, default=None,
-                   help="report folder (default reports/<run-id>/)")
+    r.add_argument(
+        "--results", type=Path, default=DEFAULT_RESULTS, help="results folder (default results/)"
+    )
+    r.add_argument(
+        "--reports", type=Path, default=None, help="report folder (default reports/<run-id>/)"
+    )
     r.add_argument("--registry")
-    r.add_argument("--base-image", help="base image for every stage instead of the "
-                   "scenario's own")
+    r.add_argument("--base-image", help="base image for every stage instead of the scenario's own")
     r.add_argument("--builder", help="buildx builder name (default: the engine's own)")
-    r.add_argument("--timeout", type=float, default=3600.0,
-                   help="seconds one build may take (default 3600)")
-    r.add_argument("--no-combined", action="store_true",
-                   help="skip the one-command multi-platform build per strategy")
+    r.add_argument(
+        "--timeout", type=float, default=3600.0, help="seconds one build may take (default 3600)"
+    )
+    r.add_argument(
+        "--no-combined",
+        action="store_true",
+        help="skip the one-command multi-platform build per strategy",
+    )
     return p
 
 
@@ -107,8 +136,10 @@ def cmd_setup(args: argparse.Namespace) -> int:
     from bench import provision
 
     address = registry_address(args.registry)
-    platforms = _platforms(args.platform) or (parse_platform("linux/amd64"),
-                                              parse_platform("linux/arm64"))
+    platforms = _platforms(args.platform) or (
+        parse_platform("linux/amd64"),
+        parse_platform("linux/arm64"),
+    )
     options = provision.SetupOptions(address, platforms, args.builder_image)
     outcomes = provision.setup(options, lambda m: _say(f"setup: {m}"))
     table = Table("step", "state", "detail", title="archbench setup")
@@ -125,7 +156,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     address = registry_address(args.registry)
     platforms = list(_platforms(args.platform)) or list(
-        resolve_scenario(DEFAULT_SCENARIO).platforms)
+        resolve_scenario(DEFAULT_SCENARIO).platforms
+    )
     rows = doctor.collect(address, platforms)
     grid = doctor.strategy_grid(platforms)
     ready = doctor.ready(rows)
@@ -134,23 +166,31 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     else:
         table = Table("capability", "state", "detail", "fix", title="archbench doctor")
         for row in rows:
-            state = "[green]ok[/]" if row.ok else ("[red]MISSING[/]" if row.required
-                                                  else "[yellow]no[/]")
+            state = (
+                "[green]ok[/]"
+                if row.ok
+                else ("[red]MISSING[/]" if row.required else "[yellow]no[/]")
+            )
             table.add_row(row.name, state, row.detail, "" if row.ok else row.fix)
         out.print(table)
         g = Table("strategy", *[p.name for p in platforms], title="strategy x platform")
         for name in REGISTRY:
             cells = []
             for p in platforms:
-                entry = next(x for x in grid if x["strategy"] == name
-                             and x["platform"] == p.name)
-                cells.append("[green]available[/]" if entry["available"] else
-                             f"[yellow]{entry['reason']}[/]"
-                             + (f" (fix: {entry['fix']})" if entry["fix"] else ""))
+                entry = next(x for x in grid if x["strategy"] == name and x["platform"] == p.name)
+                cells.append(
+                    "[green]available[/]"
+                    if entry["available"]
+                    else f"[yellow]{entry['reason']}[/]"
+                    + (f" (fix: {entry['fix']})" if entry["fix"] else "")
+                )
             g.add_row(name, *cells)
         out.print(g)
-        out.print("ready: the default matrix can run" if ready
-                  else "[red]not ready[/]: run `archbench setup`")
+        out.print(
+            "ready: the default matrix can run"
+            if ready
+            else "[red]not ready[/]: run `archbench setup`"
+        )
     return EXIT_OK if ready else EXIT_USAGE
 
 
@@ -159,31 +199,56 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.reps < 1:
         raise UsageError(f"bad --reps {args.reps}; expected at least 1")
-    strategies = tuple(get_strategy(s).name for s in split_values(args.strategy)) or tuple(
-        REGISTRY)
+    strategies = tuple(get_strategy(s).name for s in split_values(args.strategy)) or tuple(REGISTRY)
     platforms = _platforms(args.platform)
     scenarios = tuple(resolve_scenario(s) for s in (args.scenario or [DEFAULT_SCENARIO]))
     req = runner.RunRequest(
-        scenarios=scenarios, strategies=strategies, platforms=platforms,
-        sizes=_sizes(args.size), reps=args.reps, results_root=args.results,
-        registry=registry_address(args.registry), base_image=args.base_image,
-        builder=args.builder, timeout=args.timeout, combined=not args.no_combined)
+        scenarios=scenarios,
+        strategies=strategies,
+        platforms=platforms,
+        sizes=_sizes(args.size),
+        reps=args.reps,
+        results_root=args.results,
+        registry=registry_address(args.registry),
+        base_image=args.base_image,
+        builder=args.builder,
+        timeout=args.timeout,
+        combined=not args.no_combined,
+    )
     summary = runner.execute(req, _say)
     reports_dir = args.reports or (report.DEFAULT_REPORTS / summary.store.run_id)
     written = report.write_basic_report(summary.store.path, reports_dir)
     df = report.wall_summary(report.frame(summary.records))
-    table = Table("scenario", "size", "kind", "strategy", "platform", "median s", "n",
-                  "vs native", title=f"run {summary.store.run_id}")
+    table = Table(
+        "scenario",
+        "size",
+        "kind",
+        "strategy",
+        "platform",
+        "median s",
+        "n",
+        "vs native",
+        title=f"run {summary.store.run_id}",
+    )
     for _, row in df.iterrows():
         ratio = row["vs_native"]
-        table.add_row(str(row["scenario"]), str(row["size"]), str(row["kind"]),
-                      str(row["strategy"]), str(row["platform"]), f"{row['median_s']:.1f}",
-                      str(row["n"]), "" if ratio != ratio else f"{ratio:.2f}")
+        table.add_row(
+            str(row["scenario"]),
+            str(row["size"]),
+            str(row["kind"]),
+            str(row["strategy"]),
+            str(row["platform"]),
+            f"{row['median_s']:.1f}",
+            str(row["n"]),
+            "" if ratio != ratio else f"{ratio:.2f}",
+        )
     out.print(table)
     for r in summary.records:
         if r.status in ("failed", "timeout"):
-            _say(f"{r.kind} {r.strategy} {r.platform or 'all'} rep {r.rep}: {r.status} "
-                 f"({r.failure_class}); log {r.log_file or '-'}")
+            _say(
+                f"{r.kind} {r.strategy} {r.platform or 'all'} rep {r.rep}: {r.status} "
+                f"({r.failure_class}); log {r.log_file or '-'}"
+            )
     _say(f"results: {summary.store.path}")
     _say("report: " + ", ".join(str(p) for p in written))
     return EXIT_FAILED if summary.failed else EXIT_OK
@@ -192,11 +257,22 @@ def cmd_run(args: argparse.Namespace) -> int:
 COMMANDS = {"setup": cmd_setup, "doctor": cmd_doctor, "run": cmd_run}
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
+    # A shell that starts archbench in the background leaves SIGINT ignored; a Ctrl-C
+    # or a `kill -INT` must still end the run cleanly, and so must a SIGTERM.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         _say("archbench: interrupted; finished results are kept")

@@ -31,22 +31,36 @@ def _engine_rows(say: Any) -> list[Capability]:
     try:
         services.ensure_engine(say)
         info = docker.engine_info()
-        rows.append(Capability("engine", True, f"Docker Engine {info.server_version}",
-                               required=True))
-        rows.append(Capability("containerd image store", info.containerd_store,
-                               "on" if info.containerd_store else "off: multi-platform images "
-                               "cannot be kept locally", "archbench setup", required=True))
+        rows.append(
+            Capability("engine", True, f"Docker Engine {info.server_version}", required=True)
+        )
+        rows.append(
+            Capability(
+                "containerd image store",
+                info.containerd_store,
+                "on"
+                if info.containerd_store
+                else "off: multi-platform images cannot be kept locally",
+                "archbench setup",
+                required=True,
+            )
+        )
     except ArchbenchError as exc:
         rows.append(Capability("engine", False, str(exc), "archbench setup", required=True))
         return rows
     bx = docker.buildx_version()
-    rows.append(Capability("buildx", bool(bx), bx or "plugin missing", "archbench setup",
-                           required=True))
-    rows.append(Capability(
-        "builder docker-container", False,
-        "unavailable: needs a moby/buildkit image, and no container registry is reachable "
-        "here (Debian has no buildkitd package)",
-        "archbench setup --builder-image REF (where a BuildKit image is reachable)"))
+    rows.append(
+        Capability("buildx", bool(bx), bx or "plugin missing", "archbench setup", required=True)
+    )
+    rows.append(
+        Capability(
+            "builder docker-container",
+            False,
+            "unavailable: needs a moby/buildkit image, and no container registry is reachable "
+            "here (Debian has no buildkitd package)",
+            "archbench setup --builder-image REF (where a BuildKit image is reachable)",
+        )
+    )
     return rows
 
 
@@ -60,49 +74,91 @@ def collect(address: str, platforms: list[Platform]) -> list[Capability]:
             continue
         entry = qemu.read_binfmt(p.qemu_name)
         if entry is None:
-            rows.append(Capability(f"binfmt {p.architecture}", False,
-                                   f"no qemu-{p.qemu_name} handler", "archbench setup",
-                                   required=p in platforms))
+            rows.append(
+                Capability(
+                    f"binfmt {p.architecture}",
+                    False,
+                    f"no qemu-{p.qemu_name} handler",
+                    "archbench setup",
+                    required=p in platforms,
+                )
+            )
         else:
-            rows.append(Capability(
-                f"binfmt {p.architecture}", entry.enabled and entry.fix_binary,
-                f"{'enabled' if entry.enabled else 'disabled'}, interpreter "
-                f"{entry.interpreter}, flags {entry.flags}", "archbench setup",
-                required=p in platforms))
+            rows.append(
+                Capability(
+                    f"binfmt {p.architecture}",
+                    entry.enabled and entry.fix_binary,
+                    f"{'enabled' if entry.enabled else 'disabled'}, interpreter "
+                    f"{entry.interpreter}, flags {entry.flags}",
+                    "archbench setup",
+                    required=p in platforms,
+                )
+            )
     qu = qemu.user_version()
-    rows.append(Capability("qemu-user", bool(qu), qu or "qemu-user-static not installed",
-                           "archbench setup", required=True))
+    rows.append(
+        Capability(
+            "qemu-user",
+            bool(qu),
+            qu or "qemu-user-static not installed",
+            "archbench setup",
+            required=True,
+        )
+    )
     for name in ("aarch64", "x86_64"):
         qs = qemu.system_version(name)
-        rows.append(Capability(f"qemu-system-{name}", bool(qs), qs or "not installed",
-                               "apt-get install qemu-system-arm qemu-system-x86"))
+        rows.append(
+            Capability(
+                f"qemu-system-{name}",
+                bool(qs),
+                qs or "not installed",
+                "apt-get install qemu-system-arm qemu-system-x86",
+            )
+        )
     kvm = os.path.exists("/dev/kvm") and os.access("/dev/kvm", os.R_OK | os.W_OK)
-    rows.append(Capability("/dev/kvm", kvm, "opens (whether guests boot under it is decided "
-                           "by booting one)" if kvm else "absent"))
+    rows.append(
+        Capability(
+            "/dev/kvm",
+            kvm,
+            "opens (whether guests boot under it is decided by booting one)" if kvm else "absent",
+        )
+    )
     for p in KNOWN.values():
-        pkg = ("gcc" if p == host else f"gcc-{p.gnu_triplet.replace('_', '-')}")
+        pkg = "gcc" if p == host else f"gcc-{p.gnu_triplet.replace('_', '-')}"
         version = apt.candidate_version(pkg) if shutil.which("apt-cache") else ""
-        rows.append(Capability(f"cross compiler {p.architecture}{p.variant}", bool(version),
-                               f"{pkg} {version} from Debian's archive (installed in the "
-                               "build stage)" if version else f"{pkg} not offered by apt",
-                               "apt-get update"))
+        rows.append(
+            Capability(
+                f"cross compiler {p.architecture}{p.variant}",
+                bool(version),
+                f"{pkg} {version} from Debian's archive (installed in the build stage)"
+                if version
+                else f"{pkg} not offered by apt",
+                "apt-get update",
+            )
+        )
     mm = mmdebstrap.version()
-    rows.append(Capability("mmdebstrap", bool(mm), mm or "not installed", "archbench setup",
-                           required=True))
+    rows.append(
+        Capability("mmdebstrap", bool(mm), mm or "not installed", "archbench setup", required=True)
+    )
     try:
         services.ensure_registry(address, say)
-        rows.append(Capability("registry", True, f"http://{address}/v2/ answers",
-                               required=True))
+        rows.append(Capability("registry", True, f"http://{address}/v2/ answers", required=True))
         try:
             body = registry.get_manifest(provision.base_image_ref(address)).body
             have = set(image_platforms(body))
         except (LookupError, ArchbenchError):
             have = set()
         for p in platforms:
-            rows.append(Capability(f"base image {p.name}", p.name in have,
-                                   provision.base_image_ref(address) if p.name in have
-                                   else "not in the local registry",
-                                   "archbench setup", required=True))
+            rows.append(
+                Capability(
+                    f"base image {p.name}",
+                    p.name in have,
+                    provision.base_image_ref(address)
+                    if p.name in have
+                    else "not in the local registry",
+                    "archbench setup",
+                    required=True,
+                )
+            )
     except ArchbenchError as exc:
         rows.append(Capability("registry", False, str(exc), "archbench setup", required=True))
     return rows
@@ -115,8 +171,15 @@ def strategy_grid(platforms: list[Platform]) -> list[dict[str, Any]]:
     for name, strategy in REGISTRY.items():
         for p in platforms:
             a = strategy.probe(p, host)
-            grid.append({"strategy": name, "platform": p.name, "available": a.available,
-                         "reason": a.reason, "fix": a.fix})
+            grid.append(
+                {
+                    "strategy": name,
+                    "platform": p.name,
+                    "available": a.available,
+                    "reason": a.reason,
+                    "fix": a.fix,
+                }
+            )
     return grid
 
 

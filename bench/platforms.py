@@ -41,18 +41,69 @@ class Platform:
 KNOWN: dict[str, Platform] = {
     p.name: p
     for p in (
-        Platform("linux", "amd64", "", "x86_64", "amd64", "x86_64-linux-gnu", "x86_64",
-                 "EM_X86_64", 64, True),
-        Platform("linux", "arm64", "", "aarch64", "arm64", "aarch64-linux-gnu", "aarch64",
-                 "EM_AARCH64", 64, True),
-        Platform("linux", "arm", "v7", "armv7l", "armhf", "arm-linux-gnueabihf", "arm",
-                 "EM_ARM", 32, True),
-        Platform("linux", "ppc64le", "", "ppc64le", "ppc64el", "powerpc64le-linux-gnu",
-                 "ppc64le", "EM_PPC64", 64, True),
-        Platform("linux", "s390x", "", "s390x", "s390x", "s390x-linux-gnu", "s390x",
-                 "EM_S390", 64, False),
-        Platform("linux", "riscv64", "", "riscv64", "riscv64", "riscv64-linux-gnu",
-                 "riscv64", "EM_RISCV", 64, True),
+        Platform(
+            "linux",
+            "amd64",
+            "",
+            "x86_64",
+            "amd64",
+            "x86_64-linux-gnu",
+            "x86_64",
+            "EM_X86_64",
+            64,
+            True,
+        ),
+        Platform(
+            "linux",
+            "arm64",
+            "",
+            "aarch64",
+            "arm64",
+            "aarch64-linux-gnu",
+            "aarch64",
+            "EM_AARCH64",
+            64,
+            True,
+        ),
+        Platform(
+            "linux",
+            "arm",
+            "v7",
+            "armv7l",
+            "armhf",
+            "arm-linux-gnueabihf",
+            "arm",
+            "EM_ARM",
+            32,
+            True,
+        ),
+        Platform(
+            "linux",
+            "ppc64le",
+            "",
+            "ppc64le",
+            "ppc64el",
+            "powerpc64le-linux-gnu",
+            "ppc64le",
+            "EM_PPC64",
+            64,
+            True,
+        ),
+        Platform(
+            "linux", "s390x", "", "s390x", "s390x", "s390x-linux-gnu", "s390x", "EM_S390", 64, False
+        ),
+        Platform(
+            "linux",
+            "riscv64",
+            "",
+            "riscv64",
+            "riscv64",
+            "riscv64-linux-gnu",
+            "riscv64",
+            "EM_RISCV",
+            64,
+            True,
+        ),
     )
 }
 
@@ -77,7 +128,7 @@ def parse_platform(text: str) -> Platform:
     key = _ALIASES.get(key, key)
     if key in KNOWN:
         return KNOWN[key]
-    if "/" not in key and f"linux/{key}" in KNOWN:
+    if not key.startswith("linux/") and f"linux/{key}" in KNOWN:
         return KNOWN[f"linux/{key}"]
     raise UsageError(f"unknown platform {text!r}; valid: {', '.join(KNOWN)}")
 

@@ -75,8 +75,9 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def _pump(stream: IO[str], sink: list[str], log: IO[str] | None,
-          on_line: Callable[[str], None] | None) -> None:
+def _pump(
+    stream: IO[str], sink: list[str], log: IO[str] | None, on_line: Callable[[str], None] | None
+) -> None:
     for line in stream:
         sink.append(line)
         if log is not None:
@@ -165,8 +166,7 @@ def run(
     finally:
         if log is not None:
             log.close()
-    done = Completed(args, proc.returncode, "".join(out), "".join(err),
-                     time.monotonic() - started)
+    done = Completed(args, proc.returncode, "".join(out), "".join(err), time.monotonic() - started)
     if check and not done.ok:
         raise CommandFailed(done.argv, done.returncode, done.tail())
     return done

@@ -65,7 +65,8 @@ def collect(platforms: list[Platform]) -> dict[str, Any]:
         entry = qemu.read_binfmt(p.qemu_name)
         binfmt[p.name] = (
             {"interpreter": entry.interpreter, "flags": entry.flags, "enabled": entry.enabled}
-            if entry else None
+            if entry
+            else None
         )
     info["binfmt"] = binfmt
     info["qemu_cpu"] = os.environ.get("QEMU_CPU", "")

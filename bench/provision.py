@@ -27,8 +27,13 @@ BASE_REPO = "archbench/debian"
 HUB_REPO = "library/debian"
 
 ENGINE_PACKAGES = ("docker.io/trixie", "docker-buildx/trixie")
-HOST_PACKAGES = ("qemu-user-static", "binfmt-support", "docker-registry", "mmdebstrap",
-                 "ca-certificates")
+HOST_PACKAGES = (
+    "qemu-user-static",
+    "binfmt-support",
+    "docker-registry",
+    "mmdebstrap",
+    "ca-certificates",
+)
 
 Say = Callable[[str], None]
 
@@ -60,6 +65,7 @@ def base_image_ref(address: str, platform: Platform | None = None) -> str:
 
 # ---- engine -----------------------------------------------------------------------------
 
+
 def _engine_suitable() -> tuple[bool, str]:
     try:
         info = docker.engine_info(timeout=15)
@@ -90,17 +96,24 @@ def ensure_trixie_source(say: Say) -> bool:
     from it; the pin keeps every other package on bookworm.
     """
     mirror = apt.debian_mirror()
-    changed = _write_if_changed(TRIXIE_SOURCES, (
-        "Types: deb\n"
-        f"URIs: {mirror}\n"
-        "Suites: trixie\n"
-        "Components: main\n"
-        "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"))
-    changed |= _write_if_changed(TRIXIE_PIN, (
-        "Package: *\nPin: release n=trixie\nPin-Priority: 100\n"))
+    changed = _write_if_changed(
+        TRIXIE_SOURCES,
+        (
+            "Types: deb\n"
+            f"URIs: {mirror}\n"
+            "Suites: trixie\n"
+            "Components: main\n"
+            "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+        ),
+    )
+    changed |= _write_if_changed(
+        TRIXIE_PIN, ("Package: *\nPin: release n=trixie\nPin-Priority: 100\n")
+    )
     if changed:
-        say(f"added Debian trixie ({mirror}) as an apt source pinned at priority 100: "
-            "bookworm's docker.io 20.10 has no buildx and no multi-platform builds")
+        say(
+            f"added Debian trixie ({mirror}) as an apt source pinned at priority 100: "
+            "bookworm's docker.io 20.10 has no buildx and no multi-platform builds"
+        )
     return changed
 
 
@@ -108,18 +121,22 @@ def ensure_packages(say: Say, log: Path) -> StepOutcome:
     """Install the host packages that are missing."""
     engine_ok, _ = _engine_suitable()
     wanted: list[str] = []
-    if not engine_ok and not (apt.installed_version("docker.io").startswith(("26", "27", "28"))
-                              and shutil.which("dockerd")):
+    if not engine_ok and not (
+        apt.installed_version("docker.io").startswith(("26", "27", "28"))
+        and shutil.which("dockerd")
+    ):
         wanted.extend(ENGINE_PACKAGES)
     wanted.extend(p for p in HOST_PACKAGES if not apt.installed_version(p))
     if not wanted:
         return StepOutcome("packages", True, False, "all host packages installed")
     if any(p.endswith("/trixie") for p in wanted):
         ensure_trixie_source(say)
-    say("installing " + ", ".join(wanted) + ": Docker Engine 26 with buildx (multi-platform "
+    say(
+        "installing " + ", ".join(wanted) + ": Docker Engine 26 with buildx (multi-platform "
         "builds), qemu-user-static + binfmt-support (foreign binaries through binfmt_misc), "
         "docker-registry (the private registry on loopback), mmdebstrap (base images from "
-        "Debian's archive)")
+        "Debian's archive)"
+    )
     apt.update(log_path=log)
     apt.install(wanted, log_path=log)
     return StepOutcome("packages", True, True, "installed " + ", ".join(wanted))
@@ -156,8 +173,10 @@ def ensure_engine_running(say: Say, address: str) -> StepOutcome:
     changed = False
     if wanted != current:
         _write_if_changed(DAEMON_JSON, json.dumps(wanted, indent=2) + "\n")
-        say(f"wrote {DAEMON_JSON}: containerd image store (multi-platform images), "
-            f"{address} as Docker Hub mirror and insecure (plain HTTP) registry")
+        say(
+            f"wrote {DAEMON_JSON}: containerd image store (multi-platform images), "
+            f"{address} as Docker Hub mirror and insecure (plain HTTP) registry"
+        )
         if services.engine_answers():
             services.stop_engine(say)
         changed = True
@@ -169,6 +188,7 @@ def ensure_engine_running(say: Say, address: str) -> StepOutcome:
 
 
 # ---- binfmt ------------------------------------------------------------------------------
+
 
 def ensure_binfmt(say: Say, platforms: Sequence[Platform]) -> StepOutcome:
     """Mount binfmt_misc and register qemu-user for each foreign platform with flag F."""
@@ -192,8 +212,10 @@ def ensure_binfmt(say: Say, platforms: Sequence[Platform]) -> StepOutcome:
         if entry is None or not entry.enabled:
             raise HostNotReady(f"qemu-{p.qemu_name} could not be registered in binfmt_misc")
         if not entry.fix_binary:
-            raise HostNotReady(f"qemu-{p.qemu_name} is registered without the F flag "
-                               f"(flags {entry.flags!r}); containers cannot use it")
+            raise HostNotReady(
+                f"qemu-{p.qemu_name} is registered without the F flag "
+                f"(flags {entry.flags!r}); containers cannot use it"
+            )
         details.append(f"{p.architecture}: {entry.interpreter} flags {entry.flags}")
     return StepOutcome("binfmt", True, changed, "; ".join(details) or "no foreign platform")
 
@@ -205,12 +227,15 @@ def subprocess_run(argv: Sequence[str], check: bool = True) -> None:
 
 # ---- registry ----------------------------------------------------------------------------
 
+
 def ensure_registry(say: Say, address: str) -> StepOutcome:
     """Configure Debian's docker-registry on `address` (loopback only) and start it."""
     host = address.rpartition(":")[0]
     if not (host.startswith("127.") or host == "localhost"):
-        raise UsageError(f"registry address {address!r} is not on loopback; archbench binds "
-                         "its registry to 127.0.0.0/8 or localhost only")
+        raise UsageError(
+            f"registry address {address!r} is not on loopback; archbench binds "
+            "its registry to 127.0.0.0/8 or localhost only"
+        )
     config = services.config_path(address)
     changed = _write_if_changed(config, registry.config_text(address, registry.STORAGE_DIR))
     if changed:
@@ -222,6 +247,7 @@ def ensure_registry(say: Say, address: str) -> StepOutcome:
 
 
 # ---- base images -------------------------------------------------------------------------
+
 
 def _index_platforms(ref: str) -> set[str]:
     try:
@@ -238,16 +264,18 @@ def _index_platforms(ref: str) -> set[str]:
     return found
 
 
-def ensure_base_images(say: Say, address: str, platforms: Sequence[Platform],
-                       log: Path) -> StepOutcome:
+def ensure_base_images(
+    say: Say, address: str, platforms: Sequence[Platform], log: Path
+) -> StepOutcome:
     """Bootstrap Debian bookworm per platform, push it, and join the platforms into one
     index under archbench's name and under Docker Hub's `library/debian:bookworm`."""
     wanted = {p.name for p in platforms}
     hub_ref = f"{address}/{HUB_REPO}:{BASE_SUITE}"
     own_ref = base_image_ref(address)
     if wanted <= _index_platforms(own_ref) and wanted <= _index_platforms(hub_ref):
-        return StepOutcome("base-images", True, False,
-                           f"{own_ref} and {hub_ref}: {', '.join(sorted(wanted))}")
+        return StepOutcome(
+            "base-images", True, False, f"{own_ref} and {hub_ref}: {', '.join(sorted(wanted))}"
+        )
     mirror = apt.debian_mirror()
     cache = CACHE_DIR / "base"
     cache.mkdir(parents=True, exist_ok=True)
@@ -255,8 +283,10 @@ def ensure_base_images(say: Say, address: str, platforms: Sequence[Platform],
     for p in platforms:
         tarball = cache / f"debian-{BASE_SUITE}-{p.debian_arch}-{key}.tar"
         if not tarball.exists():
-            say(f"bootstrapping Debian {BASE_SUITE} for {p.name} with mmdebstrap "
-                f"(no public registry here; {'emulated' if p != host_platform() else 'native'})")
+            say(
+                f"bootstrapping Debian {BASE_SUITE} for {p.name} with mmdebstrap "
+                f"(no public registry here; {'emulated' if p != host_platform() else 'native'})"
+            )
             mmdebstrap.bootstrap(p.debian_arch, BASE_SUITE, tarball, mirror, log_path=log)
         tag = base_image_ref(address, p)
         say(f"importing and pushing {tag}")
@@ -266,8 +296,9 @@ def ensure_base_images(say: Say, address: str, platforms: Sequence[Platform],
     for ref in (own_ref, hub_ref):
         say(f"joining {len(sources)} platform(s) into the index {ref}")
         docker.imagetools_create(ref, sources)
-    return StepOutcome("base-images", True, True, f"{own_ref} and {hub_ref}: "
-                       + ", ".join(sorted(wanted)))
+    return StepOutcome(
+        "base-images", True, True, f"{own_ref} and {hub_ref}: " + ", ".join(sorted(wanted))
+    )
 
 
 def check_foreign_run(address: str, platforms: Sequence[Platform]) -> StepOutcome:
@@ -275,12 +306,15 @@ def check_foreign_run(address: str, platforms: Sequence[Platform]) -> StepOutcom
     base image and binfmt together. Raises HostNotReady when one prints the wrong arch."""
     seen = []
     for p in platforms:
-        done = docker.run_image(base_image_ref(address), p.name, args=["uname", "-m"],
-                                pull="always")
+        done = docker.run_image(
+            base_image_ref(address), p.name, args=["uname", "-m"], pull="always"
+        )
         got = done.stdout.strip()
         if not done.ok or got != p.uname:
-            raise HostNotReady(f"a {p.name} container printed {got!r} (exit {done.returncode}), "
-                               f"expected {p.uname!r}: {done.tail(3)}")
+            raise HostNotReady(
+                f"a {p.name} container printed {got!r} (exit {done.returncode}), "
+                f"expected {p.uname!r}: {done.tail(3)}"
+            )
         seen.append(f"{p.architecture}={got}")
     return StepOutcome("foreign-run", True, False, "uname -m: " + ", ".join(seen))
 
@@ -322,12 +356,28 @@ def ensure_container_builder(say: Say, address: str, image: str) -> StepOutcome:
         return StepOutcome("builder", True, False, f"{BUILDER_NAME} exists")
     say(f"creating buildx builder {BUILDER_NAME} (docker-container driver, image {image})")
     try:
-        proc.run([docker.DOCKER, "buildx", "create", "--name", BUILDER_NAME,
-                  "--driver", "docker-container", "--driver-opt", f"image={image}",
-                  "--driver-opt", "network=host", "--config", str(toml), "--bootstrap"],
-                 timeout=300, check=True)
+        proc.run(
+            [
+                docker.DOCKER,
+                "buildx",
+                "create",
+                "--name",
+                BUILDER_NAME,
+                "--driver",
+                "docker-container",
+                "--driver-opt",
+                f"image={image}",
+                "--driver-opt",
+                "network=host",
+                "--config",
+                str(toml),
+                "--bootstrap",
+            ],
+            timeout=300,
+            check=True,
+        )
     except CommandFailed as exc:
-        raise HostNotReady(f"builder {BUILDER_NAME} could not start with {image}: "
-                           f"{exc.tail[-300:]}") from exc
+        raise HostNotReady(
+            f"builder {BUILDER_NAME} could not start with {image}: {exc.tail[-300:]}"
+        ) from exc
     return StepOutcome("builder", True, True, f"{BUILDER_NAME} created from {image}")
-

@@ -27,9 +27,26 @@ STRATEGY_COLOURS = {
     "cross": "#009E73",
 }
 
-COLUMNS = ["run_id", "kind", "scenario", "size", "strategy", "platform", "rep", "status",
-           "wall_s", "started_at", "failure_class", "validation_passed", "tag", "digest",
-           "compiler", "host", "commit", "reason"]
+COLUMNS = [
+    "run_id",
+    "kind",
+    "scenario",
+    "size",
+    "strategy",
+    "platform",
+    "rep",
+    "status",
+    "wall_s",
+    "started_at",
+    "failure_class",
+    "validation_passed",
+    "tag",
+    "digest",
+    "compiler",
+    "host",
+    "commit",
+    "reason",
+]
 
 
 def frame(records: list[Record]) -> pd.DataFrame:
@@ -37,16 +54,28 @@ def frame(records: list[Record]) -> pd.DataFrame:
     rows = []
     for r in records:
         d = asdict(r)
-        rows.append({
-            "run_id": r.run_id, "kind": r.kind, "scenario": r.scenario, "size": r.size,
-            "strategy": r.strategy, "platform": r.platform or "all", "rep": r.rep,
-            "status": r.status, "wall_s": r.wall_s, "started_at": r.started_at,
-            "failure_class": r.failure_class,
-            "validation_passed": d["validation"].get("passed") if d["validation"] else None,
-            "tag": r.tag, "digest": r.digest, "compiler": r.extra.get("compiler", ""),
-            "host": r.provenance.get("hostname", ""),
-            "commit": r.provenance.get("harness_commit", ""), "reason": r.reason,
-        })
+        rows.append(
+            {
+                "run_id": r.run_id,
+                "kind": r.kind,
+                "scenario": r.scenario,
+                "size": r.size,
+                "strategy": r.strategy,
+                "platform": r.platform or "all",
+                "rep": r.rep,
+                "status": r.status,
+                "wall_s": r.wall_s,
+                "started_at": r.started_at,
+                "failure_class": r.failure_class,
+                "validation_passed": d["validation"].get("passed") if d["validation"] else None,
+                "tag": r.tag,
+                "digest": r.digest,
+                "compiler": r.extra.get("compiler", ""),
+                "host": r.provenance.get("hostname", ""),
+                "commit": r.provenance.get("harness_commit", ""),
+                "reason": r.reason,
+            }
+        )
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -55,10 +84,21 @@ def wall_summary(df: pd.DataFrame) -> pd.DataFrame:
     combined builds, with the ratio to the native host-platform cell."""
     ok = df[(df["status"] == "ok") & df["kind"].isin(["cell", "combined"])]
     if ok.empty:
-        return pd.DataFrame(columns=["scenario", "size", "kind", "strategy", "platform",
-                                     "median_s", "n", "vs_native"])
-    table = (ok.groupby(["scenario", "size", "kind", "strategy", "platform"], as_index=False)
-             .agg(median_s=("wall_s", "median"), n=("wall_s", "size")))
+        return pd.DataFrame(
+            columns=[
+                "scenario",
+                "size",
+                "kind",
+                "strategy",
+                "platform",
+                "median_s",
+                "n",
+                "vs_native",
+            ]
+        )
+    table = ok.groupby(["scenario", "size", "kind", "strategy", "platform"], as_index=False).agg(
+        median_s=("wall_s", "median"), n=("wall_s", "size")
+    )
     native = table[(table["kind"] == "cell") & (table["strategy"] == "native")]
     ref = native.groupby(["scenario", "size"])["median_s"].min().rename("native_s")
     table = table.join(ref, on=["scenario", "size"])
@@ -75,8 +115,15 @@ def wall_chart(summary: pd.DataFrame) -> Figure:
     for x, (_, row) in enumerate(cells.iterrows()):
         colour = STRATEGY_COLOURS.get(str(row["strategy"]), "#999999")
         hatch = "//" if row["kind"] == "combined" else None
-        ax.bar(x, row["median_s"], color=colour, hatch=hatch, edgecolor="black",
-               linewidth=0.5, label=str(row["strategy"]))
+        ax.bar(
+            x,
+            row["median_s"],
+            color=colour,
+            hatch=hatch,
+            edgecolor="black",
+            linewidth=0.5,
+            label=str(row["strategy"]),
+        )
         ratio = row["vs_native"]
         text = f"{row['median_s']:.1f} s" + (f"\n{ratio:.1f}x" if pd.notna(ratio) else "")
         ax.annotate(text, (x, row["median_s"]), ha="center", va="bottom", fontsize=8)
@@ -87,8 +134,12 @@ def wall_chart(summary: pd.DataFrame) -> Figure:
     ax.set_title(f"Build wall time per strategy and platform ({scen})")
     handles, names = ax.get_legend_handles_labels()
     unique = {n: h for h, n in zip(handles, names, strict=False)}
-    ax.legend([unique[s] for s in order if s in unique], [s for s in order if s in unique],
-              title="strategy (hatched: combined build)", fontsize=8)
+    ax.legend(
+        [unique[s] for s in order if s in unique],
+        [s for s in order if s in unique],
+        title="strategy (hatched: combined build)",
+        fontsize=8,
+    )
     ax.margins(y=0.2)
     return fig
 

@@ -96,8 +96,10 @@ class RunStore:
         """Store `record` as a new file; never replaces an existing one."""
         self._seq += 1
         plat = record.platform.replace("/", "-") or "all"
-        name = (f"{self._seq:04d}-{record.kind}-{record.scenario}-s{record.size}-"
-                f"{record.strategy}-{plat}-r{record.rep}.json")
+        name = (
+            f"{self._seq:04d}-{record.kind}-{record.scenario}-s{record.size}-"
+            f"{record.strategy}-{plat}-r{record.rep}.json"
+        )
         target = self.path / "records" / name
         if target.exists():
             raise FileExistsError(target)
@@ -119,8 +121,10 @@ def record_from_dict(data: dict[str, Any]) -> Record:
     """
     version = int(data.get("schema_version", 1))
     if version > SCHEMA_VERSION:
-        raise ValueError(f"result schema {version} is newer than this archbench "
-                         f"({SCHEMA_VERSION}); upgrade archbench")
+        raise ValueError(
+            f"result schema {version} is newer than this archbench "
+            f"({SCHEMA_VERSION}); upgrade archbench"
+        )
     known = {f.name for f in fields(Record)}
     return Record(**{k: v for k, v in data.items() if k in known})
 
@@ -134,8 +138,10 @@ def load_run(path: Path) -> tuple[dict[str, Any], list[Record]]:
     if not manifest_file.exists():
         raise FileNotFoundError(f"{path} is not an archbench run (no manifest.json)")
     manifest: dict[str, Any] = json.loads(manifest_file.read_text())
-    records = [record_from_dict(json.loads(p.read_text()))
-               for p in sorted((path / "records").glob("*.json"))]
+    records = [
+        record_from_dict(json.loads(p.read_text()))
+        for p in sorted((path / "records").glob("*.json"))
+    ]
     return manifest, records
 
 

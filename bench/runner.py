@@ -75,9 +75,14 @@ def probe_cells(cells: list[Cell], host: Platform) -> dict[Cell, Availability]:
 
 
 def _settings(req: RunRequest, scenario: Scenario, size: int, host: Platform) -> BuildSettings:
-    return BuildSettings(registry=req.registry, size=size,
-                         base_image=req.base_image or scenario.base_image,
-                         timeout=req.timeout, builder=req.builder, host=host)
+    return BuildSettings(
+        registry=req.registry,
+        size=size,
+        base_image=req.base_image or scenario.base_image,
+        timeout=req.timeout,
+        builder=req.builder,
+        host=host,
+    )
 
 
 def execute(req: RunRequest, say: Say) -> RunSummary:
@@ -88,8 +93,12 @@ def execute(req: RunRequest, say: Say) -> RunSummary:
     """
     host = host_platform()
     scenarios = {s.name: s for s in req.scenarios}
-    cells = expand([(s.name, [p.name for p in s.platforms]) for s in req.scenarios],
-                   req.strategies, req.sizes, [p.name for p in req.platforms])
+    cells = expand(
+        [(s.name, [p.name for p in s.platforms]) for s in req.scenarios],
+        req.strategies,
+        req.sizes,
+        [p.name for p in req.platforms],
+    )
     availability = probe_cells(cells, host)
     runnable = [c for c in cells if availability[c].available]
     if runnable:
@@ -112,15 +121,25 @@ def execute(req: RunRequest, say: Say) -> RunSummary:
             "base_image": req.base_image,
             "builder": req.builder,
         },
-        "cells": [{"cell": c.key, "scenario": c.scenario, "size": c.size,
-                   "strategy": c.strategy, "platform": c.platform,
-                   "available": availability[c].available, "reason": availability[c].reason}
-                  for c in cells],
+        "cells": [
+            {
+                "cell": c.key,
+                "scenario": c.scenario,
+                "size": c.size,
+                "strategy": c.strategy,
+                "platform": c.platform,
+                "available": availability[c].available,
+                "reason": availability[c].reason,
+            }
+            for c in cells
+        ],
         "provenance": prov,
     }
     store.write_manifest(manifest)
-    say(f"run {store.run_id}: {len(runnable)} of {len(cells)} cells available, "
-        f"{req.reps} repetition(s); results in {store.path}")
+    say(
+        f"run {store.run_id}: {len(runnable)} of {len(cells)} cells available, "
+        f"{req.reps} repetition(s); results in {store.path}"
+    )
 
     def keep(record: Record) -> None:
         store.add(record)
@@ -130,18 +149,47 @@ def execute(req: RunRequest, say: Say) -> RunSummary:
         for c in cells:
             if not availability[c].available:
                 say(f"  {c.strategy} {c.platform}: unavailable ({availability[c].reason})")
-                keep(Record("cell", store.run_id, c.scenario, c.size, c.strategy, c.platform,
-                            1, "unavailable", 0.0, now_iso(), reason=availability[c].reason,
-                            provenance=prov))
+                keep(
+                    Record(
+                        "cell",
+                        store.run_id,
+                        c.scenario,
+                        c.size,
+                        c.strategy,
+                        c.platform,
+                        1,
+                        "unavailable",
+                        0.0,
+                        now_iso(),
+                        reason=availability[c].reason,
+                        provenance=prov,
+                    )
+                )
         broken = _provision(req, runnable, scenarios, host, store, keep, say, prov)
         plan = interleave(runnable, req.reps)
         for i, (rep, c) in enumerate(plan, 1):
-            say(f"[{i}/{len(plan)}] {c.scenario} {c.strategy} {c.platform} size {c.size} "
-                f"rep {rep}/{req.reps}")
+            say(
+                f"[{i}/{len(plan)}] {c.scenario} {c.strategy} {c.platform} size {c.size} "
+                f"rep {rep}/{req.reps}"
+            )
             if c in broken:
-                keep(Record("cell", store.run_id, c.scenario, c.size, c.strategy, c.platform,
-                            rep, "failed", 0.0, now_iso(), failure_class="provision",
-                            log_tail=broken[c], provenance=prov))
+                keep(
+                    Record(
+                        "cell",
+                        store.run_id,
+                        c.scenario,
+                        c.size,
+                        c.strategy,
+                        c.platform,
+                        rep,
+                        "failed",
+                        0.0,
+                        now_iso(),
+                        failure_class="provision",
+                        log_tail=broken[c],
+                        provenance=prov,
+                    )
+                )
                 continue
             keep(_run_cell(req, c, rep, scenarios[c.scenario], host, store, prov, say))
         _join_and_combine(req, runnable, scenarios, host, store, keep, say, prov, summary)
@@ -155,9 +203,16 @@ def execute(req: RunRequest, say: Say) -> RunSummary:
     return summary
 
 
-def _provision(req: RunRequest, runnable: list[Cell], scenarios: dict[str, Scenario],
-               host: Platform, store: RunStore, keep: Callable[[Record], None], say: Say,
-               prov: dict[str, Any]) -> dict[Cell, str]:
+def _provision(
+    req: RunRequest,
+    runnable: list[Cell],
+    scenarios: dict[str, Scenario],
+    host: Platform,
+    store: RunStore,
+    keep: Callable[[Record], None],
+    say: Say,
+    prov: dict[str, Any],
+) -> dict[Cell, str]:
     """Build and cache each (scenario, strategy, platform)'s toolchain stage, timed as
     provisioning. Returns the cells whose provisioning failed, with the log tail."""
     broken: dict[Cell, str] = {}
@@ -169,22 +224,45 @@ def _provision(req: RunRequest, runnable: list[Cell], scenarios: dict[str, Scena
             platform = parse_platform(c.platform)
             say(f"  provisioning {c.strategy} toolchain for {c.platform}")
             outcome = strategy.provision(
-                scenarios[c.scenario], [platform],
+                scenarios[c.scenario],
+                [platform],
                 _settings(req, scenarios[c.scenario], c.size, host),
-                store.log_path(f"provision-{c.scenario}-{c.strategy}-{platform.slug}"))
+                store.log_path(f"provision-{c.scenario}-{c.strategy}-{platform.slug}"),
+            )
             done[key] = outcome
-            keep(Record("provision", store.run_id, c.scenario, c.size, c.strategy, c.platform,
-                        1, outcome.status, outcome.wall_s, now_iso(),
-                        failure_class=outcome.failure_class, log_tail=outcome.log_tail,
-                        provenance=prov))
+            keep(
+                Record(
+                    "provision",
+                    store.run_id,
+                    c.scenario,
+                    c.size,
+                    c.strategy,
+                    c.platform,
+                    1,
+                    outcome.status,
+                    outcome.wall_s,
+                    now_iso(),
+                    failure_class=outcome.failure_class,
+                    log_tail=outcome.log_tail,
+                    provenance=prov,
+                )
+            )
             say(f"    {outcome.status} in {outcome.wall_s:.1f} s")
         if key in done and done[key].status != "ok":
             broken[c] = done[key].log_tail
     return broken
 
 
-def _run_cell(req: RunRequest, c: Cell, rep: int, scenario: Scenario, host: Platform,
-              store: RunStore, prov: dict[str, Any], say: Say) -> Record:
+def _run_cell(
+    req: RunRequest,
+    c: Cell,
+    rep: int,
+    scenario: Scenario,
+    host: Platform,
+    store: RunStore,
+    prov: dict[str, Any],
+    say: Say,
+) -> Record:
     """Build one cell once, push it, validate it; return its record."""
     strategy = REGISTRY[c.strategy]
     assert isinstance(strategy, BuildxStrategy)
@@ -203,19 +281,44 @@ def _run_cell(req: RunRequest, c: Cell, rep: int, scenario: Scenario, host: Plat
         if not check.passed:
             status = "failed"
     failure = outcome.failure_class or ("validation" if status == "failed" else "")
-    say(f"    {status} in {outcome.wall_s:.1f} s"
+    say(
+        f"    {status} in {outcome.wall_s:.1f} s"
         + (f" ({failure})" if failure else "")
-        + (f": {checks[-1]['detail']}" if checks else ""))
-    return Record("cell", store.run_id, c.scenario, c.size, c.strategy, c.platform, rep,
-                  status, outcome.wall_s, started, tag=tag, digest=outcome.digest,
-                  failure_class=failure, log_tail=outcome.log_tail, log_file=str(log),
-                  validation={"passed": status == "ok", "checks": checks},
-                  extra=dict(outcome.extra), provenance=prov)
+        + (f": {checks[-1]['detail']}" if checks else "")
+    )
+    return Record(
+        "cell",
+        store.run_id,
+        c.scenario,
+        c.size,
+        c.strategy,
+        c.platform,
+        rep,
+        status,
+        outcome.wall_s,
+        started,
+        tag=tag,
+        digest=outcome.digest,
+        failure_class=failure,
+        log_tail=outcome.log_tail,
+        log_file=str(log),
+        validation={"passed": status == "ok", "checks": checks},
+        extra=dict(outcome.extra),
+        provenance=prov,
+    )
 
 
-def _join_and_combine(req: RunRequest, runnable: list[Cell], scenarios: dict[str, Scenario],
-                      host: Platform, store: RunStore, keep: Callable[[Record], None],
-                      say: Say, prov: dict[str, Any], summary: RunSummary) -> None:
+def _join_and_combine(
+    req: RunRequest,
+    runnable: list[Cell],
+    scenarios: dict[str, Scenario],
+    host: Platform,
+    store: RunStore,
+    keep: Callable[[Record], None],
+    say: Say,
+    prov: dict[str, Any],
+    summary: RunSummary,
+) -> None:
     """Per (scenario, size, strategy): join the cells' images into one index (timed and
     validated), then time the one-command multi-platform build users run."""
     groups: dict[tuple[str, int, str], list[Cell]] = {}
@@ -227,16 +330,35 @@ def _join_and_combine(req: RunRequest, runnable: list[Cell], scenarios: dict[str
         assert isinstance(strategy, BuildxStrategy)
         settings = _settings(req, scenario, size, host)
         repo = image_repo(settings, scenario)
-        last = {r.platform: r for r in summary.records
-                if r.kind == "cell" and r.scenario == name and r.size == size
-                and r.strategy == strategy_name}
-        ok_platforms = [parse_platform(c.platform) for c in group
-                        if c.platform in last and last[c.platform].status == "ok"]
+        last = {
+            r.platform: r
+            for r in summary.records
+            if r.kind == "cell"
+            and r.scenario == name
+            and r.size == size
+            and r.strategy == strategy_name
+        }
+        ok_platforms = [
+            parse_platform(c.platform)
+            for c in group
+            if c.platform in last and last[c.platform].status == "ok"
+        ]
         target = strategy_tag(repo, strategy_name, size)
         if ok_platforms:
-            keep(_join(target, [last[p.name].tag for p in ok_platforms], ok_platforms,
-                       [parse_platform(c.platform) for c in group], scenario, size,
-                       strategy_name, store, prov, say))
+            keep(
+                _join(
+                    target,
+                    [last[p.name].tag for p in ok_platforms],
+                    ok_platforms,
+                    [parse_platform(c.platform) for c in group],
+                    scenario,
+                    size,
+                    strategy_name,
+                    store,
+                    prov,
+                    say,
+                )
+            )
         if req.combined:
             platforms = [parse_platform(c.platform) for c in group]
             tag = strategy_tag(repo, strategy_name, size, "combined")
@@ -245,17 +367,41 @@ def _join_and_combine(req: RunRequest, runnable: list[Cell], scenarios: dict[str
             started = now_iso()
             outcome = strategy.build(scenario, platforms, settings, tag, log)
             say(f"    {outcome.status} in {outcome.wall_s:.1f} s")
-            keep(Record("combined", store.run_id, name, size, strategy_name, "", 1,
-                        outcome.status, outcome.wall_s, started, tag=tag,
-                        digest=outcome.digest, failure_class=outcome.failure_class,
-                        log_tail=outcome.log_tail, log_file=str(log),
-                        extra={"platforms": [p.name for p in platforms], **outcome.extra},
-                        provenance=prov))
+            keep(
+                Record(
+                    "combined",
+                    store.run_id,
+                    name,
+                    size,
+                    strategy_name,
+                    "",
+                    1,
+                    outcome.status,
+                    outcome.wall_s,
+                    started,
+                    tag=tag,
+                    digest=outcome.digest,
+                    failure_class=outcome.failure_class,
+                    log_tail=outcome.log_tail,
+                    log_file=str(log),
+                    extra={"platforms": [p.name for p in platforms], **outcome.extra},
+                    provenance=prov,
+                )
+            )
 
 
-def _join(target: str, sources: list[str], ok_platforms: list[Platform],
-          expected: list[Platform], scenario: Scenario, size: int, strategy: str,
-          store: RunStore, prov: dict[str, Any], say: Say) -> Record:
+def _join(
+    target: str,
+    sources: list[str],
+    ok_platforms: list[Platform],
+    expected: list[Platform],
+    scenario: Scenario,
+    size: int,
+    strategy: str,
+    store: RunStore,
+    prov: dict[str, Any],
+    say: Say,
+) -> Record:
     """Join per-cell tags into the index `target`, time it, and check the index holds
     exactly the platforms whose cells succeeded (and say which were expected)."""
     say(f"  joining {strategy} into {target}")
@@ -264,19 +410,53 @@ def _join(target: str, sources: list[str], ok_platforms: list[Platform],
     try:
         docker.imagetools_create(target, sources)
     except ArchbenchError as exc:
-        return Record("merge", store.run_id, scenario.name, size, strategy, "", 1, "failed",
-                      time.monotonic() - t0, started, tag=target, failure_class="merge",
-                      log_tail=str(exc)[-4000:], provenance=prov)
+        return Record(
+            "merge",
+            store.run_id,
+            scenario.name,
+            size,
+            strategy,
+            "",
+            1,
+            "failed",
+            time.monotonic() - t0,
+            started,
+            tag=target,
+            failure_class="merge",
+            log_tail=str(exc)[-4000:],
+            provenance=prov,
+        )
     wall = time.monotonic() - t0
     checks, found = check_index(target, ok_platforms)
     passed = all(c.passed for c in checks)
-    digest = next((c.detail.split("digest ", 1)[1].split(",")[0]
-                   for c in checks if c.name == "index" and c.passed), "")
+    digest = next(
+        (
+            c.detail.split("digest ", 1)[1].split(",")[0]
+            for c in checks
+            if c.name == "index" and c.passed
+        ),
+        "",
+    )
     missing = sorted({p.name for p in expected} - {p.name for p in ok_platforms})
     say(f"    {'ok' if passed else 'failed'} in {wall:.1f} s: {checks[-1].detail}")
-    return Record("merge", store.run_id, scenario.name, size, strategy, "", 1,
-                  "ok" if passed else "failed", wall, started, tag=target, digest=digest,
-                  platform_digests=found,
-                  validation={"passed": passed, "checks": [c.as_dict() for c in checks],
-                              "failed_cells_left_out": missing},
-                  provenance=prov)
+    return Record(
+        "merge",
+        store.run_id,
+        scenario.name,
+        size,
+        strategy,
+        "",
+        1,
+        "ok" if passed else "failed",
+        wall,
+        started,
+        tag=target,
+        digest=digest,
+        platform_digests=found,
+        validation={
+            "passed": passed,
+            "checks": [c.as_dict() for c in checks],
+            "failed_cells_left_out": missing,
+        },
+        provenance=prov,
+    )

@@ -15,8 +15,17 @@ SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 DEFAULT_SCENARIO = "cbench"
 SCENARIO_FILE = "scenario.toml"
 
-_TOP_KEYS = {"name", "description", "platforms", "base_image", "source", "toolchain", "build",
-             "artifacts", "smoke"}
+_TOP_KEYS = {
+    "name",
+    "description",
+    "platforms",
+    "base_image",
+    "source",
+    "toolchain",
+    "build",
+    "artifacts",
+    "smoke",
+}
 
 
 @dataclass(frozen=True)

@@ -60,8 +60,7 @@ def ensure_engine(say: Callable[[str], None] = lambda _m: None) -> None:
             raise EngineUnavailable(f"containerd did not start; see {LOG_DIR / 'containerd.log'}")
     say("starting dockerd")
     _clear_stale_pidfile()
-    proc.spawn_daemon(["dockerd", "--containerd", str(CONTAINERD_SOCKET)],
-                      LOG_DIR / "dockerd.log")
+    proc.spawn_daemon(["dockerd", "--containerd", str(CONTAINERD_SOCKET)], LOG_DIR / "dockerd.log")
     if not _wait(engine_answers, 60):
         raise EngineUnavailable(f"dockerd did not answer in 60 s; see {LOG_DIR / 'dockerd.log'}")
 
@@ -115,14 +114,18 @@ def ensure_registry(address: str, say: Callable[[str], None] = lambda _m: None) 
     if registry.ping(address):
         return
     if shutil.which(registry.BINARY) is None:
-        raise HostNotReady(f"no registry answers at {address} and docker-registry is not "
-                           "installed; run `archbench setup`")
+        raise HostNotReady(
+            f"no registry answers at {address} and docker-registry is not "
+            "installed; run `archbench setup`"
+        )
     config = config_path(address)
     if not config.exists():
         raise HostNotReady(f"no registry is configured for {address}; run `archbench setup`")
     say(f"starting the registry on {address}")
-    proc.spawn_daemon([registry.BINARY, "serve", str(config)],
-                      LOG_DIR / f"registry-{address.replace(':', '-')}.log")
+    proc.spawn_daemon(
+        [registry.BINARY, "serve", str(config)],
+        LOG_DIR / f"registry-{address.replace(':', '-')}.log",
+    )
     if not _wait(lambda: registry.ping(address), 30):
         raise RegistryUnavailable(f"the registry did not answer at {address}; see {LOG_DIR}")
 

@@ -26,7 +26,7 @@ def compiler_version(log: str) -> str:
     for line in log.splitlines():
         at = line.find(CC_VERSION_MARK)
         if at >= 0 and "$(" not in line:
-            return line[at + len(CC_VERSION_MARK):].strip()
+            return line[at + len(CC_VERSION_MARK) :].strip()
     return ""
 
 
@@ -96,27 +96,53 @@ class BuildxStrategy:
 
     def _context(self, scenario: Scenario, settings: BuildSettings) -> Path:
         ctx = Path(tempfile.mkdtemp(prefix=f"archbench-{self.name}-"))
-        shutil.copytree(scenario.source_dir, ctx / "src",
-                        ignore=shutil.ignore_patterns("build", ".git"))
+        shutil.copytree(
+            scenario.source_dir, ctx / "src", ignore=shutil.ignore_patterns("build", ".git")
+        )
         (ctx / "Dockerfile").write_text(self.dockerfile(scenario, settings))
         return ctx
 
-    def provision(self, scenario: Scenario, platforms: list[Platform], settings: BuildSettings,
-                  log_path: Path) -> BuildOutcome:
+    def provision(
+        self, scenario: Scenario, platforms: list[Platform], settings: BuildSettings, log_path: Path
+    ) -> BuildOutcome:
         """Build (and cache) the toolchain stage for `platforms`: timed apart from builds."""
-        return self._buildx(scenario, platforms, settings, log_path, tag="", target="toolchain",
-                            push=False)
+        return self._buildx(
+            scenario, platforms, settings, log_path, tag="", target="toolchain", push=False
+        )
 
-    def build(self, scenario: Scenario, platforms: list[Platform], settings: BuildSettings,
-              tag: str, log_path: Path,
-              on_line: Callable[[str], None] | None = None) -> BuildOutcome:
+    def build(
+        self,
+        scenario: Scenario,
+        platforms: list[Platform],
+        settings: BuildSettings,
+        tag: str,
+        log_path: Path,
+        on_line: Callable[[str], None] | None = None,
+    ) -> BuildOutcome:
         """Build `scenario` for `platforms` from a cold build stage and push it as `tag`."""
-        return self._buildx(scenario, platforms, settings, log_path, tag=tag, target=None,
-                            push=True, on_line=on_line)
+        return self._buildx(
+            scenario,
+            platforms,
+            settings,
+            log_path,
+            tag=tag,
+            target=None,
+            push=True,
+            on_line=on_line,
+        )
 
-    def _buildx(self, scenario: Scenario, platforms: list[Platform], settings: BuildSettings,
-                log_path: Path, *, tag: str, target: str | None, push: bool,
-                on_line: Callable[[str], None] | None = None) -> BuildOutcome:
+    def _buildx(
+        self,
+        scenario: Scenario,
+        platforms: list[Platform],
+        settings: BuildSettings,
+        log_path: Path,
+        *,
+        tag: str,
+        target: str | None,
+        push: bool,
+        on_line: Callable[[str], None] | None = None,
+    ) -> BuildOutcome:
         ctx = self._context(scenario, settings)
         try:
             try:
@@ -136,17 +162,32 @@ class BuildxStrategy:
                     on_line=on_line,
                 )
             except CommandTimeout as exc:
-                return BuildOutcome("timeout", exc.seconds, tag, failure_class="timeout",
-                                    log_tail=exc.output[-4000:])
+                return BuildOutcome(
+                    "timeout",
+                    exc.seconds,
+                    tag,
+                    failure_class="timeout",
+                    log_tail=exc.output[-4000:],
+                )
         finally:
             shutil.rmtree(ctx, ignore_errors=True)
         done = result.completed
         if not done.ok:
             failure = classify_failure(done.stdout + done.stderr)
-            return BuildOutcome("failed", done.seconds, tag, failure_class=failure.failure_class,
-                                log_tail=done.tail(40))
-        return BuildOutcome("ok", done.seconds, tag, digest=result.digest,
-                            extra={"compiler": compiler_version(done.stdout + done.stderr)})
+            return BuildOutcome(
+                "failed",
+                done.seconds,
+                tag,
+                failure_class=failure.failure_class,
+                log_tail=done.tail(40),
+            )
+        return BuildOutcome(
+            "ok",
+            done.seconds,
+            tag,
+            digest=result.digest,
+            extra={"compiler": compiler_version(done.stdout + done.stderr)},
+        )
 
 
 def shell_json(argv: tuple[str, ...] | list[str]) -> str:
@@ -158,5 +199,7 @@ def shell_json(argv: tuple[str, ...] | list[str]) -> str:
 
 def toolchain_install(packages: str) -> str:
     """Return the shell that installs Debian `packages` (a shell word list) in a stage."""
-    return ("apt-get update && apt-get install -y --no-install-recommends "
-            f"{packages} && rm -rf /var/lib/apt/lists/*")
+    return (
+        "apt-get update && apt-get install -y --no-install-recommends "
+        f"{packages} && rm -rf /var/lib/apt/lists/*"
+    )

@@ -53,10 +53,9 @@ class Cross(BuildxStrategy):
             f"FROM --platform=$BUILDPLATFORM {settings.base_image} AS toolchain\n"
             "ARG TARGETARCH\n"
             "ARG TARGETVARIANT\n"
-            'RUN case "$TARGETARCH/$TARGETVARIANT" in \\\n'
-            + "\n".join(cases) + "\n"
+            'RUN case "$TARGETARCH/$TARGETVARIANT" in \\\n' + "\n".join(cases) + "\n"
             '      *) echo "no cross compiler for $TARGETARCH/$TARGETVARIANT" >&2; exit 1 ;; \\\n'
-            '    esac \\\n'
+            "    esac \\\n"
             ' && echo "$T" > /etc/cross-triplet \\\n'
             f" && {toolchain_install('$P')}\n"
             "\n"

@@ -38,8 +38,11 @@ class Native(BuildxStrategy):
     def probe(self, platform: Platform, host: Platform) -> Availability:
         if platform == host:
             return Availability(True)
-        return Availability(False, f"unavailable here (no native {platform.name} node)",
-                            "add a native node of that architecture as a buildx builder")
+        return Availability(
+            False,
+            f"unavailable here (no native {platform.name} node)",
+            "add a native node of that architecture as a buildx builder",
+        )
 
     def build_stages(self, scenario: Scenario, settings: BuildSettings) -> str:
         return emulatable_stages(scenario, settings)

@@ -13,5 +13,6 @@ class QemuSystem:
     description = "a whole guest OS for the target architecture under qemu-system"
 
     def probe(self, platform: Platform, host: Platform) -> Availability:
-        return Availability(False, "the full-system VM strategy is not implemented in this "
-                            "version of archbench", "")
+        return Availability(
+            False, "the full-system VM strategy is not implemented in this version of archbench", ""
+        )

@@ -24,12 +24,18 @@ class QemuUser(BuildxStrategy):
         if entry is None:
             return Availability(False, f"no binfmt_misc handler qemu-{platform.qemu_name}", fix)
         if not entry.enabled:
-            return Availability(False, f"binfmt_misc handler qemu-{platform.qemu_name} is "
-                                "disabled", f"echo 1 > /proc/sys/fs/binfmt_misc/qemu-"
-                                f"{platform.qemu_name}")
+            return Availability(
+                False,
+                f"binfmt_misc handler qemu-{platform.qemu_name} is disabled",
+                f"echo 1 > /proc/sys/fs/binfmt_misc/qemu-{platform.qemu_name}",
+            )
         if not entry.fix_binary:
-            return Availability(False, f"qemu-{platform.qemu_name} lacks the F flag "
-                                f"(flags {entry.flags!r}): containers cannot reach it", fix)
+            return Availability(
+                False,
+                f"qemu-{platform.qemu_name} lacks the F flag "
+                f"(flags {entry.flags!r}): containers cannot reach it",
+                fix,
+            )
         return Availability(True, f"{entry.interpreter} flags {entry.flags}")
 
     def build_stages(self, scenario: Scenario, settings: BuildSettings) -> str:

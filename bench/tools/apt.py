@@ -41,12 +41,19 @@ def update(log_path: Path | None = None) -> None:
 
 def install(packages: Sequence[str], log_path: Path | None = None) -> None:
     """Install `packages` (names may carry `/suite`). Raises CommandFailed."""
-    proc.run(["apt-get", "install", "-y", "--no-install-recommends", *packages],
-             timeout=1800, env=_ENV, check=True, log_path=log_path)
+    proc.run(
+        ["apt-get", "install", "-y", "--no-install-recommends", *packages],
+        timeout=1800,
+        env=_ENV,
+        check=True,
+        log_path=log_path,
+    )
 
 
-def debian_mirror(sources_dir: Path = Path("/etc/apt/sources.list.d"),
-                  sources_list: Path = Path("/etc/apt/sources.list")) -> str:
+def debian_mirror(
+    sources_dir: Path = Path("/etc/apt/sources.list.d"),
+    sources_list: Path = Path("/etc/apt/sources.list"),
+) -> str:
     """Return the URI of the Debian archive this host's apt uses (the first `debian` one)."""
     candidates: list[str] = []
     for path in sorted(sources_dir.glob("*.sources")):

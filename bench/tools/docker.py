@@ -54,7 +54,8 @@ def engine_info(timeout: float = 20) -> EngineInfo:
     registry = data.get("RegistryConfig") or {}
     mirrors = tuple(registry.get("Mirrors") or ())
     insecure = tuple(registry.get("InsecureRegistryCIDRs") or ()) + tuple(
-        name for name, cfg in (registry.get("IndexConfigs") or {}).items()
+        name
+        for name, cfg in (registry.get("IndexConfigs") or {}).items()
         if not cfg.get("Secure", True)
     )
     return EngineInfo(
@@ -98,8 +99,16 @@ def build(
     timeout; a non-zero exit is returned, not raised, so the caller can classify it.
     """
     meta = context / f".metadata-{os.getpid()}.json"
-    argv: list[str] = [DOCKER, "buildx", "build", "--progress=plain",
-                       "--platform", ",".join(platforms), "--metadata-file", str(meta)]
+    argv: list[str] = [
+        DOCKER,
+        "buildx",
+        "build",
+        "--progress=plain",
+        "--platform",
+        ",".join(platforms),
+        "--metadata-file",
+        str(meta),
+    ]
     if builder:
         argv += ["--builder", builder]
     for key, value in (build_args or {}).items():
@@ -126,29 +135,41 @@ def imagetools_create(target: str, sources: Sequence[str], timeout: float = 120)
 
     Raises CommandFailed when buildx refuses.
     """
-    return proc.run([DOCKER, "buildx", "imagetools", "create", "-t", target, *sources],
-                    timeout=timeout, check=True)
+    return proc.run(
+        [DOCKER, "buildx", "imagetools", "create", "-t", target, *sources],
+        timeout=timeout,
+        check=True,
+    )
 
 
 def imagetools_inspect_raw(ref: str, timeout: float = 60) -> dict[str, Any]:
     """Return the raw manifest or index of `ref` as JSON. Raises CommandFailed."""
-    done = proc.run([DOCKER, "buildx", "imagetools", "inspect", "--raw", ref],
-                    timeout=timeout, check=True)
+    done = proc.run(
+        [DOCKER, "buildx", "imagetools", "inspect", "--raw", ref], timeout=timeout, check=True
+    )
     result: dict[str, Any] = json.loads(done.stdout)
     return result
 
 
-def run_image(ref: str, platform: str, *, timeout: float = 120,
-              args: Sequence[str] = (), pull: str = "missing") -> proc.Completed:
+def run_image(
+    ref: str,
+    platform: str,
+    *,
+    timeout: float = 120,
+    args: Sequence[str] = (),
+    pull: str = "missing",
+) -> proc.Completed:
     """Run `ref` once for `platform` with its own entrypoint and CMD; remove the container."""
-    return proc.run([DOCKER, "run", "--rm", "--pull", pull, "--platform", platform, ref, *args],
-                    timeout=timeout)
+    return proc.run(
+        [DOCKER, "run", "--rm", "--pull", pull, "--platform", platform, ref, *args], timeout=timeout
+    )
 
 
 def image_import(tarball: Path, platform: str, tag: str, timeout: float = 600) -> None:
     """`docker import` a root file system tarball as `tag` for `platform`."""
-    proc.run([DOCKER, "import", "--platform", platform, str(tarball), tag],
-             timeout=timeout, check=True)
+    proc.run(
+        [DOCKER, "import", "--platform", platform, str(tarball), tag], timeout=timeout, check=True
+    )
 
 
 def push(tag: str, timeout: float = 600) -> None:

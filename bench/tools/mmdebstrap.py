@@ -9,9 +9,17 @@ from bench import proc
 from bench.errors import ToolMissing
 
 
-def bootstrap(arch: str, suite: str, out: Path, mirror: str, *,
-              variant: str = "minbase", include: Sequence[str] = (),
-              log_path: Path | None = None, timeout: float = 1800) -> None:
+def bootstrap(
+    arch: str,
+    suite: str,
+    out: Path,
+    mirror: str,
+    *,
+    variant: str = "minbase",
+    include: Sequence[str] = (),
+    log_path: Path | None = None,
+    timeout: float = 1800,
+) -> None:
     """Build a root file system tarball for Debian `arch` at `out` (written atomically).
 
     A foreign `arch` runs its second stage under qemu-user through binfmt_misc.

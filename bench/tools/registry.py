@@ -19,12 +19,14 @@ BINARY = "docker-registry"
 CONFIG_PATH = Path("/etc/archbench/registry.yml")
 STORAGE_DIR = Path("/var/lib/archbench/registry")
 
-MANIFEST_TYPES = ", ".join((
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-))
+MANIFEST_TYPES = ", ".join(
+    (
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    )
+)
 
 
 def registry_address(cli_value: str | None = None) -> str:
@@ -89,14 +91,16 @@ def get_manifest(ref: str, timeout: float = 30) -> Manifest:
     it answers that the reference does not exist.
     """
     host, repo, reference = split_ref(ref)
-    req = urllib.request.Request(f"http://{host}/v2/{repo}/manifests/{reference}",
-                                 headers={"Accept": MANIFEST_TYPES})
+    req = urllib.request.Request(
+        f"http://{host}/v2/{repo}/manifests/{reference}", headers={"Accept": MANIFEST_TYPES}
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             raw = resp.read()
             media = resp.headers.get("Content-Type", "")
             digest = resp.headers.get("Docker-Content-Digest") or (
-                "sha256:" + hashlib.sha256(raw).hexdigest())
+                "sha256:" + hashlib.sha256(raw).hexdigest()
+            )
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
             raise LookupError(f"{ref}: not found in the registry") from exc

@@ -1,0 +1,89 @@
+"""The cross strategy really cross-compiles: with the arm64 binfmt handler off, nothing
+arm64 can run, yet the cross arm64 cell builds and its binary is an AArch64 ELF."""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from elftools.elf.elffile import ELFFile
+
+from bench.results import load_run, resolve_run
+from bench.tools import qemu
+from tests.conftest import DATA
+
+pytestmark = [pytest.mark.engine, pytest.mark.registry, pytest.mark.binfmt]
+
+
+def copy_out(ref: str, platform: str, path: str, dest: Path) -> None:
+    """Copy a file out of an image without running it (docker create + cp)."""
+    cid = subprocess.run(
+        ["docker", "create", "--platform", platform, "--pull", "always", ref],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    ).stdout.strip()
+    try:
+        subprocess.run(["docker", "cp", f"{cid}:{path}", str(dest)], check=True, timeout=120)
+    finally:
+        subprocess.run(["docker", "rm", "-f", cid], capture_output=True, timeout=60)
+
+
+def test_cross_arm64_builds_with_binfmt_disabled(archbench_cmd, registry, binfmt_arm64, tmp_path):
+    qemu.set_binfmt_enabled("aarch64", False)
+    try:
+        assert not qemu.read_binfmt("aarch64").enabled
+        # Proof that emulation is really off: an arm64 container cannot start.
+        probe = subprocess.run(
+            [
+                "docker",
+                "run",
+                "--rm",
+                "--platform",
+                "linux/arm64",
+                f"{registry}/archbench/debian:bookworm",
+                "true",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert probe.returncode != 0 and "exec format error" in probe.stderr + probe.stdout
+        done = subprocess.run(
+            [
+                *archbench_cmd,
+                "run",
+                str(DATA / "scenarios" / "tiny"),
+                "--strategy",
+                "cross",
+                "--platform",
+                "linux/arm64",
+                "--reps",
+                "1",
+                "--no-combined",
+                "--results",
+                str(tmp_path / "results"),
+                "--reports",
+                str(tmp_path / "reports"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+    finally:
+        qemu.set_binfmt_enabled("aarch64", True)
+    assert qemu.read_binfmt("aarch64").enabled
+    assert done.returncode == 0, done.stderr[-3000:]
+    _, records = load_run(resolve_run(None, tmp_path / "results"))
+    cell = next(r for r in records if r.kind == "cell")
+    assert cell.status == "ok"
+    smoke = cell.validation["checks"][0]
+    assert smoke["skipped"] and "no enabled binfmt_misc handler" in smoke["detail"]
+    binary = tmp_path / "tiny"
+    copy_out(
+        f"{cell.tag.rsplit(':', 1)[0]}@{cell.digest}", "linux/arm64", "/usr/local/bin/tiny", binary
+    )
+    with binary.open("rb") as f:
+        elf = ELFFile(f)
+        assert elf.header["e_machine"] == "EM_AARCH64"
+        assert elf.elfclass == 64 and elf.little_endian

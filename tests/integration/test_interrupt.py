@@ -1,0 +1,94 @@
+"""Ctrl-C during an emulated build: exit 130, finished results kept, nothing left behind."""
+
+import json
+import signal
+import subprocess
+import time
+
+import psutil
+import pytest
+
+from bench.results import load_run, resolve_run
+from tests.conftest import DATA, ROOT
+
+pytestmark = [pytest.mark.engine, pytest.mark.registry, pytest.mark.binfmt]
+
+
+def emulators() -> list[int]:
+    """Pids of processes run by qemu-user (their executable is the emulator)."""
+    found = []
+    for p in psutil.process_iter(["pid", "exe"]):
+        if "qemu-" in (p.info["exe"] or "") and p.info["pid"] != 0:
+            found.append(p.info["pid"])
+    return found
+
+
+def build_containers() -> set[str]:
+    done = subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True, timeout=60)
+    return set(done.stdout.split())
+
+
+def test_sigint_during_qemu_user_build(archbench_cmd, registry, binfmt_arm64, tmp_path):
+    assert not emulators(), "another emulated job is running"
+    containers_before = build_containers()
+    results = tmp_path / "results"
+    proc = subprocess.Popen(
+        [
+            *archbench_cmd,
+            "run",
+            str(DATA / "scenarios" / "slow"),
+            "--strategy",
+            "qemu-user",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--reps",
+            "1",
+            "--no-combined",
+            "--results",
+            str(results),
+            "--reports",
+            str(tmp_path / "reports"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "qemu-user linux/arm64" in line and line.startswith("["):
+                break
+        # Wait until the arm64 compile is really running under qemu-user.
+        deadline = time.monotonic() + 600
+        while not emulators():
+            assert time.monotonic() < deadline, "".join(lines)
+            assert proc.poll() is None, "".join(lines)
+            time.sleep(0.5)
+        time.sleep(3)
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=120)
+        lines.append(rest)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, "".join(lines)
+    manifest, records = load_run(resolve_run(None, results))
+    assert manifest["status"] == "interrupted"
+    done = [r for r in records if r.kind == "cell"]
+    assert [(r.platform, r.status) for r in done] == [("linux/amd64", "ok")]
+    deadline = time.monotonic() + 30
+    while emulators() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not emulators(), "qemu-user processes left behind"
+    assert build_containers() <= containers_before, "containers left behind"
+    leftover = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if "buildx" in " ".join(p.info["cmdline"] or [])
+        and "build" in " ".join(p.info["cmdline"] or [])
+    ]
+    assert not leftover, "docker buildx client left behind"
+    json.loads((resolve_run(None, results) / "manifest.json").read_text())

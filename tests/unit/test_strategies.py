@@ -1,0 +1,72 @@
+from bench.platforms import KNOWN
+from bench.scenario import resolve_scenario
+from bench.strategies import REGISTRY, get_strategy
+from bench.strategies.base import BuildSettings, compiler_version
+from bench.strategies.cross import cross_packages
+
+AMD64, ARM64 = KNOWN["linux/amd64"], KNOWN["linux/arm64"]
+SETTINGS = BuildSettings(
+    registry="127.0.0.1:5000", size=1, base_image="debian:bookworm", timeout=60, host=AMD64
+)
+
+
+def test_registry_is_plain_and_ordered():
+    assert list(REGISTRY) == ["native", "qemu-system", "qemu-user", "cross"]
+    assert get_strategy("cross") is REGISTRY["cross"]
+
+
+def test_native_never_fakes_a_foreign_platform():
+    native = REGISTRY["native"]
+    assert native.probe(AMD64, AMD64).available
+    a = native.probe(ARM64, AMD64)
+    assert not a.available and "no native linux/arm64 node" in a.reason
+
+
+def test_qemu_system_is_visibly_unavailable():
+    a = REGISTRY["qemu-system"].probe(ARM64, AMD64)
+    assert not a.available and "not implemented" in a.reason
+
+
+def test_cross_dockerfile_builds_on_the_build_platform():
+    scenario = resolve_scenario("cbench")
+    text = REGISTRY["cross"].dockerfile(scenario, SETTINGS)
+    assert "FROM --platform=$BUILDPLATFORM debian:bookworm AS toolchain" in text
+    assert (
+        "arm64/) T=aarch64-linux-gnu; P='gcc-aarch64-linux-gnu make libc6-dev-arm64-cross'" in text
+    )
+    assert "amd64/) T=x86_64-linux-gnu; P='gcc make libc6-dev'" in text
+    assert "arm/v7) T=arm-linux-gnueabihf" in text
+    final = text.split("\n\n")[-1]
+    assert "RUN" not in final.split("FROM debian:bookworm", 1)[1]
+    assert 'CMD ["/usr/local/bin/cbench"]' in text
+
+
+def test_emulated_dockerfile_builds_on_the_target():
+    text = REGISTRY["qemu-user"].dockerfile(resolve_scenario("cbench"), SETTINGS)
+    assert "$BUILDPLATFORM" not in text
+    assert text.startswith("FROM debian:bookworm AS toolchain")
+
+
+def test_cross_packages_swap_compiler_and_libc_only():
+    scenario = resolve_scenario("cbench")
+    assert cross_packages(scenario, KNOWN["linux/riscv64"], AMD64) == [
+        "gcc-riscv64-linux-gnu",
+        "make",
+        "libc6-dev-riscv64-cross",
+    ]
+    assert cross_packages(scenario, AMD64, AMD64) == list(scenario.packages)
+
+
+def test_compiler_version_skips_the_echoed_command():
+    log = (
+        '#9 [build 4/4] RUN export CC=gcc && echo "archbench-cc: $($CC --version)"\n'
+        "#9 0.31 archbench-cc: gcc (Debian 12.2.0-14) 12.2.0\n"
+    )
+    assert compiler_version(log) == "gcc (Debian 12.2.0-14) 12.2.0"
+    assert compiler_version("") == ""
+
+
+def test_every_known_platform_has_a_cross_case():
+    text = REGISTRY["cross"].dockerfile(resolve_scenario("cbench"), SETTINGS)
+    for p in KNOWN.values():
+        assert f"{p.architecture}/{p.variant}) T={p.gnu_triplet};" in text
