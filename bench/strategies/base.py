@@ -181,13 +181,10 @@ class BuildxStrategy:
                 failure_class=failure.failure_class,
                 log_tail=done.tail(40),
             )
-        return BuildOutcome(
-            "ok",
-            done.seconds,
-            tag,
-            digest=result.digest,
-            extra={"compiler": compiler_version(done.stdout + done.stderr)},
-        )
+        extra = {"compiler": compiler_version(done.stdout + done.stderr)}
+        if result.metadata.get("archbench.push-repaired"):
+            extra["push_repaired"] = "the docker push step hit the registry's tag race"
+        return BuildOutcome("ok", done.seconds, tag, digest=result.digest, extra=extra)
 
 
 def shell_json(argv: tuple[str, ...] | list[str]) -> str:

@@ -68,6 +68,7 @@ class Manifest:
     digest: str
     media_type: str
     body: dict[str, Any]
+    raw: bytes = b""
 
 
 def split_ref(ref: str) -> tuple[str, str, str]:
@@ -108,4 +109,50 @@ def get_manifest(ref: str, timeout: float = 30) -> Manifest:
     except (urllib.error.URLError, OSError) as exc:
         raise RegistryUnavailable(f"registry {host} does not answer: {exc}") from exc
     body: dict[str, Any] = json.loads(raw)
-    return Manifest(digest, media or str(body.get("mediaType", "")), body)
+    return Manifest(digest, media or str(body.get("mediaType", "")), body, raw)
+
+
+def put_manifest(ref: str, raw: bytes, media_type: str, timeout: float = 30) -> str:
+    """PUT `raw` as the manifest of `ref` (a tag or digest); return the stored digest.
+
+    Raises RegistryUnavailable when the registry refuses or does not answer.
+    """
+    host, repo, reference = split_ref(ref)
+    req = urllib.request.Request(
+        f"http://{host}/v2/{repo}/manifests/{reference}",
+        data=raw,
+        method="PUT",
+        headers={"Content-Type": media_type},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return str(resp.headers.get("Docker-Content-Digest", ""))
+    except (urllib.error.URLError, OSError) as exc:
+        raise RegistryUnavailable(f"registry {host} refused manifest {ref}: {exc}") from exc
+
+
+def retag(repo_ref: str, digest: str, tag: str) -> None:
+    """Point `<repo>:<tag>` at the manifest `<repo>@<digest>`, byte for byte."""
+    manifest = get_manifest(f"{repo_ref}@{digest}")
+    put_manifest(f"{repo_ref}:{tag}", manifest.raw, manifest.media_type)
+
+
+def get_blob(host: str, repo: str, digest: str, timeout: float = 120) -> bytes:
+    """Return the blob `digest` of `repo`, checked against its digest.
+
+    Raises RegistryUnavailable, or LookupError when the registry does not have it.
+    """
+    url = f"http://{host}/v2/{repo}/blobs/{digest}"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            data: bytes = resp.read()
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            raise LookupError(f"{host}/{repo}@{digest}: blob not found") from exc
+        raise RegistryUnavailable(f"registry {host} answered {exc.code} for {url}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise RegistryUnavailable(f"registry {host} does not answer: {exc}") from exc
+    algo, _, want = digest.partition(":")
+    if algo == "sha256" and hashlib.sha256(data).hexdigest() != want:
+        raise RegistryUnavailable(f"blob {digest} from {host}/{repo} does not match its digest")
+    return data
