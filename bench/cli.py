@@ -129,7 +129,83 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip the one-command multi-platform build per strategy",
     )
+    v = sub.add_parser(
+        "validate",
+        help="check multi-arch images: index, platforms, config, "
+        "artifacts' ELF headers, a smoke run per platform",
+    )
+    v.add_argument(
+        "image",
+        nargs="+",
+        help="image references (several: artifacts are also compared across them)",
+    )
+    v.add_argument(
+        "--platform",
+        action="append",
+        default=[],
+        required=True,
+        help="expected platform; repeatable or comma list",
+    )
+    v.add_argument(
+        "--artifact",
+        action="append",
+        default=[],
+        help="absolute path of a binary in the image to check; repeatable",
+    )
+    v.add_argument(
+        "--expect-output",
+        help="text the smoke run must print; {arch} is the "
+        "platform's uname -m (without it, exit 0 passes)",
+    )
+    v.add_argument("--json", action="store_true", help="print JSON instead of tables")
     return p
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from bench.platforms import host_platform
+    from bench.validate import compare_artifacts, validate_image
+
+    platforms = list(_platforms(args.platform))
+    for path in args.artifact:
+        if not path.startswith("/"):
+            raise UsageError(f"bad --artifact {path!r}; expected an absolute path in the image")
+    host = host_platform()
+    reports = {
+        ref: validate_image(
+            ref, platforms, host=host, artifacts=args.artifact, expect_output=args.expect_output
+        )
+        for ref in args.image
+    }
+    comparison = compare_artifacts(reports) if len(reports) > 1 else []
+    passed = all(r.passed for r in reports.values())
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "passed": passed,
+                    "images": [r.as_dict() for r in reports.values()],
+                    "comparison": [c.as_dict() for c in comparison],
+                },
+                indent=2,
+            )
+        )
+    else:
+        for ref, report in reports.items():
+            table = Table("check", "platform", "result", "detail", title=ref)
+            for c in report.checks:
+                result = (
+                    "[yellow]skipped[/]"
+                    if c.skipped
+                    else ("[green]pass[/]" if c.passed else "[red]FAIL[/]")
+                )
+                table.add_row(c.name, c.platform or "-", result, c.detail)
+            out.print(table)
+        for c in comparison:
+            out.print(f"compare {c.platform}: {c.detail}", markup=False)
+    for ref, report in reports.items():
+        for c in report.failures():
+            _say(f"FAIL {ref} {c.name} {c.platform or '(image)'}: {c.detail}")
+    return EXIT_OK if passed else EXIT_FAILED
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
@@ -254,7 +330,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_FAILED if summary.failed else EXIT_OK
 
 
-COMMANDS = {"setup": cmd_setup, "doctor": cmd_doctor, "run": cmd_run}
+COMMANDS = {"setup": cmd_setup, "doctor": cmd_doctor, "run": cmd_run, "validate": cmd_validate}
 
 
 def _interrupt(signum: int, _frame: object) -> None:

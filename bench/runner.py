@@ -22,7 +22,7 @@ from bench.scenario import Scenario
 from bench.strategies import REGISTRY, Availability, BuildxStrategy
 from bench.strategies.base import BuildOutcome, BuildSettings, image_repo
 from bench.tools import docker
-from bench.validate import check_index, smoke_run
+from bench.validate import ValidationReport, compare_artifacts, validate_image
 
 Say = Callable[[str], None]
 
@@ -192,7 +192,9 @@ def execute(req: RunRequest, say: Say) -> RunSummary:
                 )
                 continue
             keep(_run_cell(req, c, rep, scenarios[c.scenario], host, store, prov, say))
-        _join_and_combine(req, runnable, scenarios, host, store, keep, say, prov, summary)
+        manifest["artifact_comparison"] = _join_and_combine(
+            req, runnable, scenarios, host, store, keep, say, prov, summary
+        )
     except KeyboardInterrupt:
         summary.interrupted = True
         manifest.update(status="interrupted", finished_at=now_iso())
@@ -273,18 +275,29 @@ def _run_cell(
     started = now_iso()
     outcome = strategy.build(scenario, [platform], settings, tag, log)
     status = outcome.status
-    checks: list[dict[str, Any]] = []
+    validation: dict[str, Any] = {}
+    note = ""
     if status == "ok":
         ref = f"{tag.rsplit(':', 1)[0]}@{outcome.digest}" if outcome.digest else tag
-        check = smoke_run(ref, platform, scenario.expected_output(platform), host)
-        checks.append(check.as_dict())
-        if not check.passed:
+        report = validate_image(
+            ref,
+            [platform],
+            host=host,
+            artifacts=[a.path for a in scenario.artifacts],
+            expect_output=scenario.smoke_expect,
+        )
+        validation = report.as_dict()
+        if report.passed:
+            note = next((c.detail for c in report.checks if c.name == "smoke"), "")
+        else:
+            # An image that fails validation is a failed cell, whatever its time.
             status = "failed"
+            note = "; ".join(f"{c.name}: {c.detail}" for c in report.failures())
     failure = outcome.failure_class or ("validation" if status == "failed" else "")
     say(
         f"    {status} in {outcome.wall_s:.1f} s"
         + (f" ({failure})" if failure else "")
-        + (f": {checks[-1]['detail']}" if checks else "")
+        + (f": {note}" if note else "")
     )
     return Record(
         "cell",
@@ -302,7 +315,7 @@ def _run_cell(
         failure_class=failure,
         log_tail=outcome.log_tail,
         log_file=str(log),
-        validation={"passed": status == "ok", "checks": checks},
+        validation=validation,
         extra=dict(outcome.extra),
         provenance=prov,
     )
@@ -318,9 +331,12 @@ def _join_and_combine(
     say: Say,
     prov: dict[str, Any],
     summary: RunSummary,
-) -> None:
+) -> list[dict[str, Any]]:
     """Per (scenario, size, strategy): join the cells' images into one index (timed and
-    validated), then time the one-command multi-platform build users run."""
+    validated), then time the one-command multi-platform build users run.
+
+    Returns the cross-strategy artifact comparison (informational)."""
+    reports: dict[tuple[str, int], dict[str, ValidationReport]] = {}
     groups: dict[tuple[str, int, str], list[Cell]] = {}
     for c in runnable:
         groups.setdefault((c.scenario, c.size, c.strategy), []).append(c)
@@ -345,20 +361,14 @@ def _join_and_combine(
         ]
         target = strategy_tag(repo, strategy_name, size)
         if ok_platforms:
-            keep(
-                _join(
-                    target,
-                    [last[p.name].tag for p in ok_platforms],
-                    ok_platforms,
-                    [parse_platform(c.platform) for c in group],
-                    scenario,
-                    size,
-                    strategy_name,
-                    store,
-                    prov,
-                    say,
-                )
-            )
+            record, report = _join(
+                target, [last[p.name].tag for p in ok_platforms],
+                [parse_platform(c.platform) for c in group], scenario, size, strategy_name,
+                store, prov, say, host,
+            )  # fmt: skip
+            keep(record)
+            if report is not None:
+                reports.setdefault((name, size), {})[strategy_name] = report
         if req.combined:
             platforms = [parse_platform(c.platform) for c in group]
             tag = strategy_tag(repo, strategy_name, size, "combined")
@@ -389,11 +399,16 @@ def _join_and_combine(
                 )
             )
 
+    comparison = []
+    for (name, size), by_strategy in reports.items():
+        for check in compare_artifacts(by_strategy):
+            comparison.append({"scenario": name, "size": size, **check.as_dict()})
+    return comparison
+
 
 def _join(
     target: str,
     sources: list[str],
-    ok_platforms: list[Platform],
     expected: list[Platform],
     scenario: Scenario,
     size: int,
@@ -401,62 +416,37 @@ def _join(
     store: RunStore,
     prov: dict[str, Any],
     say: Say,
-) -> Record:
-    """Join per-cell tags into the index `target`, time it, and check the index holds
-    exactly the platforms whose cells succeeded (and say which were expected)."""
+    host: Platform,
+) -> tuple[Record, ValidationReport | None]:
+    """Join per-cell tags into the index `target` (timed), then validate the index
+    against every requested and available platform, without smoke runs (each cell's
+    image was already run by digest). Returns the record and the validation report."""
     say(f"  joining {strategy} into {target}")
     started = now_iso()
     t0 = time.monotonic()
     try:
         docker.imagetools_create(target, sources)
     except ArchbenchError as exc:
-        return Record(
-            "merge",
-            store.run_id,
-            scenario.name,
-            size,
-            strategy,
-            "",
-            1,
-            "failed",
-            time.monotonic() - t0,
-            started,
-            tag=target,
-            failure_class="merge",
-            log_tail=str(exc)[-4000:],
-            provenance=prov,
-        )
+        failed = Record(
+            "merge", store.run_id, scenario.name, size, strategy, "", 1, "failed",
+            time.monotonic() - t0, started, tag=target, failure_class="merge",
+            log_tail=str(exc)[-4000:], provenance=prov,
+        )  # fmt: skip
+        return failed, None
     wall = time.monotonic() - t0
-    checks, found = check_index(target, ok_platforms)
-    passed = all(c.passed for c in checks)
-    digest = next(
-        (
-            c.detail.split("digest ", 1)[1].split(",")[0]
-            for c in checks
-            if c.name == "index" and c.passed
-        ),
-        "",
+    report = validate_image(
+        target, expected, host=host, artifacts=[a.path for a in scenario.artifacts], smoke=False
     )
-    missing = sorted({p.name for p in expected} - {p.name for p in ok_platforms})
-    say(f"    {'ok' if passed else 'failed'} in {wall:.1f} s: {checks[-1].detail}")
-    return Record(
-        "merge",
-        store.run_id,
-        scenario.name,
-        size,
-        strategy,
-        "",
-        1,
-        "ok" if passed else "failed",
-        wall,
-        started,
-        tag=target,
-        digest=digest,
-        platform_digests=found,
-        validation={
-            "passed": passed,
-            "checks": [c.as_dict() for c in checks],
-            "failed_cells_left_out": missing,
-        },
-        provenance=prov,
+    problems = "; ".join(f"{c.name} {c.platform}: {c.detail}" for c in report.failures())
+    say(
+        f"    {'ok' if report.passed else 'failed'} in {wall:.1f} s"
+        + (f": {problems}" if problems else f": {', '.join(sorted(report.platform_digests))}")
     )
+    record = Record(
+        "merge", store.run_id, scenario.name, size, strategy, "", 1,
+        "ok" if report.passed else "failed", wall, started, tag=target,
+        digest=report.index_digest, platform_digests=report.platform_digests,
+        failure_class="" if report.passed else "validation",
+        validation=report.as_dict(), provenance=prov,
+    )  # fmt: skip
+    return record, report

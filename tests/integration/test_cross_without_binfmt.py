@@ -77,8 +77,10 @@ def test_cross_arm64_builds_with_binfmt_disabled(archbench_cmd, registry, binfmt
     _, records = load_run(resolve_run(None, tmp_path / "results"))
     cell = next(r for r in records if r.kind == "cell")
     assert cell.status == "ok"
-    smoke = cell.validation["checks"][0]
-    assert smoke["skipped"] and "no enabled binfmt_misc handler" in smoke["detail"]
+    checks = {c["name"]: c for c in cell.validation["checks"]}
+    assert checks["smoke"]["skipped"]
+    assert "no enabled binfmt_misc handler" in checks["smoke"]["detail"]
+    assert checks["elf"]["passed"] and "AArch64" in checks["elf"]["detail"]
     binary = tmp_path / "tiny"
     copy_out(
         f"{cell.tag.rsplit(':', 1)[0]}@{cell.digest}", "linux/arm64", "/usr/local/bin/tiny", binary

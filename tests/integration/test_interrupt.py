@@ -18,7 +18,8 @@ def emulators() -> list[int]:
     """Pids of processes run by qemu-user (their executable is the emulator)."""
     found = []
     for p in psutil.process_iter(["pid", "exe"]):
-        if "qemu-" in (p.info["exe"] or "") and p.info["pid"] != 0:
+        exe = p.info["exe"] or ""
+        if "qemu-" in exe and "qemu-system" not in exe:
             found.append(p.info["pid"])
     return found
 
