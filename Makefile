@@ -12,7 +12,7 @@ bench: setup
 	$(BIN)/archbench run
 
 test: setup
-	$(BIN)/python -m pytest -p no:cacheprovider --benchmark-skip $(PYTEST_ARGS) tests
+	$(BIN)/python -m pytest -p no:cacheprovider --benchmark-skip $(PYTEST_ARGS) tests/unit tests/integration
 
 setup: venv
 	$(BIN)/archbench setup

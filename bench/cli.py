@@ -20,7 +20,8 @@ from rich.table import Table
 
 from bench import __version__
 from bench.errors import ArchbenchError, HostNotReady, UsageError
-from bench.matrix import split_values
+from bench.guest import CPU_MODELS
+from bench.matrix import ORDERS, split_values
 from bench.platforms import Platform, parse_platform
 from bench.results import DEFAULT_RESULTS
 from bench.scenario import DEFAULT_SCENARIO, resolve_scenario
@@ -125,10 +126,48 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=3600.0, help="seconds one build may take (default 3600)"
     )
     r.add_argument(
+        "--warmup",
+        type=int,
+        default=0,
+        help="unmeasured repetitions per cell before the measured ones (default 0)",
+    )
+    r.add_argument(
+        "--order",
+        default="interleaved",
+        help="interleaved (round-robin over cells, the default) or sequential",
+    )
+    r.add_argument(
+        "--cache",
+        default="cold",
+        help="cold (empty build folder, the default), warm (incremental: one "
+        "source file edited) or both",
+    )
+    r.add_argument(
+        "--cpu",
+        action="append",
+        default=[],
+        help="emulated CPU variant for qemu-user and qemu-system; repeatable; "
+        "one of default, " + ", ".join(CPU_MODELS),
+    )
+    r.add_argument(
+        "--retries",
+        type=int,
+        default=0,
+        help="rebuilds of a repetition that failed in a known flaky way "
+        "(emulator crash); flakes are counted per cell",
+    )
+    r.add_argument(
         "--no-combined",
         action="store_true",
         help="skip the one-command multi-platform build per strategy",
     )
+    sh = sub.add_parser(
+        "show", help="print a stored run: samples, statistics, steps, resources, provenance"
+    )
+    sh.add_argument("run", nargs="?", help="run id or run folder (default: the latest run)")
+    sh.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    sh.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
     v = sub.add_parser(
         "validate",
         help="check multi-arch images: index, platforms, config, "
@@ -208,6 +247,74 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK if passed else EXIT_FAILED
 
 
+def cmd_show(args: argparse.Namespace) -> int:
+    from bench import results, show
+
+    try:
+        run_dir = results.resolve_run(args.run, args.results)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from exc
+    manifest, records = results.load_run(run_dir)
+    rows = show.cell_rows(records)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "run": manifest.get("run_id"),
+                    "status": manifest.get("status"),
+                    "cells": rows,
+                    "provenance": manifest.get("provenance", {}),
+                },
+                indent=2,
+                default=str,
+            )
+        )
+        return EXIT_OK
+    table = Table(
+        "cell",
+        "status",
+        "n",
+        "samples s",
+        "median",
+        "min-max",
+        "CV",
+        "median CI (coverage)",
+        "steps (median s)",
+        "CPU s",
+        "peak MiB",
+        title=f"run {manifest.get('run_id')} ({manifest.get('status')})",
+    )
+    for row in rows:
+        st = row["stats"]
+        table.add_row(
+            row["cell"], row["status"], str(row["n"]),
+            " ".join(f"{x:.1f}" for x in row["samples"]),
+            f"{st['median']:.2f}" if st else "-",
+            f"{st['minimum']:.1f}-{st['maximum']:.1f}" if st else "-",
+            f"{st['cv']:.1%}" if st else "-",
+            f"[{st['ci_low']:.1f}, {st['ci_high']:.1f}] ({st['ci_coverage']:.0%})" if st else "-",
+            " ".join(f"{k} {v:.1f}" for k, v in row["steps"].items() if v >= 0.05),
+            f"{row['cpu_s']:.1f}" if row["cpu_s"] is not None else "-",
+            f"{row['peak_mib']:.0f}" if row["peak_mib"] is not None else "-",
+        )  # fmt: skip
+    out.print(table)
+    for row in rows:
+        for warning in (row["stats"] or {}).get("warnings", []):
+            out.print(f"warning: {row['cell']}: {warning}", markup=False)
+        if row["stats"] and row["stats"]["reps_for_5pct"]:
+            out.print(f"{row['cell']}: a 5 % difference needs about "
+                      f"{row['stats']['reps_for_5pct']} repetitions per side at this spread",
+                      markup=False)  # fmt: skip
+    prov = manifest.get("provenance", {})
+    out.print(
+        f"host {prov.get('hostname')} ({prov.get('cpu_model')}, {prov.get('cpu_count')} cores, "
+        f"kernel {prov.get('kernel')}); docker {prov.get('docker_server')}, "
+        f"{prov.get('buildx')}; {prov.get('qemu_user')}; commit {prov.get('harness_commit')}",
+        markup=False,
+    )
+    return EXIT_OK
+
+
 def cmd_setup(args: argparse.Namespace) -> int:
     from bench import provision
 
@@ -275,6 +382,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.reps < 1:
         raise UsageError(f"bad --reps {args.reps}; expected at least 1")
+    if args.warmup < 0 or args.retries < 0:
+        raise UsageError("bad --warmup or --retries; expected 0 or more")
+    if args.order not in ORDERS:
+        raise UsageError(f"bad --order {args.order!r}; valid: {', '.join(ORDERS)}")
+    caches = {"cold": ("cold",), "warm": ("warm",), "both": ("cold", "warm")}
+    if args.cache not in caches:
+        raise UsageError(f"bad --cache {args.cache!r}; valid: cold, warm, both")
+    cpus = tuple("" if c == "default" else c for c in split_values(args.cpu))
+    for cpu in cpus:
+        if cpu and cpu not in CPU_MODELS:
+            raise UsageError(f"unknown --cpu {cpu!r}; valid: default, {', '.join(CPU_MODELS)}")
     strategies = tuple(get_strategy(s).name for s in split_values(args.strategy)) or tuple(REGISTRY)
     platforms = _platforms(args.platform)
     scenarios = tuple(resolve_scenario(s) for s in (args.scenario or [DEFAULT_SCENARIO]))
@@ -290,34 +408,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         builder=args.builder,
         timeout=args.timeout,
         combined=not args.no_combined,
+        warmup=args.warmup,
+        order=args.order,
+        caches=caches[args.cache],
+        cpus=cpus,
+        retries=args.retries,
     )
     summary = runner.execute(req, _say)
     reports_dir = args.reports or (report.DEFAULT_REPORTS / summary.store.run_id)
     written = report.write_basic_report(summary.store.path, reports_dir)
     df = report.wall_summary(report.frame(summary.records))
-    table = Table(
-        "scenario",
-        "size",
-        "kind",
-        "strategy",
-        "platform",
-        "median s",
-        "n",
-        "vs native",
-        title=f"run {summary.store.run_id}",
-    )
+    table = Table("scenario", "size", "kind", "strategy", "cache", "platform", "median s", "n",
+                  "vs native", title=f"run {summary.store.run_id}")  # fmt: skip
     for _, row in df.iterrows():
         ratio = row["vs_native"]
         table.add_row(
-            str(row["scenario"]),
-            str(row["size"]),
-            str(row["kind"]),
-            str(row["strategy"]),
-            str(row["platform"]),
-            f"{row['median_s']:.1f}",
-            str(row["n"]),
+            str(row["scenario"]), str(row["size"]), str(row["kind"]), str(row["variant"]),
+            str(row["cache"]), str(row["platform"]), f"{row['median_s']:.1f}", str(row["n"]),
             "" if ratio != ratio else f"{ratio:.2f}",
-        )
+        )  # fmt: skip
     out.print(table)
     for r in summary.records:
         if r.status in ("failed", "timeout"):
@@ -330,7 +439,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_FAILED if summary.failed else EXIT_OK
 
 
-COMMANDS = {"setup": cmd_setup, "doctor": cmd_doctor, "run": cmd_run, "validate": cmd_validate}
+COMMANDS = {
+    "setup": cmd_setup,
+    "doctor": cmd_doctor,
+    "run": cmd_run,
+    "show": cmd_show,
+    "validate": cmd_validate,
+}
 
 
 def _interrupt(signum: int, _frame: object) -> None:

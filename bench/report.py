@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -27,12 +28,16 @@ STRATEGY_COLOURS = {
     "cross": "#009E73",
 }
 
-COLUMNS = [
+COLUMNS: list[str] = [
     "run_id",
     "kind",
     "scenario",
     "size",
     "strategy",
+    "cpu",
+    "variant",
+    "cache",
+    "warmup",
     "platform",
     "rep",
     "status",
@@ -46,7 +51,24 @@ COLUMNS = [
     "host",
     "commit",
     "reason",
+    "accel",
+    "qemu_cpu",
+    "recipe_sha256",
+    "cpu_user_s",
+    "cpu_system_s",
+    "peak_memory_bytes",
+    "flakes",
+    "phase",
+    *[
+        f"step_{c}_s"
+        for c in ("base-image", "toolchain", "copy", "compile", "export", "internal", "other")
+    ],
+    *[f"vm_{p}_s" for p in ("boot", "build", "shutdown")],
 ]
+
+
+STEP_CATEGORIES = ("base-image", "toolchain", "copy", "compile", "export", "internal", "other")
+VM_PHASES = ("boot", "build", "shutdown")
 
 
 def frame(records: list[Record]) -> pd.DataFrame:
@@ -54,52 +76,49 @@ def frame(records: list[Record]) -> pd.DataFrame:
     rows = []
     for r in records:
         d = asdict(r)
-        rows.append(
-            {
-                "run_id": r.run_id,
-                "kind": r.kind,
-                "scenario": r.scenario,
-                "size": r.size,
-                "strategy": r.strategy,
-                "platform": r.platform or "all",
-                "rep": r.rep,
-                "status": r.status,
-                "wall_s": r.wall_s,
-                "started_at": r.started_at,
-                "failure_class": r.failure_class,
-                "validation_passed": d["validation"].get("passed") if d["validation"] else None,
-                "tag": r.tag,
-                "digest": r.digest,
-                "compiler": r.extra.get("compiler", ""),
-                "host": r.provenance.get("hostname", ""),
-                "commit": r.provenance.get("harness_commit", ""),
-                "reason": r.reason,
-            }
-        )
+        steps = r.extra.get("step_seconds") or {}
+        res = r.extra.get("resources") or {}
+        row: dict[str, Any] = {
+            "run_id": r.run_id, "kind": r.kind, "scenario": r.scenario, "size": r.size,
+            "strategy": r.strategy, "cpu": r.cpu or "default",
+            "variant": r.strategy + (f"-{r.cpu}" if r.cpu else ""), "cache": r.cache,
+            "warmup": r.warmup, "platform": r.platform or "all", "rep": r.rep,
+            "status": r.status, "wall_s": r.wall_s, "started_at": r.started_at,
+            "failure_class": r.failure_class,
+            "validation_passed": d["validation"].get("passed") if d["validation"] else None,
+            "tag": r.tag, "digest": r.digest, "compiler": r.extra.get("compiler", ""),
+            "accel": r.extra.get("accel", ""), "qemu_cpu": r.extra.get("cpu", ""),
+            "host": r.provenance.get("hostname", ""),
+            "commit": r.provenance.get("harness_commit", ""), "reason": r.reason,
+            "recipe_sha256": r.extra.get("recipe_sha256", ""),
+            "cpu_user_s": res.get("cpu_user_s"), "cpu_system_s": res.get("cpu_system_s"),
+            "peak_memory_bytes": res.get("peak_above_baseline_bytes"),
+            "flakes": r.extra.get("flakes", 0), "phase": r.extra.get("phase", ""),
+        }  # fmt: skip
+        for cat in STEP_CATEGORIES:
+            row[f"step_{cat}_s"] = steps.get(cat)
+        for phase in VM_PHASES:
+            row[f"vm_{phase}_s"] = r.extra.get(f"{phase}_s")
+        rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+SUMMARY_KEYS = ["scenario", "size", "kind", "variant", "strategy", "cache", "platform"]
+
+
 def wall_summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Return median wall time per scenario, size, strategy and platform of ok cells and
-    combined builds, with the ratio to the native host-platform cell."""
-    ok = df[(df["status"] == "ok") & df["kind"].isin(["cell", "combined"])]
+    """Return median wall time per scenario, size, strategy variant, cache mode and
+    platform of measured ok cells and combined builds, with the ratio to the native
+    host-platform cold cell."""
+    ok = df[(df["status"] == "ok") & df["kind"].isin(["cell", "combined"]) & ~df["warmup"]]
     if ok.empty:
-        return pd.DataFrame(
-            columns=[
-                "scenario",
-                "size",
-                "kind",
-                "strategy",
-                "platform",
-                "median_s",
-                "n",
-                "vs_native",
-            ]
-        )
-    table = ok.groupby(["scenario", "size", "kind", "strategy", "platform"], as_index=False).agg(
+        return pd.DataFrame(columns=[*SUMMARY_KEYS, "median_s", "n", "vs_native"])
+    table = ok.groupby(SUMMARY_KEYS, as_index=False).agg(
         median_s=("wall_s", "median"), n=("wall_s", "size")
     )
-    native = table[(table["kind"] == "cell") & (table["strategy"] == "native")]
+    native = table[
+        (table["kind"] == "cell") & (table["strategy"] == "native") & (table["cache"] == "cold")
+    ]
     ref = native.groupby(["scenario", "size"])["median_s"].min().rename("native_s")
     table = table.join(ref, on=["scenario", "size"])
     table["vs_native"] = table["median_s"] / table["native_s"]
@@ -127,7 +146,8 @@ def wall_chart(summary: pd.DataFrame) -> Figure:
         ratio = row["vs_native"]
         text = f"{row['median_s']:.1f} s" + (f"\n{ratio:.1f}x" if pd.notna(ratio) else "")
         ax.annotate(text, (x, row["median_s"]), ha="center", va="bottom", fontsize=8)
-        labels.append(f"{row['strategy']}\n{row['platform']}")
+        cache = "" if row["cache"] == "cold" else f" ({row['cache']})"
+        labels.append(f"{row['variant']}{cache}\n{row['platform']}")
     ax.set_xticks(range(len(labels)), labels, fontsize=8)
     ax.set_ylabel("median wall time (s)")
     scen = ", ".join(sorted(set(summary["scenario"])))

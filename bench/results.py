@@ -16,7 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# v2 added cache, cpu and warmup to every record; v1 records read as cold, default-CPU,
+# measured repetitions.
 DEFAULT_RESULTS = Path(__file__).resolve().parent.parent / "results"
 
 RecordKind = Literal["cell", "provision", "merge", "combined"]
@@ -47,6 +49,9 @@ class Record:
     validation: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    cache: str = "cold"
+    cpu: str = ""
+    warmup: bool = False
     schema_version: int = SCHEMA_VERSION
 
 
@@ -96,9 +101,12 @@ class RunStore:
         """Store `record` as a new file; never replaces an existing one."""
         self._seq += 1
         plat = record.platform.replace("/", "-") or "all"
+        cpu = f"-{record.cpu}" if record.cpu else ""
+        cache = "" if record.cache == "cold" else f"-{record.cache}"
+        warm = "w" if record.warmup else "r"
         name = (
             f"{self._seq:04d}-{record.kind}-{record.scenario}-s{record.size}-"
-            f"{record.strategy}-{plat}-r{record.rep}.json"
+            f"{record.strategy}{cpu}-{plat}{cache}-{warm}{record.rep}.json"
         )
         target = self.path / "records" / name
         if target.exists():
@@ -126,7 +134,9 @@ def record_from_dict(data: dict[str, Any]) -> Record:
             f"({SCHEMA_VERSION}); upgrade archbench"
         )
     known = {f.name for f in fields(Record)}
-    return Record(**{k: v for k, v in data.items() if k in known})
+    values = {k: v for k, v in data.items() if k in known}
+    values["schema_version"] = SCHEMA_VERSION  # upgraded on read; defaults fill the rest
+    return Record(**values)
 
 
 def load_run(path: Path) -> tuple[dict[str, Any], list[Record]]:

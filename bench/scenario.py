@@ -52,6 +52,8 @@ class Scenario:
     artifacts: tuple[Artifact, ...]
     smoke_command: tuple[str, ...]
     smoke_expect: str
+    touch: str = ""
+    touch_comment: str = "/* archbench warm build {nonce} */"
 
     def digest(self) -> str:
         """Return a sha256 over the scenario file and every source file (sorted by path)."""
@@ -123,7 +125,18 @@ def load_scenario_file(file: Path) -> Scenario:
         artifacts=tuple(artifacts),
         smoke_command=tuple(_need(smoke, "command", list, "smoke.", file)),
         smoke_expect=_need(smoke, "expect", str, "smoke.", file),
+        touch=_touch(build, source_dir, file),
+        touch_comment=str(build.get("touch_comment", "/* archbench warm build {nonce} */")),
     )
+
+
+def _touch(build: dict[str, Any], source_dir: Path, file: Path) -> str:
+    touch = build.get("touch", "")
+    if not isinstance(touch, str):
+        raise UsageError(f"{file}: key build.touch must be a file name in the source folder")
+    if touch and not (source_dir / touch).is_file():
+        raise UsageError(f"{file}: key build.touch names {touch!r}, not a file in {source_dir}")
+    return touch
 
 
 def available_scenarios(root: Path = SCENARIO_DIR) -> list[str]:

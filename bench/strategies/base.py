@@ -7,14 +7,18 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+from bench import buildtrace
 from bench.errors import CommandTimeout, classify_failure
 from bench.platforms import Platform
+from bench.resources import BuildkitMeter
 from bench.scenario import Scenario
 from bench.tools import docker
 
-Status = Literal["ok", "failed", "unavailable", "timeout"]
+Status = Literal["ok", "failed", "unavailable", "timeout", "no-op"]
+CacheMode = Literal["cold", "warm"]
+CACHE_MODES: tuple[CacheMode, ...] = ("cold", "warm")
 
 CC_VERSION_MARK = "archbench-cc:"
 # Printed by every build stage so that each result records the compiler that really ran.
@@ -24,9 +28,10 @@ CC_VERSION_ECHO = f'echo "{CC_VERSION_MARK} $($CC --version | head -n 1)"'
 def compiler_version(log: str) -> str:
     """Return the compiler version a build printed after CC_VERSION_MARK, or ''."""
     for line in log.splitlines():
-        at = line.find(CC_VERSION_MARK)
-        if at >= 0 and "$(" not in line:
-            return line[at + len(CC_VERSION_MARK) :].strip()
+        at = line.rfind(CC_VERSION_MARK)
+        rest = line[at + len(CC_VERSION_MARK) :].strip() if at >= 0 else ""
+        if rest and "$(" not in rest:
+            return rest
     return ""
 
 
@@ -49,6 +54,9 @@ class BuildSettings:
     timeout: float
     builder: str | None = None
     host: Platform | None = None
+    cpu: str | None = None  # emulated CPU variant (bench.guest.CPU_MODELS); None: default
+    cache: CacheMode = "cold"
+    nonce: str = ""  # makes a warm build's touched source differ from the last one
 
 
 @dataclass(frozen=True)
@@ -61,7 +69,7 @@ class BuildOutcome:
     digest: str = ""
     failure_class: str = ""
     log_tail: str = ""
-    extra: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def image_repo(settings: BuildSettings, scenario: Scenario) -> str:
@@ -90,7 +98,7 @@ class BuildxStrategy:
         """Return the whole Dockerfile for `scenario` under this strategy."""
         final = [f"FROM {settings.base_image}"]
         for art in scenario.artifacts:
-            final.append(f"COPY --from=build /src/{art.built} {art.path}")
+            final.append(f"COPY --from=build /out/{art.built} {art.path}")
         final.append(f"CMD {shell_json(scenario.smoke_command)}")
         return self.build_stages(scenario, settings) + "\n" + "\n".join(final) + "\n"
 
@@ -99,8 +107,18 @@ class BuildxStrategy:
         shutil.copytree(
             scenario.source_dir, ctx / "src", ignore=shutil.ignore_patterns("build", ".git")
         )
+        if settings.cache == "warm" and scenario.touch:
+            # A real edit, not only a new mtime: the COPY's content changes, so the build
+            # step runs, and make rebuilds only what depends on the touched file.
+            touched = ctx / "src" / scenario.touch
+            with touched.open("a") as f:
+                f.write(f"\n{scenario.touch_comment.format(nonce=settings.nonce)}\n")
         (ctx / "Dockerfile").write_text(self.dockerfile(scenario, settings))
         return ctx
+
+    def build_args(self, settings: BuildSettings, platforms: list[Platform]) -> dict[str, str]:
+        """Return the --build-arg values of a build (subclasses add their own)."""
+        return {"SIZE": str(settings.size), "ARCHBENCH_CACHE": settings.cache}
 
     def provision(
         self, scenario: Scenario, platforms: list[Platform], settings: BuildSettings, log_path: Path
@@ -144,47 +162,96 @@ class BuildxStrategy:
         on_line: Callable[[str], None] | None = None,
     ) -> BuildOutcome:
         ctx = self._context(scenario, settings)
+        meter = BuildkitMeter()
         try:
-            try:
-                result = docker.build(
-                    ctx,
-                    platforms=[p.name for p in platforms],
-                    tag=tag,
-                    timeout=settings.timeout,
-                    build_args={"SIZE": str(settings.size)},
-                    target=target,
-                    push=push,
-                    # The toolchain stage stays cached (provisioned apart); the build
-                    # stage always runs, so every timed build compiles from scratch.
-                    no_cache_filter=() if target else ("build",),
-                    builder=settings.builder,
-                    log_path=log_path,
-                    on_line=on_line,
-                )
-            except CommandTimeout as exc:
-                return BuildOutcome(
-                    "timeout",
-                    exc.seconds,
-                    tag,
-                    failure_class="timeout",
-                    log_tail=exc.output[-4000:],
-                )
+            with meter.span() as usage:
+                try:
+                    result = docker.build(
+                        ctx,
+                        platforms=[p.name for p in platforms],
+                        tag=tag,
+                        timeout=settings.timeout,
+                        build_args=self.build_args(settings, platforms),
+                        target=target,
+                        push=push,
+                        # Cold: the toolchain stage stays cached (provisioned apart) and
+                        # the build stage always runs from an empty build folder. Warm: the
+                        # edited source alone makes the build stage run again.
+                        no_cache_filter=("build",)
+                        if target is None and settings.cache == "cold"
+                        else (),
+                        builder=settings.builder,
+                        log_path=log_path,
+                        on_line=on_line,
+                    )
+                except CommandTimeout as exc:
+                    trace = buildtrace.parse(exc.output)
+                    return BuildOutcome(
+                        "timeout", exc.seconds, tag, failure_class="timeout",
+                        log_tail=_tail(trace.text or exc.output),
+                    )  # fmt: skip
         finally:
             shutil.rmtree(ctx, ignore_errors=True)
         done = result.completed
+        trace = result.trace
+        extra: dict[str, Any] = {
+            "steps": [s.as_dict() for s in trace.steps],
+            "step_seconds": trace.seconds_by_category(),
+            "resources": usage.as_dict(),
+            "cache": settings.cache,
+        }
         if not done.ok:
-            failure = classify_failure(done.stdout + done.stderr)
+            failure = classify_failure(trace.text + "\n" + done.stdout)
             return BuildOutcome(
-                "failed",
-                done.seconds,
-                tag,
-                failure_class=failure.failure_class,
-                log_tail=done.tail(40),
-            )
-        extra = {"compiler": compiler_version(done.stdout + done.stderr)}
+                "failed", done.seconds, tag, failure_class=failure.failure_class,
+                log_tail=_tail(trace.text + "\n" + done.stdout), extra=extra,
+            )  # fmt: skip
+        extra["compiler"] = compiler_version(trace.text)
         if result.metadata.get("archbench.push-repaired"):
             extra["push_repaired"] = "the docker push step hit the registry's tag race"
+        compile_steps = [s for s in trace.steps if s.category == "compile"]
+        if target is None and compile_steps and all(s.cached for s in compile_steps):
+            # Nothing was compiled: a fully cached rebuild is not a build.
+            return BuildOutcome("no-op", done.seconds, tag, digest=result.digest, extra=extra)
         return BuildOutcome("ok", done.seconds, tag, digest=result.digest, extra=extra)
+
+
+def _tail(text: str, lines: int = 40) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def build_stage(
+    scenario: Scenario, settings: BuildSettings, strategy: str, compiler_env: str
+) -> str:
+    """Return the build stage: the scenario's build in a per-cell cache mount.
+
+    The build folder lives in a cache mount keyed by scenario, strategy, size, CPU
+    variant and target, so a warm build finds the last build's objects; a cold build
+    empties it first. Artifacts are copied to /out, which the final stage reads.
+    """
+    cpu = f"-{settings.cpu}" if settings.cpu else ""
+    target = "$TARGETARCH$TARGETVARIANT"
+    mount_id = f"archbench-{scenario.name}-{strategy}{cpu}-s{settings.size}-{target}"
+    copies = " && ".join(
+        f'mkdir -p "$(dirname /out/{a.built})" && cp -a {a.built} /out/{a.built}'
+        for a in scenario.artifacts
+    )
+    qemu_cpu = "ARG QEMU_CPU\n" if settings.cpu else ""
+    return (
+        "FROM toolchain AS build\n"
+        "ARG SIZE=1\n"
+        "ARG ARCHBENCH_CACHE=cold\n"
+        "ARG TARGETARCH\n"
+        "ARG TARGETVARIANT\n"
+        f"{qemu_cpu}"
+        "COPY src/ /src/\n"
+        f"RUN --mount=type=cache,id={mount_id},target=/cache,sharing=locked \\\n"
+        '    if [ "$ARCHBENCH_CACHE" != warm ]; then rm -rf /cache/tree; fi \\\n'
+        " && mkdir -p /cache/tree && cp -a -u /src/. /cache/tree/ && cd /cache/tree \\\n"
+        f' && {compiler_env} && export JOBS="$(nproc)" SIZE="$SIZE" && {CC_VERSION_ECHO} \\\n'
+        f" && {scenario.build_command} \\\n"
+        f" && {copies}\n"
+    )
 
 
 def shell_json(argv: tuple[str, ...] | list[str]) -> str:

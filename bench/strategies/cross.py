@@ -6,10 +6,10 @@ from __future__ import annotations
 from bench.platforms import KNOWN, Platform
 from bench.scenario import Scenario
 from bench.strategies.base import (
-    CC_VERSION_ECHO,
     Availability,
     BuildSettings,
     BuildxStrategy,
+    build_stage,
     toolchain_install,
 )
 
@@ -59,11 +59,11 @@ class Cross(BuildxStrategy):
             ' && echo "$T" > /etc/cross-triplet \\\n'
             f" && {toolchain_install('$P')}\n"
             "\n"
-            "FROM toolchain AS build\n"
-            "ARG SIZE=1\n"
-            "WORKDIR /src\n"
-            "COPY src/ /src/\n"
-            'RUN export CROSS_TRIPLET="$(cat /etc/cross-triplet)" JOBS="$(nproc)" SIZE="$SIZE" '
-            f'&& export CC="$CROSS_TRIPLET-gcc" && {CC_VERSION_ECHO} && '
-            f"{scenario.build_command}\n"
+            + build_stage(
+                scenario,
+                settings,
+                self.name,
+                'export CROSS_TRIPLET="$(cat /etc/cross-triplet)" '
+                '&& export CC="$CROSS_TRIPLET-gcc"',
+            )
         )

@@ -5,27 +5,21 @@ from __future__ import annotations
 from bench.platforms import Platform
 from bench.scenario import Scenario
 from bench.strategies.base import (
-    CC_VERSION_ECHO,
     Availability,
     BuildSettings,
     BuildxStrategy,
+    build_stage,
     toolchain_install,
 )
 
 
-def emulatable_stages(scenario: Scenario, settings: BuildSettings) -> str:
+def emulatable_stages(scenario: Scenario, settings: BuildSettings, strategy: str) -> str:
     """Return toolchain and build stages that run on the *target* platform: natively
     on a node of that architecture, or under qemu-user for a foreign one."""
     return (
         f"FROM {settings.base_image} AS toolchain\n"
         f"RUN {toolchain_install(' '.join(scenario.packages))}\n"
-        "\n"
-        "FROM toolchain AS build\n"
-        "ARG SIZE=1\n"
-        "WORKDIR /src\n"
-        "COPY src/ /src/\n"
-        f'RUN export CC=gcc JOBS="$(nproc)" SIZE="$SIZE" CROSS_TRIPLET="" && {CC_VERSION_ECHO} && '
-        f"{scenario.build_command}\n"
+        "\n" + build_stage(scenario, settings, strategy, 'export CC=gcc CROSS_TRIPLET=""')
     )
 
 
@@ -45,4 +39,4 @@ class Native(BuildxStrategy):
         )
 
     def build_stages(self, scenario: Scenario, settings: BuildSettings) -> str:
-        return emulatable_stages(scenario, settings)
+        return emulatable_stages(scenario, settings, self.name)

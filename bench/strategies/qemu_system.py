@@ -1,18 +1,261 @@
-"""qemu-system: a whole guest OS for the target architecture under qemu-system."""
+"""qemu-system: a whole guest OS for the target architecture under qemu-system.
+
+The build runs inside a Debian guest booted per platform (`bench.guest`); its artifacts
+are then packed into the platform's runtime image by a Dockerfile that only copies
+files, so the image is made the same way as every other strategy's final stage.
+"""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import guest
+from bench.errors import ArchbenchError, CommandTimeout
 from bench.platforms import Platform
-from bench.strategies.base import Availability
+from bench.scenario import Scenario
+from bench.strategies.base import (
+    CC_VERSION_ECHO,
+    Availability,
+    BuildOutcome,
+    BuildSettings,
+    BuildxStrategy,
+    compiler_version,
+    shell_json,
+)
+from bench.tools import docker, qemu_system
 
 
-class QemuSystem:
-    """The full-system VM strategy. Not built yet: every cell reports why."""
+def pack_dockerfile(scenario: Scenario, settings: BuildSettings) -> str:
+    """Return the Dockerfile that puts the guest's artifacts (in `art/`) into the base
+    image: COPY only, no RUN, so packing never runs target code."""
+    lines = [f"FROM {settings.base_image}"]
+    for art in scenario.artifacts:
+        lines.append(f"COPY art/{Path(art.built).name} {art.path}")
+    lines.append(f"CMD {shell_json(scenario.smoke_command)}")
+    return "\n".join(lines) + "\n"
+
+
+class QemuSystem(BuildxStrategy):
+    """Builds in a full-system guest of the target architecture (KVM when it works for
+    the host's own architecture, else TCG), then packs the artifacts with buildx."""
 
     name = "qemu-system"
     description = "a whole guest OS for the target architecture under qemu-system"
 
     def probe(self, platform: Platform, host: Platform) -> Availability:
-        return Availability(
-            False, "the full-system VM strategy is not implemented in this version of archbench", ""
+        if platform.name not in guest.GUEST_PLATFORMS:
+            return Availability(
+                False,
+                f"no guest recipe for {platform.name} (guests: {', '.join(guest.GUEST_PLATFORMS)})",
+                "",
+            )
+        if not qemu_system.installed(platform.qemu_name):
+            return Availability(
+                False,
+                f"{qemu_system.binary(platform.qemu_name)} is not installed",
+                "apt-get install qemu-system-arm qemu-system-x86 qemu-utils",
+            )
+        return Availability(True)
+
+    def build_stages(self, scenario: Scenario, settings: BuildSettings) -> str:
+        raise NotImplementedError("qemu-system builds in a guest, not in a build stage")
+
+    def dockerfile(self, scenario: Scenario, settings: BuildSettings) -> str:
+        """Return the packing Dockerfile (the build itself happens in the guest)."""
+        return pack_dockerfile(scenario, settings)
+
+    def provision(
+        self, scenario: Scenario, platforms: list[Platform], settings: BuildSettings, log_path: Path
+    ) -> BuildOutcome:
+        """Prepare (or find cached) the guests of `platforms`; the wall time is the time
+        spent preparing in this call."""
+        total = 0.0
+        kernels: list[str] = []
+        for platform in platforms:
+            try:
+                image = guest.prepare_guest(
+                    platform, scenario.packages, say=_logger(log_path), log_path=log_path
+                )
+            except CommandTimeout as exc:
+                return BuildOutcome(
+                    "timeout", total + exc.seconds, failure_class="timeout", log_tail=str(exc)
+                )
+            except ArchbenchError as exc:
+                return BuildOutcome(
+                    "failed", total, failure_class="provision", log_tail=str(exc)[-4000:]
+                )
+            total += image.prepare_s
+            kernels.append(image.kernel_version)
+        return BuildOutcome("ok", total, extra={"kernel": ",".join(kernels)})
+
+    def build(
+        self,
+        scenario: Scenario,
+        platforms: list[Platform],
+        settings: BuildSettings,
+        tag: str,
+        log_path: Path,
+        on_line: Callable[[str], None] | None = None,
+    ) -> BuildOutcome:
+        """Build `scenario` in a guest of each platform and push the image as `tag`.
+
+        One platform: its image is pushed as `tag`. Several: one after another (one
+        guest at a time owns the host's CPUs), each pushed as `<tag>-<arch>`, then joined
+        into the index `tag`; the wall time is the sum of all of it.
+        """
+        if len(platforms) == 1:
+            return self._build_one(scenario, platforms[0], settings, tag, log_path)
+        outcomes: list[BuildOutcome] = []
+        for platform in platforms:
+            outcome = self._build_one(
+                scenario, platform, settings, f"{tag}-{platform.slug}", log_path
+            )
+            outcomes.append(outcome)
+            if outcome.status != "ok":
+                wall = sum(o.wall_s for o in outcomes)
+                return BuildOutcome(
+                    outcome.status,
+                    wall,
+                    tag,
+                    failure_class=outcome.failure_class,
+                    log_tail=outcome.log_tail,
+                    extra={"failed_platform": platform.name, **outcome.extra},
+                )
+        repo = tag.rsplit(":", 1)[0]
+        sources = [f"{repo}@{o.digest}" if o.digest else o.tag for o in outcomes]
+        t0 = time.monotonic()
+        try:
+            docker.imagetools_create(tag, sources)
+        except ArchbenchError as exc:
+            return BuildOutcome(
+                "failed",
+                sum(o.wall_s for o in outcomes) + time.monotonic() - t0,
+                tag,
+                failure_class="merge",
+                log_tail=str(exc)[-4000:],
+            )
+        join_s = time.monotonic() - t0
+        digest = docker.imagetools_digest(tag)
+        extra: dict[str, Any] = {
+            "join_s": join_s,
+            "per_platform": {p.name: o.extra for p, o in zip(platforms, outcomes, strict=True)},
+        }
+        return BuildOutcome(
+            "ok", sum(o.wall_s for o in outcomes) + join_s, tag, digest=digest, extra=extra
         )
+
+    def _build_one(
+        self,
+        scenario: Scenario,
+        platform: Platform,
+        settings: BuildSettings,
+        tag: str,
+        log_path: Path,
+    ) -> BuildOutcome:
+        say = _logger(log_path)
+        try:
+            image = guest.prepare_guest(platform, scenario.packages, say=say, log_path=log_path)
+        except ArchbenchError as exc:
+            return BuildOutcome("failed", 0.0, tag, failure_class="provision", log_tail=str(exc))
+        ctx = Path(tempfile.mkdtemp(prefix="archbench-qemu-system-"))
+        try:
+            artifacts = [(a.built, Path(a.built).name) for a in scenario.artifacts]
+            run = guest.run_in_guest(
+                image,
+                scenario.source_dir,
+                f"{CC_VERSION_ECHO} && {scenario.build_command}",
+                settings.size,
+                artifacts,
+                ctx / "art",
+                cpu_variant=settings.cpu,
+                timeout=settings.timeout,
+                log_path=log_path,
+            )
+            extra: dict[str, Any] = {
+                "boot_s": run.boot_s,
+                "build_s": run.build_s,
+                "shutdown_s": run.shutdown_s,
+                "guest_total_s": run.total_s,
+                "prepare_s": image.prepare_s,
+                "accel": run.accel,
+                "cpu": run.cpu,
+                "cpu_variant": settings.cpu or guest.DEFAULT_CPU.get(platform.qemu_name, "max"),
+                "vcpus": run.vcpus,
+                "memory_mb": run.memory_mb,
+                "kernel": image.kernel_version,
+                "exit_code": run.exit_code,
+                "compiler": compiler_version(run.console_tail + "\n" + _read(log_path)),
+            }
+            if run.status != "ok":
+                return BuildOutcome(
+                    run.status,
+                    run.total_s,
+                    tag,
+                    failure_class=run.failure_class,
+                    log_tail=run.console_tail[-4000:],
+                    extra=extra,
+                )
+            (ctx / "Dockerfile").write_text(pack_dockerfile(scenario, settings))
+            t0 = time.monotonic()
+            try:
+                packed = docker.build(
+                    ctx,
+                    platforms=[platform.name],
+                    tag=tag,
+                    timeout=settings.timeout,
+                    push=True,
+                    builder=settings.builder,
+                    log_path=log_path,
+                )
+            except CommandTimeout as exc:
+                return BuildOutcome(
+                    "timeout",
+                    run.total_s + exc.seconds,
+                    tag,
+                    failure_class="timeout",
+                    log_tail=exc.output[-4000:],
+                    extra=extra,
+                )
+            extra["pack_s"] = time.monotonic() - t0
+            done = packed.completed
+            if not done.ok:
+                return BuildOutcome(
+                    "failed",
+                    run.total_s + extra["pack_s"],
+                    tag,
+                    failure_class="pack",
+                    log_tail=done.tail(40),
+                    extra=extra,
+                )
+            return BuildOutcome(
+                "ok",
+                run.total_s + extra["pack_s"],
+                tag,
+                digest=packed.digest,
+                extra=extra,
+            )
+        finally:
+            shutil.rmtree(ctx, ignore_errors=True)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def _logger(log_path: Path) -> Callable[[str], None]:
+    """Return a `say` that appends progress lines to the build's log."""
+
+    def say(message: str) -> None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "a", encoding="utf-8") as log:
+            log.write(f"# {message}\n")
+
+    return say

@@ -3,6 +3,7 @@ user-mode emulator that the kernel calls through binfmt_misc."""
 
 from __future__ import annotations
 
+from bench import guest
 from bench.platforms import Platform
 from bench.scenario import Scenario
 from bench.strategies.base import Availability, BuildSettings, BuildxStrategy
@@ -38,5 +39,17 @@ class QemuUser(BuildxStrategy):
             )
         return Availability(True, f"{entry.interpreter} flags {entry.flags}")
 
+    def build_args(self, settings: BuildSettings, platforms: list[Platform]) -> dict[str, str]:
+        """Add QEMU_CPU (read by qemu-user from the build step's environment) for the CPU
+        variant, when the variant names a model for an emulated platform's architecture."""
+        args = super().build_args(settings, platforms)
+        if settings.cpu and settings.cpu != "default":
+            for p in platforms:
+                model = guest.CPU_MODELS.get(settings.cpu, {}).get(p.qemu_name)
+                if model and settings.host is not None and p != settings.host:
+                    args["QEMU_CPU"] = model
+                    break
+        return args
+
     def build_stages(self, scenario: Scenario, settings: BuildSettings) -> str:
-        return emulatable_stages(scenario, settings)
+        return emulatable_stages(scenario, settings, self.name)

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import proc
+from bench import buildtrace, proc
+from bench.buildtrace import BuildTrace
 from bench.errors import CommandFailed, CommandTimeout, EngineUnavailable
 from bench.tools import registry
 
@@ -34,6 +35,7 @@ class BuildResult:
 
     completed: proc.Completed
     metadata: dict[str, Any]
+    trace: BuildTrace
 
     @property
     def digest(self) -> str:
@@ -105,7 +107,7 @@ def build(
         DOCKER,
         "buildx",
         "build",
-        "--progress=plain",
+        "--progress=rawjson",
         "--platform",
         ",".join(platforms),
         "--metadata-file",
@@ -129,19 +131,20 @@ def build(
             metadata = json.loads(meta.read_text())
         finally:
             meta.unlink()
+    trace = buildtrace.parse(done.stderr)
     if push and not done.ok:
-        repaired = _repair_moby_push(done, tag)
+        repaired = _repair_moby_push(trace.text, tag)
         if repaired:
             metadata.setdefault("containerimage.digest", repaired)
             metadata["archbench.push-repaired"] = True
             done = proc.Completed(done.argv, 0, done.stdout, done.stderr, done.seconds)
-    return BuildResult(done, metadata)
+    return BuildResult(done, metadata, trace)
 
 
-_PUSHED = re.compile(r"pushing manifest for (\S+)@(sha256:[0-9a-f]{64}) [0-9.]+s done")
+_PUSHED = re.compile(r"pushing manifest for (\S+)@(sha256:[0-9a-f]{64})(?: [0-9.]+s)? done")
 
 
-def _repair_moby_push(done: proc.Completed, tag: str) -> str:
+def _repair_moby_push(text: str, tag: str) -> str:
     """Repair the one known push race of buildx's docker driver; return the digest or ''.
 
     With the containerd image store, buildx 0.13 pushes twice: BuildKit pushes the index,
@@ -152,7 +155,6 @@ def _repair_moby_push(done: proc.Completed, tag: str) -> str:
     manifest came last. When that is the only failure, the tag is pointed back at the
     index BuildKit pushed.
     """
-    text = done.stdout + done.stderr
     if "with docker" not in text or "500 Internal Server Error" not in text:
         return ""
     pushed = [m for m in _PUSHED.finditer(text) if m.group(1) == tag]
@@ -227,3 +229,16 @@ def remove_containers(ids: Sequence[str], timeout: float = 60) -> None:
     if ids:
         with contextlib.suppress(CommandFailed):
             proc.run([DOCKER, "rm", "-f", *ids], timeout=timeout, check=True)
+
+
+def imagetools_digest(ref: str, timeout: float = 60) -> str:
+    """Return the digest of the manifest or index `ref` names in its registry.
+
+    Raises CommandFailed when the registry does not know `ref`.
+    """
+    done = proc.run(
+        [DOCKER, "buildx", "imagetools", "inspect", ref, "--format", "{{json .Manifest}}"],
+        timeout=timeout,
+        check=True,
+    )
+    return str(json.loads(done.stdout).get("digest", ""))

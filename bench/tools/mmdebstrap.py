@@ -47,3 +47,29 @@ def version() -> str:
     except ToolMissing:
         return ""
     return done.stdout.strip()
+
+
+def bootstrap_dir(
+    arch: str,
+    suite: str,
+    target: Path,
+    mirror: str,
+    *,
+    variant: str = "minbase",
+    include: Sequence[str] = (),
+    options: Sequence[str] = (),
+    log_path: Path | None = None,
+    timeout: float = 1800,
+) -> None:
+    """Build a root file system for Debian `arch` as the folder `target` (must not exist).
+
+    With variant `extract` the packages are only unpacked: no maintainer script runs, so
+    a foreign kernel package needs neither qemu-user nor the host's multiarch. `options`
+    go to mmdebstrap as they are (`--dpkgopt=...`). The caller makes the result atomic.
+    Raises CommandFailed or CommandTimeout.
+    """
+    argv = ["mmdebstrap", f"--variant={variant}", f"--arch={arch}", *options]
+    if include:
+        argv.append("--include=" + ",".join(include))
+    argv += [suite, str(target), mirror]
+    proc.run(argv, timeout=timeout, check=True, log_path=log_path)

@@ -49,6 +49,16 @@ def test_atomic_write_leaves_no_temp_files(tmp_path):
     assert json.loads((tmp_path / "a.json").read_text()) == {"x": 1}
 
 
+def test_loader_reads_a_stored_v1_record():
+    from pathlib import Path
+
+    data = json.loads((Path(__file__).parent.parent / "data" / "result-v1-cell.json").read_text())
+    assert data["schema_version"] == 1 and "cache" not in data
+    record = record_from_dict(data)
+    assert record.cache == "cold" and record.cpu == "" and not record.warmup
+    assert record.strategy == "qemu-user" and record.wall_s > 0
+
+
 def test_loader_reads_v1_golden_and_rejects_newer():
     data = rec("r").__dict__ | {"schema_version": 1, "future_field_ignored": True}
     assert record_from_dict(data).wall_s == 1.5

@@ -1,3 +1,5 @@
+import shutil
+
 from bench.platforms import KNOWN
 from bench.scenario import resolve_scenario
 from bench.strategies import REGISTRY, get_strategy
@@ -22,9 +24,13 @@ def test_native_never_fakes_a_foreign_platform():
     assert not a.available and "no native linux/arm64 node" in a.reason
 
 
-def test_qemu_system_is_visibly_unavailable():
+def test_qemu_system_needs_its_emulator():
     a = REGISTRY["qemu-system"].probe(ARM64, AMD64)
-    assert not a.available and "not implemented" in a.reason
+    if shutil.which("qemu-system-aarch64"):
+        assert a.available
+    else:
+        assert not a.available and "qemu-system-aarch64 is not installed" in a.reason
+        assert "apt-get install qemu-system-arm" in a.fix
 
 
 def test_cross_dockerfile_builds_on_the_build_platform():
