@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -187,3 +188,90 @@ def write_basic_report(run_dir: Path, out_dir: Path) -> list[Path]:
         plt.close(fig)
         written.append(png)
     return written
+
+
+CELL_KEYS = ["scenario", "size", "strategy", "variant", "cpu", "cache", "platform"]
+"""The columns that name a cell in `frame()` rows."""
+
+
+def load_runs(run_dirs: list[Path]) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+    """Return the manifests of the run folders `run_dirs` and one `frame()` of all their
+    records, in the order given.
+
+    Raises FileNotFoundError when a folder is not a run.
+    """
+    manifests: list[dict[str, Any]] = []
+    records: list[Record] = []
+    for run_dir in run_dirs:
+        manifest, recs = load_run(run_dir)
+        manifests.append(manifest)
+        records.extend(recs)
+    return manifests, frame(records)
+
+
+EXPORT_FORMATS = ("csv", "parquet", "json")
+
+
+class ExportUnavailable(RuntimeError):
+    """The export format needs a library that is not installed."""
+
+
+def export_frame(df: pd.DataFrame, fmt: str, out: Path | None) -> str | None:
+    """Write `df` as `fmt` (csv, parquet or json: an array of row objects) to `out`.
+
+    Returns the text instead when `out` is None (csv and json only). Raises ValueError for
+    an unknown format or parquet without `out`, ExportUnavailable when parquet is asked
+    for and pyarrow is missing.
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; valid: {', '.join(EXPORT_FORMATS)}")
+    if fmt == "parquet":
+        if out is None:
+            raise ValueError("parquet is binary: give --out FILE")
+        if importlib.util.find_spec("pyarrow") is None:
+            raise ExportUnavailable(
+                "parquet needs pyarrow: pip install pyarrow (or use --format csv)"
+            )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        df.to_parquet(out, index=False)
+        return None
+    text = df.to_csv(index=False) if fmt == "csv" else df.to_json(orient="records", indent=2)
+    if out is None:
+        return text
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    return None
+
+
+STAT_COLUMNS = [
+    *CELL_KEYS,
+    "n",
+    "median_s",
+    "ci_low_s",
+    "ci_high_s",
+    "ci_coverage",
+    "cv",
+    "warnings",
+    "validated",
+]
+
+
+def cell_statistics(df: pd.DataFrame) -> pd.DataFrame:
+    """Return one row per cell of the measured (not warm-up) ok cell repetitions in `df`:
+    n, median, the order-statistic confidence interval of the median (stats.median_ci)
+    with its real coverage, CV, stats warnings as a tuple, and `validated` (True when
+    every repetition that carries a validation passed, None when none does)."""
+    from bench.stats import describe
+
+    ok = df[(df["kind"] == "cell") & (df["status"] == "ok") & ~df["warmup"].astype(bool)]
+    rows: list[dict[str, Any]] = []
+    for key, group in ok.groupby(CELL_KEYS, sort=True):
+        st = describe([float(x) for x in group.sort_values("started_at")["wall_s"]])
+        checked = [v for v in group["validation_passed"] if v is not None and v == v]
+        rows.append({
+            **dict(zip(CELL_KEYS, key, strict=True)),
+            "n": st.n, "median_s": st.median, "ci_low_s": st.ci_low, "ci_high_s": st.ci_high,
+            "ci_coverage": st.ci_coverage, "cv": st.cv, "warnings": st.warnings,
+            "validated": all(bool(v) for v in checked) if checked else None,
+        })  # fmt: skip
+    return pd.DataFrame(rows, columns=STAT_COLUMNS)

@@ -100,7 +100,8 @@ def probe_cells(
                 )
         if a.available and c.cpu and c.cpu != "default":
             model = guest.CPU_MODELS.get(c.cpu, {}).get(parse_platform(c.platform).qemu_name)
-            if model is None and parse_platform(c.platform) != host:
+            emulated = c.strategy == "qemu-system" or parse_platform(c.platform) != host
+            if model is None and emulated:
                 a = Availability(False, f"CPU variant {c.cpu!r} has no model for {c.platform}")
         found[c] = a
     return found

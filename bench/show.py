@@ -25,9 +25,6 @@ def cell_rows(records: list[Record]) -> list[dict[str, Any]]:
         steps: dict[str, list[float]] = {}
         for r in ok:
             seconds = dict(r.extra.get("step_seconds") or {})
-            for name in ("boot_s", "build_s", "shutdown_s"):
-                if name in r.extra:
-                    seconds[name.removesuffix("_s")] = float(r.extra[name])
             for k, v in seconds.items():
                 steps.setdefault(k, []).append(float(v))
         cpu = [r.extra["resources"]["cpu_user_s"] + r.extra["resources"]["cpu_system_s"]

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import guest
+from bench import guest, resources
 from bench.errors import ArchbenchError, CommandTimeout
 from bench.platforms import Platform
 from bench.scenario import Scenario
@@ -165,18 +165,26 @@ class QemuSystem(BuildxStrategy):
         ctx = Path(tempfile.mkdtemp(prefix="archbench-qemu-system-"))
         try:
             artifacts = [(a.built, Path(a.built).name) for a in scenario.artifacts]
-            run = guest.run_in_guest(
-                image,
-                scenario.source_dir,
-                f"{CC_VERSION_ECHO} && {scenario.build_command}",
-                settings.size,
-                artifacts,
-                ctx / "art",
-                cpu_variant=settings.cpu,
-                timeout=settings.timeout,
-                log_path=log_path,
-            )
+            # The guest is this process's child: its CPU time arrives in RUSAGE_CHILDREN.
+            with resources.children_span() as usage:
+                run = guest.run_in_guest(
+                    image,
+                    scenario.source_dir,
+                    f"{CC_VERSION_ECHO} && {scenario.build_command}",
+                    settings.size,
+                    artifacts,
+                    ctx / "art",
+                    cpu_variant=settings.cpu,
+                    timeout=settings.timeout,
+                    log_path=log_path,
+                )
             extra: dict[str, Any] = {
+                "resources": usage.as_dict(),
+                "step_seconds": {
+                    "boot": run.boot_s,
+                    "compile": run.build_s,
+                    "shutdown": run.shutdown_s,
+                },
                 "boot_s": run.boot_s,
                 "build_s": run.build_s,
                 "shutdown_s": run.shutdown_s,
