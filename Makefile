@@ -12,6 +12,8 @@ bench: setup
 	$(BIN)/archbench run
 
 test: setup
+	@command -v chromium >/dev/null || { echo "installing chromium (report.html test)"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 	$(BIN)/python -m pytest -p no:cacheprovider --benchmark-skip $(PYTEST_ARGS) tests/unit tests/integration
 
 setup: venv

@@ -63,11 +63,28 @@ def strategy_colour(strategy: str) -> str:
     return STRATEGY_COLOURS.get(strategy, UNKNOWN_COLOUR)
 
 
-def cell_label(row: pd.Series, with_cache: bool = True) -> str:
-    """Return a two-line axis label for a cell row: variant, platform and cache mode."""
-    cache = f" ({row['cache']})" if with_cache and row["cache"] != "cold" else ""
-    size = f" s{row['size']}" if "size" in row and row["size"] != 1 else ""
-    return f"{row['variant']}{cache}\n{row['platform']}{size}"
+def cell_label(row: pd.Series, with_cache: bool = True, with_scenario: bool = False) -> str:
+    """Return a multi-line axis label for a cell row: variant, platform, the cache mode when
+    not cold and, with `with_scenario`, the scenario and size."""
+    lines = [str(row["variant"]), str(row["platform"])]
+    if with_cache and row["cache"] != "cold":
+        lines.append(f"({row['cache']})")
+    if with_scenario:
+        lines.append(f"{row['scenario']} s{row['size']}")
+    return "\n".join(lines)
+
+
+def _several_scenarios(table: pd.DataFrame) -> bool:
+    return table[["scenario", "size"]].drop_duplicates().shape[0] > 1
+
+
+def _xticks(ax: Axes, table: pd.DataFrame, with_cache: bool = True) -> None:
+    many = _several_scenarios(table)
+    labels = [cell_label(r, with_cache, many) for _, r in table.iterrows()]
+    if len(labels) > 6:
+        ax.set_xticks(range(len(labels)), labels, fontsize=7, rotation=35, ha="right")
+    else:
+        ax.set_xticks(range(len(labels)), labels, fontsize=8)
 
 
 def _ordered(stats: pd.DataFrame) -> pd.DataFrame:
@@ -139,7 +156,7 @@ def wall_ci_chart(stats: pd.DataFrame) -> Figure:
             va="bottom",
             fontsize=8,
         )
-    ax.set_xticks(x, [cell_label(r) for _, r in cells.iterrows()], fontsize=8)
+    _xticks(ax, cells)
     log = needs_log_scale(list(medians))
     if log:
         ax.set_yscale("log")
@@ -206,9 +223,12 @@ def slowdown_matrix(slowdown: pd.DataFrame) -> pd.DataFrame:
     """Return the ratios of `slowdown_table` rows as a matrix: rows are strategy variants
     (with the cache mode when not cold), columns platforms; NaN where no cell ran."""
     table = slowdown.copy()
+    several = table[["scenario", "size"]].drop_duplicates().shape[0] > 1
     table["row"] = [
-        f"{v}" + ("" if c == "cold" else f" ({c})")
-        for v, c in zip(table["variant"], table["cache"], strict=True)
+        f"{v}" + ("" if c == "cold" else f" ({c})") + (f" [{sc} s{sz}]" if several else "")
+        for v, c, sc, sz in zip(
+            table["variant"], table["cache"], table["scenario"], table["size"], strict=True
+        )
     ]
     rank = {s: i for i, s in enumerate(REGISTRY)}
     strategy_of = dict(zip(table["row"], table["strategy"], strict=True))
@@ -300,18 +320,20 @@ def step_breakdown_chart(steps: pd.DataFrame) -> Figure:
         for name, seconds in parts:
             if seconds <= 0:
                 continue
-            ax.barh(i, seconds, left=left, color=STEP_COLOURS[name], edgecolor="black",
-                    linewidth=0.4, label=name)  # fmt: skip
+            bars = ax.barh(i, seconds, left=left, color=STEP_COLOURS[name], edgecolor="black",
+                           linewidth=0.4, label=name)  # fmt: skip
+            bars.patches[0].set_gid(name)
             used[name] = STEP_COLOURS[name]
             left += seconds
         rest = float(row["median_s"]) - left
         if rest > 0.02 * float(row["median_s"]):
-            ax.barh(i, rest, left=left, color="white", edgecolor="#666666", linewidth=0.4,
-                    hatch="..", label="unaccounted")  # fmt: skip
+            bars = ax.barh(i, rest, left=left, color="white", edgecolor="#666666",
+                           linewidth=0.4, hatch="..", label="unaccounted")  # fmt: skip
+            bars.patches[0].set_gid("unaccounted")
             used["unaccounted"] = "white"
         ax.annotate(f"{row['median_s']:.3g} s", (max(left, float(row["median_s"])), i),
                     xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)  # fmt: skip
-        labels.append(cell_label(row).replace("\n", "  "))
+        labels.append(cell_label(row, True, _several_scenarios(has)).replace("\n", "  "))
     ax.set_yticks(range(len(has)), labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("median seconds per step (wall time of the build)")
@@ -320,7 +342,7 @@ def step_breakdown_chart(steps: pd.DataFrame) -> Figure:
         Patch(facecolor=c, edgecolor="black", hatch=".." if n == "unaccounted" else None, label=n)
         for n, c in used.items()
     ]
-    ax.legend(handles=handles, title="step", fontsize=8, loc="lower right")
+    ax.legend(handles=handles, title="step", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.margins(x=0.12)
     return fig
 
@@ -331,7 +353,7 @@ def cache_pairs(stats: pd.DataFrame) -> pd.DataFrame:
     keys = [k for k in CELL_KEYS if k != "cache"]
     cold = stats[stats["cache"] == "cold"].set_index(keys)
     warm = stats[stats["cache"] == "warm"].set_index(keys)
-    both = cold.join(warm, how="inner", lsuffix="_cold", rsuffix="_warm")
+    both = cold.merge(warm, left_index=True, right_index=True, suffixes=("_cold", "_warm"))
     out = pd.DataFrame({
         "cold_s": both["median_s_cold"], "warm_s": both["median_s_warm"],
         "cold_low": both["ci_low_s_cold"], "cold_high": both["ci_high_s_cold"],
@@ -365,7 +387,7 @@ def cache_chart(pairs: pd.DataFrame) -> Figure:
         top = max(float(row["cold_high"]), float(row["warm_high"]))
         ax.annotate(f"warm/cold {row['warm_s'] / row['cold_s']:.2f}", (xi, top), xytext=(0, 4),
                     textcoords="offset points", ha="center", fontsize=8)  # fmt: skip
-    ax.set_xticks(x, [cell_label(r, with_cache=False) for _, r in pairs.iterrows()], fontsize=8)
+    _xticks(ax, pairs, with_cache=False)
     ax.set_ylabel("median wall time (s)")
     ax.set_title(f"Cold against warm (incremental) build ({_subtitle(pairs)})")
     _strategy_legend(ax, list(pairs["strategy"]), True, loc="best")
@@ -511,8 +533,9 @@ def validation_chart(table: pd.DataFrame) -> Figure:
         raise ValueError("no record carries validation checks")
     from matplotlib.colors import LinearSegmentedColormap
 
-    cmap = LinearSegmentedColormap.from_list("fail-pass", ["#D55E00", "#F0E442", "#009E73"])
-    cmap.set_bad("#EEEEEE")
+    cmap = LinearSegmentedColormap.from_list(
+        "fail-pass", ["#D55E00", "#F0E442", "#009E73"]
+    ).with_extremes(bad="#EEEEEE")
     values = table.to_numpy(dtype=float)
     fig, ax = plt.subplots(
         figsize=(max(5.0, 1.0 * table.shape[1] + 4), max(2.5, 0.45 * table.shape[0] + 1.5)),
@@ -569,9 +592,10 @@ def resources_chart(resources: pd.DataFrame) -> Figure:
                           edgecolor="black", linewidth=0.6)  # fmt: skip
     for b, h in zip(mem_bars, hatches, strict=True):
         b.set_hatch(h)
-    labels = [cell_label(r) for _, r in resources.iterrows()]
+    many = _several_scenarios(resources)
+    labels = [cell_label(r, True, many).replace("\n", " ") for _, r in resources.iterrows()]
     for ax in (cpu_ax, mem_ax):
-        ax.set_xticks(x, labels, fontsize=7, rotation=30, ha="right")
+        ax.set_xticks(x, labels, fontsize=7, rotation=35, ha="right")
     cpu_ax.set_ylabel("median CPU time (s)")
     cpu_ax.set_title("CPU time (white, crossed: system)")
     mem_ax.set_ylabel("median peak memory above baseline (MiB)")

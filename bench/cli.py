@@ -168,6 +168,39 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     sh.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
+    ex = sub.add_parser(
+        "export", help="write the tidy table of stored runs (one row per repetition)"
+    )
+    ex.add_argument("run", nargs="*", help="run ids or run folders (default: the latest run)")
+    ex.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    ex.add_argument("--format", default="csv", help="csv (default), parquet or json")
+    ex.add_argument("--out", type=Path, help="file to write (default: standard output)")
+
+    rp = sub.add_parser(
+        "report", help="charts, summary.md and a self-contained report.html of stored runs"
+    )
+    rp.add_argument("run", nargs="*", help="run ids or run folders (default: the latest run)")
+    rp.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    rp.add_argument(
+        "--out", type=Path, help="report folder (default reports/<run-id>/ of the last run)"
+    )
+
+    cp = sub.add_parser(
+        "compare", help="is NEW slower than BASE? per cell: ratio, CI, Mann-Whitney test"
+    )
+    cp.add_argument("base", help="run id or run folder")
+    cp.add_argument("new", help="run id or run folder")
+    cp.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    cp.add_argument("--threshold", default="10%", help="smallest change that counts (default 10%%)")
+    cp.add_argument("--alpha", type=float, default=0.05, help="significance level (0.05)")
+    cp.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
+    hi = sub.add_parser("history", help="change points in each cell's time across stored runs")
+    hi.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    hi.add_argument("--cell", action="append", default=[], help="cell key; repeatable")
+    hi.add_argument("--alpha", type=float, default=0.05, help="significance level (0.05)")
+    hi.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
     v = sub.add_parser(
         "validate",
         help="check multi-arch images: index, platforms, config, "
@@ -439,12 +472,135 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_FAILED if summary.failed else EXIT_OK
 
 
+def _runs(refs: Sequence[str], root: Path) -> list[Path]:
+    from bench import results
+
+    try:
+        return [results.resolve_run(r, root) for r in refs] or [results.resolve_run(None, root)]
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from bench import report
+
+    if args.format not in report.EXPORT_FORMATS:
+        raise UsageError(f"bad --format {args.format!r}; valid: {', '.join(report.EXPORT_FORMATS)}")
+    _, df = report.load_runs(_runs(args.run, args.results))
+    try:
+        text = report.export_frame(df, args.format, args.out)
+    except (ValueError, report.ExportUnavailable) as exc:
+        raise UsageError(str(exc)) from exc
+    if text is not None:
+        sys.stdout.write(text)
+    else:
+        _say(f"export: {len(df)} rows to {args.out}")
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench import htmlreport, report
+
+    runs = _runs(args.run, args.results)
+    out_dir = args.out or (report.DEFAULT_REPORTS / runs[-1].name)
+    written = htmlreport.write_report(runs, out_dir)
+    _say(f"report: {len(written)} files in {out_dir}")
+    print(out_dir / "report.html")
+    return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from bench import compare
+
+    base, new = _runs([args.base], args.results)[0], _runs([args.new], args.results)[0]
+    try:
+        threshold = compare.parse_threshold(args.threshold)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    if not 0 < args.alpha < 1:
+        raise UsageError(f"bad --alpha {args.alpha}; expected a value between 0 and 1")
+    result = compare.compare_runs(base, new, threshold, args.alpha)
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        table = Table("cell", "n base/new", "median base s", "median new s", "ratio new/base",
+                      "95% CI (bootstrap)", "p slower", "p faster", "verdict",
+                      title=f"compare {result.base_run} -> {result.new_run} "
+                      f"(threshold {threshold:.0%}, alpha {args.alpha:g})")  # fmt: skip
+        for c in result.cells:
+            verdict = c.verdict + (" (threshold only)" if c.threshold_only else "")
+            table.add_row(
+                c.cell, f"{c.base_n}/{c.new_n}", f"{c.base_median_s:.3f}",
+                f"{c.new_median_s:.3f}", f"{c.ratio:.3f}", f"[{c.ci_low:.3f}, {c.ci_high:.3f}]",
+                "-" if c.p_slower is None else f"{c.p_slower:.3g}",
+                "-" if c.p_faster is None else f"{c.p_faster:.3g}", verdict,
+            )  # fmt: skip
+        out.print(table)
+        out.print(f"CI: {compare.CI_METHOD}; test: one-sided exact Mann-Whitney U", markup=False)
+        for c in result.cells:
+            for note in c.notes:
+                out.print(f"note: {c.cell}: {note}", markup=False)
+        for name in result.only_base:
+            out.print(f"only in base: {name}", markup=False)
+        for name in result.only_new:
+            out.print(f"only in new: {name}", markup=False)
+    for warning in result.warnings:
+        _say(f"warning: {warning}")
+    if not result.cells:
+        _say("compare: no cell ran ok in both runs")
+    return EXIT_FAILED if result.regressed else EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from bench import history, results
+
+    runs = results.list_runs(args.results)
+    if not runs:
+        raise UsageError(f"no runs under {args.results}")
+    series, steps = history.analyse(runs, args.cell, alpha=args.alpha)
+    missing = [c for c in args.cell if c not in series]
+    if missing:
+        raise UsageError(f"no stored run measured cell {missing[0]!r}")
+    if args.json:
+        print(json.dumps({
+            "method": "binary segmentation, two-sided exact Mann-Whitney U per split, "
+                      "Bonferroni-corrected over the splits tried",
+            "alpha": args.alpha,
+            "cells": {
+                k: {"runs": [{"run_id": p.run_id, "started_at": p.started_at,
+                              "commit": p.commit, "n": len(p.samples),
+                              "median_s": p.median_s} for p in v],
+                    "steps": [s.as_dict() for s in steps[k]]}
+                for k, v in series.items()
+            },
+        }, indent=2))  # fmt: skip
+        return EXIT_OK
+    table = Table("cell", "runs", "first median s", "last median s", "change points",
+                  title=f"history of {len(runs)} runs under {args.results}")  # fmt: skip
+    for key, points in series.items():
+        found = "; ".join(
+            f"{s.ratio:.2f}x at {s.run_id} ({s.started_at}, {s.commit[:10] or '-'}), "
+            f"p {s.p_value:.2g}"
+            for s in steps[key]
+        ) or "none"  # fmt: skip
+        table.add_row(key, str(len(points)), f"{points[0].median_s:.3f}",
+                      f"{points[-1].median_s:.3f}", found)  # fmt: skip
+    out.print(table)
+    out.print("method: binary segmentation on the runs' repetitions, two-sided exact "
+              "Mann-Whitney U per split, Bonferroni-corrected", markup=False)  # fmt: skip
+    return EXIT_OK
+
+
 COMMANDS = {
     "setup": cmd_setup,
     "doctor": cmd_doctor,
     "run": cmd_run,
     "show": cmd_show,
     "validate": cmd_validate,
+    "export": cmd_export,
+    "report": cmd_report,
+    "compare": cmd_compare,
+    "history": cmd_history,
 }
 
 

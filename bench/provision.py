@@ -33,6 +33,10 @@ HOST_PACKAGES = (
     "docker-registry",
     "mmdebstrap",
     "ca-certificates",
+    "qemu-system-arm",
+    "qemu-system-x86",
+    "kmod",
+    "e2fsprogs",
 )
 
 Say = Callable[[str], None]
@@ -134,8 +138,9 @@ def ensure_packages(say: Say, log: Path) -> StepOutcome:
     say(
         "installing " + ", ".join(wanted) + ": Docker Engine 26 with buildx (multi-platform "
         "builds), qemu-user-static + binfmt-support (foreign binaries through binfmt_misc), "
-        "docker-registry (the private registry on loopback), mmdebstrap (base images from "
-        "Debian's archive)"
+        "docker-registry (the private registry on loopback), mmdebstrap (base images and "
+        "guest root file systems from Debian's archive), qemu-system-arm/x86 + kmod + "
+        "e2fsprogs (full-system guests: depmod for their modules, ext4 disks without mounts)"
     )
     apt.update(log_path=log)
     apt.install(wanted, log_path=log)

@@ -325,7 +325,7 @@ def _provision(
             broken[c] = done[key].log_tail
         elif c.cache == "warm":
             say(f"  priming the warm build cache of {c.variant} {c.platform}")
-            settings = _settings(req, scenario, c, host, nonce=f"prime-{store.run_id}")
+            settings = _settings(req, scenario, c, host, nonce=f"{c.key}-prime-{store.run_id}")
             tag = cell_tag(image_repo(settings, scenario), c, platform)
             outcome = strategy.build(scenario, [platform], settings, tag,
                                      store.log_path(f"prime-{c.key}"))  # fmt: skip
@@ -353,7 +353,10 @@ def _run_cell(
     push it, validate it; return its record."""
     strategy = REGISTRY[c.strategy]
     platform = parse_platform(c.platform)
-    nonce = f"{store.run_id}-{'w' if warmup else 'r'}{rep}"
+    # The edit names the cell: BuildKit leaves cache mounts out of a step's cache key, so
+    # two cells whose Dockerfiles differ only in their mount (native and qemu-user on the
+    # host's platform) would otherwise share one cached warm build.
+    nonce = f"{c.key}-{store.run_id}-{'w' if warmup else 'r'}{rep}"
     settings = _settings(req, scenario, c, host, nonce=nonce)
     tag = cell_tag(image_repo(settings, scenario), c, platform)
     log = store.log_path(f"{c.key}-{'w' if warmup else 'r'}{rep}")

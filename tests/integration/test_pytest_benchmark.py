@@ -65,8 +65,9 @@ def test_compare_fail_catches_a_slowed_cell(registry, tmp_path, storage):
     # Slow the build down for real: two busy loops take the machine's two cores.
     hogs = [subprocess.Popen(["sh", "-c", "while :; do :; done"]) for _ in range(2)]
     try:
-        slow = bench(tmp_path, storage, "--benchmark-compare=0001",
-                     "--benchmark-compare-fail=median:10%")
+        slow = bench(
+            tmp_path, storage, "--benchmark-compare=0001", "--benchmark-compare-fail=median:10%"
+        )
     finally:
         for h in hogs:
             h.kill()

@@ -50,17 +50,36 @@ def test_schedule_interleaves_warmups_first_or_runs_sequentially():
 
     a, b = Cell("s", 1, "x", "p"), Cell("s", 1, "y", "p")
     assert schedule([a, b], 2, warmup=1) == [
-        (1, True, a), (1, True, b), (1, False, a), (1, False, b), (2, False, a), (2, False, b)]
+        (1, True, a),
+        (1, True, b),
+        (1, False, a),
+        (1, False, b),
+        (2, False, a),
+        (2, False, b),
+    ]
     assert schedule([a, b], 2, order="sequential") == [
-        (1, False, a), (2, False, a), (1, False, b), (2, False, b)]
+        (1, False, a),
+        (2, False, a),
+        (1, False, b),
+        (2, False, b),
+    ]
 
 
 def test_cpu_variants_apply_only_to_emulating_strategies_and_caches_nest_inside():
-    cells = expand([("s", ["linux/arm64"])], ["cross", "qemu-user"], [1],
-                   caches=("cold", "warm"), cpus=("", "max"))
+    cells = expand(
+        [("s", ["linux/arm64"])],
+        ["cross", "qemu-user"],
+        [1],
+        caches=("cold", "warm"),
+        cpus=("", "max"),
+    )
     assert [(c.strategy, c.cpu, c.cache) for c in cells] == [
-        ("cross", "", "cold"), ("cross", "", "warm"),
-        ("qemu-user", "", "cold"), ("qemu-user", "", "warm"),
-        ("qemu-user", "max", "cold"), ("qemu-user", "max", "warm")]
+        ("cross", "", "cold"),
+        ("cross", "", "warm"),
+        ("qemu-user", "", "cold"),
+        ("qemu-user", "", "warm"),
+        ("qemu-user", "max", "cold"),
+        ("qemu-user", "max", "warm"),
+    ]
     assert cells[-1].key == "s-s1-qemu-user-max-linux-arm64-warm"
     assert cells[-1].variant == "qemu-user-max"

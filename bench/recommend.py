@@ -1,0 +1,145 @@
+"""Which strategy to use for each target platform, written from stored results only."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from bench.charts import slowdown_table
+
+
+@dataclass(frozen=True)
+class Option:
+    """One strategy variant that built and validated a platform."""
+
+    variant: str
+    strategy: str
+    median_s: float
+    ci_low_s: float
+    ci_high_s: float
+    n: int
+    vs_native: float | None
+    vs_pick: float
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The pick for one (scenario, size, platform), its alternatives and the caveats the
+    data supports. `pick` is None when no strategy built a validated image."""
+
+    scenario: str
+    size: int
+    platform: str
+    cache: str
+    pick: Option | None
+    alternatives: tuple[Option, ...]
+    native_reference: str
+    caveats: tuple[str, ...] = field(default_factory=tuple)
+
+    def sentence(self) -> str:
+        """Return the recommendation as one sentence."""
+        where = f"{self.platform} ({self.scenario}, size {self.size}, {self.cache} cache)"
+        if self.pick is None:
+            return f"{where}: no strategy built an image that passed validation."
+        p = self.pick
+        ratio = (
+            f", {p.vs_native:.2f}x native ({self.native_reference})"
+            if p.vs_native is not None
+            else ", no native reference ran"
+        )
+        return f"{where}: use **{p.variant}**, median {p.median_s:.3g} s{ratio}."
+
+
+def _unavailable(manifests: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    seen: dict[str, dict[str, Any]] = {}
+    for m in manifests:
+        for c in m.get("cells", []):
+            if not c.get("available", True):
+                seen[str(c.get("cell"))] = c
+    return list(seen.values())
+
+
+def recommend(
+    stats: pd.DataFrame, df: pd.DataFrame, manifests: Sequence[dict[str, Any]]
+) -> list[Recommendation]:
+    """Return one recommendation per (scenario, size, target platform) of `stats`
+    (`report.cell_statistics` rows), judged on cold-cache cells when there are any: the
+    fastest strategy variant by median whose images all passed validation, its ratio to
+    native, the alternatives, and caveats (stats warnings, few repetitions, overlapping
+    confidence intervals, failed or unvalidated cells in `df`, strategies the manifests
+    list as unavailable with their reasons)."""
+    out: list[Recommendation] = []
+    if stats.empty:
+        return out
+    ratios = slowdown_table(stats)
+    unavailable = _unavailable(manifests)
+    for (scenario, size, platform), group in stats.groupby(
+        ["scenario", "size", "platform"], sort=True
+    ):
+        cache = "cold" if (group["cache"] == "cold").any() else str(group["cache"].iloc[0])
+        cells = group[group["cache"] == cache]
+        caveats: list[str] = []
+        native_ref = ""
+        options: list[tuple[pd.Series, float | None]] = []
+        for _, row in cells.sort_values("median_s").iterrows():
+            if row["validated"] is not True:
+                state = "failed" if row["validated"] is False else "carries no validation"
+                caveats.append(f"{row['variant']} is left out: its image validation {state}")
+                continue
+            match = ratios[
+                (ratios["variant"] == row["variant"])
+                & (ratios["platform"] == platform)
+                & (ratios["cache"] == cache)
+                & (ratios["scenario"] == scenario)
+                & (ratios["size"] == size)
+            ]
+            vs_native = float(match["ratio"].iloc[0]) if not match.empty else None
+            if not match.empty:
+                native_ref = str(match["reference"].iloc[0])
+            options.append((row, vs_native))
+        pick: Option | None = None
+        alternatives: list[Option] = []
+        if options:
+            best = float(options[0][0]["median_s"])
+            built = [
+                Option(str(r["variant"]), str(r["strategy"]), float(r["median_s"]),
+                       float(r["ci_low_s"]), float(r["ci_high_s"]), int(r["n"]), v,
+                       float(r["median_s"]) / best)
+                for r, v in options
+            ]  # fmt: skip
+            pick, alternatives = built[0], built[1:]
+            for w in options[0][0]["warnings"]:
+                caveats.append(f"{pick.variant}: {w}")
+            if pick.n < 3:
+                caveats.append(
+                    f"{pick.variant} has {pick.n} repetition(s): too few to trust the ranking"
+                )
+            if alternatives and alternatives[0].ci_low_s <= pick.ci_high_s:
+                caveats.append(
+                    f"the confidence intervals of {pick.variant} and {alternatives[0].variant} "
+                    "overlap: the pick is not clearly faster"
+                )
+        failed = df[
+            (df["kind"] == "cell")
+            & (df["platform"] == platform)
+            & (df["scenario"] == scenario)
+            & (df["size"] == size)
+            & df["status"].isin(["failed", "timeout"])
+        ]
+        for (variant, status), fgroup in failed.groupby(["variant", "status"]):
+            classes = ", ".join(sorted({str(c) for c in fgroup["failure_class"] if c})) or "-"
+            caveats.append(f"{variant}: {len(fgroup)} repetition(s) {status} ({classes})")
+        for c in unavailable:
+            if c.get("platform") == platform and c.get("scenario", scenario) == scenario:
+                name = str(c.get("strategy")) + (
+                    f"-{c['cpu']}" if c.get("cpu") not in (None, "", "default") else ""
+                )
+                caveats.append(f"{name} was unavailable: {c.get('reason', 'no reason given')}")
+        out.append(
+            Recommendation(str(scenario), int(str(size)), str(platform), cache, pick,
+                           tuple(alternatives), native_ref, tuple(dict.fromkeys(caveats)))
+        )  # fmt: skip
+    return out
