@@ -7,10 +7,12 @@ import platform as _platform
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from bench import __version__, proc
 from bench.errors import ArchbenchError
 from bench.platforms import Platform, host_platform
-from bench.tools import apt, docker, qemu
+from bench.tools import apt, docker, mmdebstrap, qemu
 
 
 def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
@@ -46,6 +48,7 @@ def collect(platforms: list[Platform]) -> dict[str, Any]:
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "kernel": _platform.release(),
+        "memory_bytes": psutil.virtual_memory().total,
         "loadavg": list(os.getloadavg()),
     }
     try:
@@ -56,6 +59,10 @@ def collect(platforms: list[Platform]) -> dict[str, Any]:
         info["docker_server"] = f"unavailable: {exc}"
     info["docker_client"] = docker.client_version()
     info["buildx"] = docker.buildx_version()
+    info["buildkit"] = docker.buildkit_version()
+    info["containerd"] = docker.containerd_version()
+    info["qemu_system"] = {name: qemu.system_version(name) for name in ("aarch64", "x86_64")}
+    info["mmdebstrap"] = mmdebstrap.version()
     info["qemu_user"] = qemu.user_version()
     info["qemu_user_package"] = apt.installed_version("qemu-user-static")
     binfmt = {}

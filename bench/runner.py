@@ -262,11 +262,15 @@ def execute(req: RunRequest, say: Say) -> RunSummary:
         engine.record_unavailable()
         engine.provision()
         plan = schedule(engine.runnable, req.reps, req.warmup, req.order)
+        started = time.monotonic()
+        last_wall: dict[Cell, float] = {}
         for i, (rep, warm, c) in enumerate(plan, 1):
             kind = f"warm-up {rep}/{req.warmup}" if warm else f"rep {rep}/{req.reps}"
             say(f"[{i}/{len(plan)}] {c.scenario} {c.variant} {c.platform} {c.cache} "
-                f"size {c.size} {kind}")  # fmt: skip
-            engine.measure(c, rep, warm)
+                f"size {c.size} {kind}; elapsed {_clock(time.monotonic() - started)}"
+                f"{_estimate(plan[i - 1:], last_wall)}")  # fmt: skip
+            record = engine.measure(c, rep, warm)
+            last_wall[c] = record.wall_s
         engine.join_and_combine()
     except KeyboardInterrupt:
         engine.summary.interrupted = True
@@ -277,6 +281,21 @@ def execute(req: RunRequest, say: Say) -> RunSummary:
         for warning in st["warnings"]:
             say(f"  warning: {key}: {warning}")
     return engine.summary
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s"
+
+
+def _estimate(remaining: list[tuple[int, bool, Cell]], last_wall: dict[Cell, float]) -> str:
+    """Return ', about XmYYs left' from each remaining cell's last build time (cells not
+    built yet count as the mean of those built), or '' before any build finished."""
+    if not last_wall:
+        return ""
+    mean = sum(last_wall.values()) / len(last_wall)
+    left = sum(last_wall.get(c, mean) for _, _, c in remaining)
+    return f", about {_clock(left)} left"
 
 
 def cell_statistics(records: list[Record]) -> dict[str, dict[str, Any]]:

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,23 @@ def buildx_version(timeout: float = 20) -> str:
     """Return `docker buildx version`'s line, or '' when buildx is missing."""
     done = proc.run([DOCKER, "buildx", "version"], timeout=timeout)
     return done.stdout.strip() if done.ok else ""
+
+
+def buildkit_version(builder: str | None = None, timeout: float = 30) -> str:
+    """Return the BuildKit version of `builder` (default: the current one), or ''."""
+    argv = [DOCKER, "buildx", "inspect"] + ([builder] if builder else [])
+    done = proc.run(argv, timeout=timeout)
+    for line in done.stdout.splitlines():
+        if line.strip().lower().startswith("buildkit version:"):
+            return line.split(":", 1)[1].strip()
+    return ""
+
+
+def containerd_version(timeout: float = 20) -> str:
+    """Return `containerd --version`'s line, or '' when it is not on PATH."""
+    if shutil.which("containerd") is None:
+        return ""
+    return proc.run(["containerd", "--version"], timeout=timeout).stdout.strip()
 
 
 def client_version(timeout: float = 20) -> str:

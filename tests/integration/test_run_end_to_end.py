@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.results import load_run, resolve_run
+from bench.results import SCHEMA_VERSION, load_run, resolve_run
 from bench.tools import docker
 from bench.tools import registry as reg
 from bench.validate import image_platforms
@@ -107,11 +107,11 @@ def test_report_files_were_written(tiny_run):
     names = {p.name for p in Path(reports).iterdir()}
     assert {"walltime.csv", "walltime.png", "cells.csv"} <= names
     text = (Path(reports) / "walltime.csv").read_text()
-    assert "qemu-user,linux/arm64" in text
+    assert "qemu-user,qemu-user,cold,linux/arm64" in text
 
 
 def test_run_json_is_valid_on_disk(tiny_run):
     _, results, _ = tiny_run
     run = resolve_run(None, results)
     for f in (run / "records").glob("*.json"):
-        assert json.loads(f.read_text())["schema_version"] == 1
+        assert json.loads(f.read_text())["schema_version"] == SCHEMA_VERSION
