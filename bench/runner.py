@@ -125,11 +125,20 @@ def _settings(
 
 def _record(c: Cell, run_id: str, rep: int, status: str, wall: float, **kw: Any) -> Record:
     return Record(
-        kind=kw.pop("kind", "cell"), run_id=run_id, scenario=c.scenario, size=c.size,
-        strategy=c.strategy, platform=kw.pop("platform", c.platform), rep=rep, status=status,
-        wall_s=wall, started_at=kw.pop("started_at", now_iso()), cache=c.cache, cpu=c.cpu,
+        kind=kw.pop("kind", "cell"),
+        run_id=run_id,
+        scenario=c.scenario,
+        size=c.size,
+        strategy=c.strategy,
+        platform=kw.pop("platform", c.platform),
+        rep=rep,
+        status=status,
+        wall_s=wall,
+        started_at=kw.pop("started_at", now_iso()),
+        cache=c.cache,
+        cpu=c.cpu,
         **kw,
-    )  # fmt: skip
+    )
 
 
 def recipe_digest(scenario: Scenario, cell: Cell, settings: BuildSettings) -> str:
@@ -157,8 +166,12 @@ class Engine:
         self.scenarios = {s.name: s for s in req.scenarios}
         self.cells = expand(
             [(s.name, [p.name for p in s.platforms]) for s in req.scenarios],
-            req.strategies, req.sizes, [p.name for p in req.platforms], req.caches, req.cpus,
-        )  # fmt: skip
+            req.strategies,
+            req.sizes,
+            [p.name for p in req.platforms],
+            req.caches,
+            req.cpus,
+        )
         self.availability = probe_cells(self.cells, self.host, self.scenarios)
         self.runnable = [c for c in self.cells if self.availability[c].available]
         if self.runnable:
@@ -175,23 +188,37 @@ class Engine:
             "request": {
                 "scenarios": [s.name for s in req.scenarios],
                 "scenario_digests": {s.name: s.digest() for s in req.scenarios},
-                "strategies": list(req.strategies), "platforms": [p.name for p in req.platforms],
-                "sizes": list(req.sizes), "reps": req.reps, "warmup": req.warmup,
-                "order": req.order, "caches": list(req.caches), "cpus": list(req.cpus),
-                "retries": req.retries, "registry": req.registry, "base_image": req.base_image,
-                "builder": req.builder, "timeout": req.timeout,
+                "strategies": list(req.strategies),
+                "platforms": [p.name for p in req.platforms],
+                "sizes": list(req.sizes),
+                "reps": req.reps,
+                "warmup": req.warmup,
+                "order": req.order,
+                "caches": list(req.caches),
+                "cpus": list(req.cpus),
+                "retries": req.retries,
+                "registry": req.registry,
+                "base_image": req.base_image,
+                "builder": req.builder,
+                "timeout": req.timeout,
             },
             "cells": [
-                {"cell": c.key, "scenario": c.scenario, "size": c.size, "strategy": c.strategy,
-                 "platform": c.platform, "cache": c.cache, "cpu": c.cpu,
-                 "available": self.availability[c].available,
-                 "reason": self.availability[c].reason,
-                 "recipe_sha256": recipe_digest(self.scenarios[c.scenario], c,
-                                                self.settings(c))}
+                {
+                    "cell": c.key,
+                    "scenario": c.scenario,
+                    "size": c.size,
+                    "strategy": c.strategy,
+                    "platform": c.platform,
+                    "cache": c.cache,
+                    "cpu": c.cpu,
+                    "available": self.availability[c].available,
+                    "reason": self.availability[c].reason,
+                    "recipe_sha256": recipe_digest(self.scenarios[c.scenario], c, self.settings(c)),
+                }
                 for c in self.cells
             ],
             "provenance": self.prov,
-        }  # fmt: skip
+        }
         self.store.write_manifest(self.manifest)
 
     def settings(self, cell: Cell, nonce: str = "") -> BuildSettings:
@@ -209,34 +236,197 @@ class Engine:
             a = self.availability[c]
             if not a.available:
                 self.say(f"  {c.variant} {c.platform} {c.cache}: unavailable ({a.reason})")
-                self.keep(_record(c, self.store.run_id, 1, "unavailable", 0.0, reason=a.reason,
-                                  provenance=self.prov))  # fmt: skip
+                self.keep(
+                    _record(
+                        c,
+                        self.store.run_id,
+                        1,
+                        "unavailable",
+                        0.0,
+                        reason=a.reason,
+                        provenance=self.prov,
+                    )
+                )
 
     def provision(self, cells: list[Cell] | None = None) -> None:
         """Provision `cells` (default: every runnable cell), timed apart from builds."""
-        self.broken.update(_provision(
-            self.req, cells if cells is not None else self.runnable, self.scenarios, self.host,
-            self.store, self.keep, self.say, self.prov,
-        ))  # fmt: skip
+        self.broken.update(self._provision_cells(cells if cells is not None else self.runnable))
 
     def measure(self, cell: Cell, rep: int, warmup: bool = False) -> Record:
         """Build, push and validate one repetition of `cell`; store and return its record."""
         if cell in self.broken:
-            record = _record(cell, self.store.run_id, rep, "failed", 0.0,
-                             failure_class="provision", log_tail=self.broken[cell],
-                             warmup=warmup, provenance=self.prov)  # fmt: skip
+            record = _record(
+                cell,
+                self.store.run_id,
+                rep,
+                "failed",
+                0.0,
+                failure_class="provision",
+                log_tail=self.broken[cell],
+                warmup=warmup,
+                provenance=self.prov,
+            )
         else:
-            record = _run_cell(self.req, cell, rep, warmup, self.scenarios[cell.scenario],
-                               self.host, self.store, self.prov, self.say)  # fmt: skip
+            record = _run_cell(
+                self.req,
+                cell,
+                rep,
+                warmup,
+                self.scenarios[cell.scenario],
+                self.host,
+                self.store,
+                self.prov,
+                self.say,
+            )
         self.keep(record)
         return record
 
     def join_and_combine(self) -> None:
         """Join each strategy's cells into its index and time the combined builds."""
-        self.manifest["artifact_comparison"] = _join_and_combine(
-            self.req, self.runnable, self.scenarios, self.host, self.store, self.keep,
-            self.say, self.prov, self.summary,
-        )  # fmt: skip
+        self.manifest["artifact_comparison"] = self._join_and_combine(self.runnable)
+
+    def _provision_cells(self, runnable: list[Cell]) -> dict[Cell, str]:
+        """Provision each (scenario, strategy, platform): its toolchain stage (or guest image)
+        built and cached, timed apart from builds; then prime every warm cell's build cache
+        with one untimed build. Returns the cells whose provisioning failed, with the log."""
+        broken: dict[Cell, str] = {}
+        done: dict[tuple[str, str, str, str], BuildOutcome] = {}
+        for c in runnable:
+            key = (c.scenario, c.strategy, c.platform, c.cpu)
+            strategy = REGISTRY[c.strategy]
+            scenario = self.scenarios[c.scenario]
+            platform = parse_platform(c.platform)
+            if key not in done:
+                self.say(f"  provisioning {c.variant} toolchain for {c.platform}")
+                outcome = strategy.provision(
+                    scenario,
+                    [platform],
+                    _settings(self.req, scenario, c, self.host),
+                    self.store.log_path(f"provision-{c.scenario}-{c.variant}-{platform.slug}"),
+                )
+                done[key] = outcome
+                self.keep(
+                    _record(
+                        c,
+                        self.store.run_id,
+                        1,
+                        outcome.status,
+                        outcome.wall_s,
+                        kind="provision",
+                        failure_class=outcome.failure_class,
+                        log_tail=outcome.log_tail,
+                        extra={"phase": "toolchain", **outcome.extra},
+                        provenance=self.prov,
+                    )
+                )
+                self.say(f"    {outcome.status} in {outcome.wall_s:.1f} s")
+            if done[key].status != "ok":
+                broken[c] = done[key].log_tail
+            elif c.cache == "warm":
+                self.say(f"  priming the warm build cache of {c.variant} {c.platform}")
+                settings = _settings(
+                    self.req, scenario, c, self.host, nonce=f"{c.key}-prime-{self.store.run_id}"
+                )
+                tag = cell_tag(image_repo(settings, scenario), c, platform)
+                outcome = strategy.build(
+                    scenario, [platform], settings, tag, self.store.log_path(f"prime-{c.key}")
+                )
+                self.keep(
+                    _record(
+                        c,
+                        self.store.run_id,
+                        1,
+                        outcome.status,
+                        outcome.wall_s,
+                        kind="provision",
+                        failure_class=outcome.failure_class,
+                        log_tail=outcome.log_tail,
+                        extra={"phase": "warm-prime", **outcome.extra},
+                        provenance=self.prov,
+                    )
+                )
+                if outcome.status not in ("ok", "no-op"):
+                    broken[c] = outcome.log_tail
+        return broken
+
+    def _join_and_combine(self, runnable: list[Cell]) -> list[dict[str, Any]]:
+        """Per (scenario, size, strategy, CPU variant, cache mode): join the cells' images
+        into one index (timed and validated); for cold cells also time the one-command
+        multi-platform build users run.
+
+        Returns the cross-strategy artifact comparison of cold builds (informational)."""
+        reports: dict[tuple[str, int], dict[str, ValidationReport]] = {}
+        groups: dict[tuple[str, int, str, str, str], list[Cell]] = {}
+        for c in runnable:
+            groups.setdefault((c.scenario, c.size, c.strategy, c.cpu, c.cache), []).append(c)
+        for (name, size, strategy_name, cpu, cache), group in groups.items():
+            scenario = self.scenarios[name]
+            strategy = REGISTRY[strategy_name]
+            first = group[0]
+            settings = _settings(self.req, scenario, first, self.host)
+            repo = image_repo(settings, scenario)
+            last = {
+                r.platform: r
+                for r in self.summary.records
+                if r.kind == "cell"
+                and not r.warmup
+                and (r.scenario, r.size, r.strategy, r.cpu, r.cache)
+                == (name, size, strategy_name, cpu, cache)
+            }
+            ok = [
+                parse_platform(c.platform)
+                for c in group
+                if c.platform in last and last[c.platform].status in ("ok", "no-op")
+            ]
+            suffix = "" if cache == "cold" else cache
+            target = strategy_tag(repo, first.variant, size, suffix)
+            if ok:
+                record, report = _join(
+                    first,
+                    target,
+                    [last[p.name].tag for p in ok],
+                    [parse_platform(c.platform) for c in group],
+                    scenario,
+                    self.store,
+                    self.prov,
+                    self.say,
+                    self.host,
+                )
+                self.keep(record)
+                if report is not None and cache == "cold":
+                    reports.setdefault((name, size), {})[first.variant] = report
+            if self.req.combined and cache == "cold":
+                platforms = [parse_platform(c.platform) for c in group]
+                tag = strategy_tag(repo, first.variant, size, "combined")
+                self.say(f"  combined build {first.variant} {','.join(p.name for p in platforms)}")
+                log = self.store.log_path(f"{name}-s{size}-{first.variant}-combined")
+                started = now_iso()
+                outcome = strategy.build(scenario, platforms, settings, tag, log)
+                self.say(f"    {outcome.status} in {outcome.wall_s:.1f} s")
+                self.keep(
+                    _record(
+                        first,
+                        self.store.run_id,
+                        1,
+                        outcome.status,
+                        outcome.wall_s,
+                        kind="combined",
+                        platform="",
+                        started_at=started,
+                        tag=tag,
+                        digest=outcome.digest,
+                        failure_class=outcome.failure_class,
+                        log_tail=outcome.log_tail,
+                        log_file=str(log),
+                        extra={"platforms": [p.name for p in platforms], **outcome.extra},
+                        provenance=self.prov,
+                    )
+                )
+        comparison = []
+        for (name, size), by_strategy in reports.items():
+            for check in compare_artifacts(by_strategy):
+                comparison.append({"scenario": name, "size": size, **check.as_dict()})
+        return comparison
 
     def finish(self, status: str | None = None) -> None:
         """Write the manifest's statistics and final status (ok, failed or `status`)."""
@@ -266,9 +456,11 @@ def execute(req: RunRequest, say: Say) -> RunSummary:
         last_wall: dict[Cell, float] = {}
         for i, (rep, warm, c) in enumerate(plan, 1):
             kind = f"warm-up {rep}/{req.warmup}" if warm else f"rep {rep}/{req.reps}"
-            say(f"[{i}/{len(plan)}] {c.scenario} {c.variant} {c.platform} {c.cache} "
+            say(
+                f"[{i}/{len(plan)}] {c.scenario} {c.variant} {c.platform} {c.cache} "
                 f"size {c.size} {kind}; elapsed {_clock(time.monotonic() - started)}"
-                f"{_estimate(plan[i - 1:], last_wall)}")  # fmt: skip
+                f"{_estimate(plan[i - 1 :], last_wall)}"
+            )
             record = engine.measure(c, rep, warm)
             last_wall[c] = record.wall_s
         engine.join_and_combine()
@@ -308,55 +500,6 @@ def cell_statistics(records: list[Record]) -> dict[str, dict[str, Any]]:
     return {key: stats.describe(xs).as_dict() for key, xs in samples.items()}
 
 
-def _provision(
-    req: RunRequest,
-    runnable: list[Cell],
-    scenarios: dict[str, Scenario],
-    host: Platform,
-    store: RunStore,
-    keep: Callable[[Record], None],
-    say: Say,
-    prov: dict[str, Any],
-) -> dict[Cell, str]:
-    """Provision each (scenario, strategy, platform): its toolchain stage (or guest image)
-    built and cached, timed apart from builds; then prime every warm cell's build cache
-    with one untimed build. Returns the cells whose provisioning failed, with the log."""
-    broken: dict[Cell, str] = {}
-    done: dict[tuple[str, str, str, str], BuildOutcome] = {}
-    for c in runnable:
-        key = (c.scenario, c.strategy, c.platform, c.cpu)
-        strategy = REGISTRY[c.strategy]
-        scenario = scenarios[c.scenario]
-        platform = parse_platform(c.platform)
-        if key not in done:
-            say(f"  provisioning {c.variant} toolchain for {c.platform}")
-            outcome = strategy.provision(
-                scenario, [platform], _settings(req, scenario, c, host),
-                store.log_path(f"provision-{c.scenario}-{c.variant}-{platform.slug}"),
-            )  # fmt: skip
-            done[key] = outcome
-            keep(_record(c, store.run_id, 1, outcome.status, outcome.wall_s, kind="provision",
-                         failure_class=outcome.failure_class, log_tail=outcome.log_tail,
-                         extra={"phase": "toolchain", **outcome.extra},
-                         provenance=prov))  # fmt: skip
-            say(f"    {outcome.status} in {outcome.wall_s:.1f} s")
-        if done[key].status != "ok":
-            broken[c] = done[key].log_tail
-        elif c.cache == "warm":
-            say(f"  priming the warm build cache of {c.variant} {c.platform}")
-            settings = _settings(req, scenario, c, host, nonce=f"{c.key}-prime-{store.run_id}")
-            tag = cell_tag(image_repo(settings, scenario), c, platform)
-            outcome = strategy.build(scenario, [platform], settings, tag,
-                                     store.log_path(f"prime-{c.key}"))  # fmt: skip
-            keep(_record(c, store.run_id, 1, outcome.status, outcome.wall_s, kind="provision",
-                         failure_class=outcome.failure_class, log_tail=outcome.log_tail,
-                         extra={"phase": "warm-prime", **outcome.extra},
-                         provenance=prov))  # fmt: skip
-            if outcome.status not in ("ok", "no-op"):
-                broken[c] = outcome.log_tail
-    return broken
-
-
 def _run_cell(
     req: RunRequest,
     c: Cell,
@@ -394,9 +537,12 @@ def _run_cell(
     if status in ("ok", "no-op"):
         ref = f"{tag.rsplit(':', 1)[0]}@{outcome.digest}" if outcome.digest else tag
         report = validate_image(
-            ref, [platform], host=host, artifacts=[a.path for a in scenario.artifacts],
+            ref,
+            [platform],
+            host=host,
+            artifacts=[a.path for a in scenario.artifacts],
             expect_output=scenario.smoke_expect,
-        )  # fmt: skip
+        )
         validation = report.as_dict()
         if report.passed:
             note = next((x.detail for x in report.checks if x.name == "smoke"), "")
@@ -416,76 +562,22 @@ def _run_cell(
         extra["flakes"] = len(flakes)
         extra["flake_classes"] = flakes
     return _record(
-        c, store.run_id, rep, status, outcome.wall_s, started_at=started, tag=tag,
-        digest=outcome.digest, failure_class=failure, log_tail=outcome.log_tail,
-        log_file=str(log), validation=validation, extra=extra, provenance=prov, warmup=warmup,
-    )  # fmt: skip
-
-
-def _join_and_combine(
-    req: RunRequest,
-    runnable: list[Cell],
-    scenarios: dict[str, Scenario],
-    host: Platform,
-    store: RunStore,
-    keep: Callable[[Record], None],
-    say: Say,
-    prov: dict[str, Any],
-    summary: RunSummary,
-) -> list[dict[str, Any]]:
-    """Per (scenario, size, strategy, CPU variant, cache mode): join the cells' images
-    into one index (timed and validated); for cold cells also time the one-command
-    multi-platform build users run.
-
-    Returns the cross-strategy artifact comparison of cold builds (informational)."""
-    reports: dict[tuple[str, int], dict[str, ValidationReport]] = {}
-    groups: dict[tuple[str, int, str, str, str], list[Cell]] = {}
-    for c in runnable:
-        groups.setdefault((c.scenario, c.size, c.strategy, c.cpu, c.cache), []).append(c)
-    for (name, size, strategy_name, cpu, cache), group in groups.items():
-        scenario = scenarios[name]
-        strategy = REGISTRY[strategy_name]
-        first = group[0]
-        settings = _settings(req, scenario, first, host)
-        repo = image_repo(settings, scenario)
-        last = {
-            r.platform: r
-            for r in summary.records
-            if r.kind == "cell" and not r.warmup
-            and (r.scenario, r.size, r.strategy, r.cpu, r.cache) == (name, size, strategy_name,
-                                                                       cpu, cache)
-        }  # fmt: skip
-        ok = [parse_platform(c.platform) for c in group
-              if c.platform in last and last[c.platform].status in ("ok", "no-op")]  # fmt: skip
-        suffix = "" if cache == "cold" else cache
-        target = strategy_tag(repo, first.variant, size, suffix)
-        if ok:
-            record, report = _join(
-                first, target, [last[p.name].tag for p in ok],
-                [parse_platform(c.platform) for c in group], scenario, store, prov, say, host,
-            )  # fmt: skip
-            keep(record)
-            if report is not None and cache == "cold":
-                reports.setdefault((name, size), {})[first.variant] = report
-        if req.combined and cache == "cold":
-            platforms = [parse_platform(c.platform) for c in group]
-            tag = strategy_tag(repo, first.variant, size, "combined")
-            say(f"  combined build {first.variant} {','.join(p.name for p in platforms)}")
-            log = store.log_path(f"{name}-s{size}-{first.variant}-combined")
-            started = now_iso()
-            outcome = strategy.build(scenario, platforms, settings, tag, log)
-            say(f"    {outcome.status} in {outcome.wall_s:.1f} s")
-            keep(_record(first, store.run_id, 1, outcome.status, outcome.wall_s,
-                         kind="combined", platform="", started_at=started, tag=tag,
-                         digest=outcome.digest, failure_class=outcome.failure_class,
-                         log_tail=outcome.log_tail, log_file=str(log),
-                         extra={"platforms": [p.name for p in platforms], **outcome.extra},
-                         provenance=prov))  # fmt: skip
-    comparison = []
-    for (name, size), by_strategy in reports.items():
-        for check in compare_artifacts(by_strategy):
-            comparison.append({"scenario": name, "size": size, **check.as_dict()})
-    return comparison
+        c,
+        store.run_id,
+        rep,
+        status,
+        outcome.wall_s,
+        started_at=started,
+        tag=tag,
+        digest=outcome.digest,
+        failure_class=failure,
+        log_tail=outcome.log_tail,
+        log_file=str(log),
+        validation=validation,
+        extra=extra,
+        provenance=prov,
+        warmup=warmup,
+    )
 
 
 def _join(
@@ -508,9 +600,20 @@ def _join(
     try:
         docker.imagetools_create(target, sources)
     except ArchbenchError as exc:
-        failed = _record(cell, store.run_id, 1, "failed", time.monotonic() - t0, kind="merge",
-                         platform="", started_at=started, tag=target, failure_class="merge",
-                         log_tail=str(exc)[-4000:], provenance=prov)  # fmt: skip
+        failed = _record(
+            cell,
+            store.run_id,
+            1,
+            "failed",
+            time.monotonic() - t0,
+            kind="merge",
+            platform="",
+            started_at=started,
+            tag=target,
+            failure_class="merge",
+            log_tail=str(exc)[-4000:],
+            provenance=prov,
+        )
         return failed, None
     wall = time.monotonic() - t0
     report = validate_image(
@@ -522,10 +625,19 @@ def _join(
         + (f": {problems}" if problems else f": {', '.join(sorted(report.platform_digests))}")
     )
     record = _record(
-        cell, store.run_id, 1, "ok" if report.passed else "failed", wall, kind="merge",
-        platform="", started_at=started, tag=target, digest=report.index_digest,
+        cell,
+        store.run_id,
+        1,
+        "ok" if report.passed else "failed",
+        wall,
+        kind="merge",
+        platform="",
+        started_at=started,
+        tag=target,
+        digest=report.index_digest,
         platform_digests=report.platform_digests,
-        failure_class="" if report.passed else "validation", validation=report.as_dict(),
+        failure_class="" if report.passed else "validation",
+        validation=report.as_dict(),
         provenance=prov,
-    )  # fmt: skip
+    )
     return record, report
