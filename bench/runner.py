@@ -305,20 +305,7 @@ class Engine:
                     self.store.log_path(f"provision-{c.scenario}-{c.variant}-{platform.slug}"),
                 )
                 done[key] = outcome
-                self.keep(
-                    _record(
-                        c,
-                        self.store.run_id,
-                        1,
-                        outcome.status,
-                        outcome.wall_s,
-                        kind="provision",
-                        failure_class=outcome.failure_class,
-                        log_tail=outcome.log_tail,
-                        extra={"phase": "toolchain", **outcome.extra},
-                        provenance=self.prov,
-                    )
-                )
+                self._keep_provision(c, outcome, "toolchain")
                 self.say(f"    {outcome.status} in {outcome.wall_s:.1f} s")
             if done[key].status != "ok":
                 broken[c] = done[key].log_tail
@@ -331,23 +318,27 @@ class Engine:
                 outcome = strategy.build(
                     scenario, [platform], settings, tag, self.store.log_path(f"prime-{c.key}")
                 )
-                self.keep(
-                    _record(
-                        c,
-                        self.store.run_id,
-                        1,
-                        outcome.status,
-                        outcome.wall_s,
-                        kind="provision",
-                        failure_class=outcome.failure_class,
-                        log_tail=outcome.log_tail,
-                        extra={"phase": "warm-prime", **outcome.extra},
-                        provenance=self.prov,
-                    )
-                )
+                self._keep_provision(c, outcome, "warm-prime")
                 if outcome.status not in ("ok", "no-op"):
                     broken[c] = outcome.log_tail
         return broken
+
+    def _keep_provision(self, cell: Cell, outcome: BuildOutcome, phase: str) -> None:
+        """Store a provisioning record (`phase`: toolchain or warm-prime) of `cell`."""
+        self.keep(
+            _record(
+                cell,
+                self.store.run_id,
+                1,
+                outcome.status,
+                outcome.wall_s,
+                kind="provision",
+                failure_class=outcome.failure_class,
+                log_tail=outcome.log_tail,
+                extra={"phase": phase, **outcome.extra},
+                provenance=self.prov,
+            )
+        )
 
     def _join_and_combine(self, runnable: list[Cell]) -> list[dict[str, Any]]:
         """Per (scenario, size, strategy, CPU variant, cache mode): join the cells' images
