@@ -60,6 +60,7 @@ def test_digest_changes_with_the_source(tmp_path):
         ('platforms = ["linux/amd64"]', 'platforms = ["linux/mips"]', "key platforms"),
         ('command = "make"', "", "missing key build.command"),
         ('path = "src"', 'path = "nowhere"', "source.path"),
+    ('command = "make"', 'command = "make"\ntouch = "nope.c"', "key build.touch names 'nope.c'"),
     ],
 )
 def test_mistakes_name_the_file_and_the_key(tmp_path, old, new, needle):
