@@ -450,6 +450,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = runner.execute(req, _say)
     reports_dir = args.reports or (report.DEFAULT_REPORTS / summary.store.run_id)
     written = report.write_basic_report(summary.store.path, reports_dir)
+    from bench import htmlreport
+
+    try:
+        # The full report (charts, recommendation, report.html) beside the first CSVs; a
+        # chart that fails must not cost the run its stored results or its exit code.
+        htmlreport.write_report([summary.store.path], reports_dir)
+        written.append(reports_dir / "report.html")
+    except Exception as exc:  # noqa: BLE001
+        _say(
+            f"archbench: the full report could not be written ({exc}); "
+            f"`archbench report {summary.store.run_id}` retries it"
+        )
     df = report.wall_summary(report.frame(summary.records))
     table = Table("scenario", "size", "kind", "strategy", "cache", "platform", "median s", "n",
                   "vs native", title=f"run {summary.store.run_id}")  # fmt: skip
