@@ -95,19 +95,9 @@ def get_manifest(ref: str, timeout: float = 30) -> Manifest:
     req = urllib.request.Request(
         f"http://{host}/v2/{repo}/manifests/{reference}", headers={"Accept": MANIFEST_TYPES}
     )
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            raw = resp.read()
-            media = resp.headers.get("Content-Type", "")
-            digest = resp.headers.get("Docker-Content-Digest") or (
-                "sha256:" + hashlib.sha256(raw).hexdigest()
-            )
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            raise LookupError(f"{ref}: not found in the registry") from exc
-        raise RegistryUnavailable(f"registry {host} answered {exc.code} for {ref}") from exc
-    except (urllib.error.URLError, OSError) as exc:
-        raise RegistryUnavailable(f"registry {host} does not answer: {exc}") from exc
+    raw, headers = _fetch(req, f"{ref}: not found in the registry", host, timeout)
+    media = headers.get("Content-Type", "")
+    digest = headers.get("Docker-Content-Digest") or ("sha256:" + hashlib.sha256(raw).hexdigest())
     body: dict[str, Any] = json.loads(raw)
     return Manifest(digest, media or str(body.get("mediaType", "")), body, raw)
 
@@ -143,16 +133,31 @@ def get_blob(host: str, repo: str, digest: str, timeout: float = 120) -> bytes:
     Raises RegistryUnavailable, or LookupError when the registry does not have it.
     """
     url = f"http://{host}/v2/{repo}/blobs/{digest}"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            data: bytes = resp.read()
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            raise LookupError(f"{host}/{repo}@{digest}: blob not found") from exc
-        raise RegistryUnavailable(f"registry {host} answered {exc.code} for {url}") from exc
-    except (urllib.error.URLError, OSError) as exc:
-        raise RegistryUnavailable(f"registry {host} does not answer: {exc}") from exc
+    data, _ = _fetch(
+        urllib.request.Request(url), f"{host}/{repo}@{digest}: blob not found", host, timeout
+    )
     algo, _, want = digest.partition(":")
     if algo == "sha256" and hashlib.sha256(data).hexdigest() != want:
         raise RegistryUnavailable(f"blob {digest} from {host}/{repo} does not match its digest")
     return data
+
+
+def _fetch(
+    req: urllib.request.Request, not_found: str, host: str, timeout: float
+) -> tuple[bytes, Any]:
+    """GET `req`; return the body and the response headers.
+
+    Raises LookupError(`not_found`) on 404 and RegistryUnavailable on any other error
+    answer or when the registry does not answer.
+    """
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.read(), resp.headers
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            raise LookupError(not_found) from exc
+        raise RegistryUnavailable(
+            f"registry {host} answered {exc.code} for {req.full_url}"
+        ) from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise RegistryUnavailable(f"registry {host} does not answer: {exc}") from exc
