@@ -95,3 +95,7 @@ def classify_failure(output: str) -> BuildFailed:
         if needle in output:
             return exc_type(failure_class, output[-4000:])
     return BuildFailed("unknown", output[-4000:])
+
+
+class SourceUnavailable(HostNotReady):
+    """A scenario's source could not be downloaded, verified or unpacked. Exit code 2."""

@@ -256,15 +256,22 @@ def init_script(modules: Sequence[str]) -> str:
     return INIT_TEMPLATE.format(mark=MARK, modules=" ".join(modules))
 
 
-def build_script(build_command: str, size: int, artifacts: Sequence[tuple[str, str]]) -> str:
+def build_script(
+    build_command: str,
+    size: int,
+    artifacts: Sequence[tuple[str, str]],
+    env: Sequence[str] = (),
+) -> str:
     """Return the guest's /work/build.sh: the scenario's build in /work/src with the
-    environment every strategy gives it, then each artifact copied to /work/out/<name>."""
+    environment every strategy gives it (`env`: shell lines), then each artifact copied
+    to /work/out/<name>."""
     lines = [
         "#!/bin/sh",
         "set -e",
         "cd /work/src",
-        f"export CC=gcc SIZE={shlex.quote(str(size))} JOBS=\"$(nproc)\" CROSS_TRIPLET=''",
-        "export HOME=/root LANG=C.UTF-8",
+        f"export SIZE={shlex.quote(str(size))} HOME=/root LANG=C.UTF-8 XDG_CACHE_HOME=/root/.cache",
+        # Without a scenario's environment (strategies.base.build_env): a native gcc.
+        *(env or ['export CC=gcc CROSS_TRIPLET="" JOBS="$(nproc)"']),
         # In a subshell so that `a && b` failing in `a` still ends the script non-zero.
         f"( {build_command}\n) || exit $?",
         "mkdir -p /work/out",
@@ -573,11 +580,12 @@ def _work_disk(
     build_command: str,
     size: int,
     artifacts: Sequence[tuple[str, str]],
+    env: Sequence[str],
 ) -> Path:
     tree = stage / "tree"
     shutil.copytree(source_dir, tree / "src", ignore=shutil.ignore_patterns("build", ".git"))
     (tree / "out").mkdir()
-    (tree / "build.sh").write_text(build_script(build_command, size, artifacts))
+    (tree / "build.sh").write_text(build_script(build_command, size, artifacts, env))
     image = stage / "work.img"
     size_mb = max(1024, 4 * _tree_bytes(tree) // (1024 * 1024) + 512)
     e2fs.mkfs_ext4(image, tree, size_mb, label="archwork")
@@ -599,6 +607,7 @@ def run_in_guest(
     accel: Accel | None = None,
     vcpus: int | None = None,
     memory_mb: int | None = None,
+    env: Sequence[str] = (),
 ) -> GuestRun:
     """Boot `image`, build `source_dir` in it with `build_command` and return the run.
 
@@ -628,7 +637,7 @@ def run_in_guest(
 
     stage = Path(tempfile.mkdtemp(prefix="archbench-guest-"))
     try:
-        work = _work_disk(stage, source_dir, build_command, size, artifacts)
+        work = _work_disk(stage, source_dir, build_command, size, artifacts, env)
         spec = VmSpec(
             qemu_name=qemu_name,
             kernel=image.kernel,

@@ -22,6 +22,7 @@ class Platform:
     elf_machine: str  # pyelftools' e_machine name
     elf_class: int
     little_endian: bool
+    suite: str = "bookworm"  # the Debian release its base image comes from
 
     @property
     def name(self) -> str:
@@ -103,6 +104,8 @@ KNOWN: dict[str, Platform] = {
             "EM_RISCV",
             64,
             True,
+            # Not a release architecture of bookworm: Debian 13 is its first.
+            "trixie",
         ),
     )
 }
@@ -117,6 +120,11 @@ _ALIASES: dict[str, str] = {
     "linux/arm": "linux/arm/v7",
     "ppc64el": "linux/ppc64le",
 }
+
+
+def base_image_for(template: str, platform: Platform) -> str:
+    """Return the base image `template` (may hold `{suite}`) for `platform`."""
+    return template.replace("{suite}", platform.suite)
 
 
 def parse_platform(text: str) -> Platform:

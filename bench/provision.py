@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench import proc, services
 from bench.errors import ArchbenchError, CommandFailed, HostNotReady, UsageError
-from bench.platforms import Platform, host_platform
+from bench.platforms import Platform, host_platform, parse_platform
 from bench.tools import apt, docker, mmdebstrap, qemu, registry
 
 CACHE_DIR = Path("/var/cache/archbench")
@@ -61,10 +61,22 @@ class SetupOptions:
     builder_image: str | None = None
 
 
-def base_image_ref(address: str, platform: Platform | None = None) -> str:
+def base_image_ref(address: str, platform: Platform | None = None, suite: str = BASE_SUITE) -> str:
     """Return the base image reference in the local registry (per platform or the index)."""
-    tag = BASE_SUITE if platform is None else f"{BASE_SUITE}-{platform.slug}"
+    tag = suite if platform is None else f"{suite}-{platform.slug}"
     return f"{address}/{BASE_REPO}:{tag}"
+
+
+def suites_wanted(platforms: Sequence[Platform], host: Platform) -> dict[str, list[Platform]]:
+    """Return {Debian suite: platforms its base image index needs}: each platform's own
+    suite, and in each suite the host's platform too, where cross builds run."""
+    wanted: dict[str, list[Platform]] = {}
+    for p in platforms:
+        wanted.setdefault(p.suite, [])
+        for q in (host, p):
+            if q not in wanted[p.suite]:
+                wanted[p.suite].append(q)
+    return wanted
 
 
 # ---- engine -----------------------------------------------------------------------------
@@ -272,38 +284,59 @@ def _index_platforms(ref: str) -> set[str]:
 def ensure_base_images(
     say: Say, address: str, platforms: Sequence[Platform], log: Path
 ) -> StepOutcome:
-    """Bootstrap Debian bookworm per platform, push it, and join the platforms into one
-    index under archbench's name and under Docker Hub's `library/debian:bookworm`."""
+    """Bootstrap Debian per platform in its suite (bookworm; trixie for riscv64), push
+    it, and join each suite's platforms into one index under archbench's name and under
+    Docker Hub's `library/debian:<suite>`."""
+    details, changed = [], False
+    for suite, members in suites_wanted(platforms, host_platform()).items():
+        did, detail = _ensure_suite(say, address, suite, members, log)
+        changed |= did
+        details.append(detail)
+    return StepOutcome("base-images", True, changed, "; ".join(details))
+
+
+def _ensure_suite(
+    say: Say, address: str, suite: str, platforms: Sequence[Platform], log: Path
+) -> tuple[bool, str]:
     wanted = {p.name for p in platforms}
-    hub_ref = f"{address}/{HUB_REPO}:{BASE_SUITE}"
-    own_ref = base_image_ref(address)
-    if wanted <= _index_platforms(own_ref) and wanted <= _index_platforms(hub_ref):
-        return StepOutcome(
-            "base-images", True, False, f"{own_ref} and {hub_ref}: {', '.join(sorted(wanted))}"
-        )
+    hub_ref = f"{address}/{HUB_REPO}:{suite}"
+    own_ref = base_image_ref(address, suite=suite)
+    have = _index_platforms(own_ref) & _index_platforms(hub_ref)
+    if wanted <= have:
+        return False, f"{own_ref} and {hub_ref}: {', '.join(sorted(have))}"
     mirror = apt.debian_mirror()
     cache = CACHE_DIR / "base"
     cache.mkdir(parents=True, exist_ok=True)
-    key = hashlib.sha256(f"{mirror}|{BASE_SUITE}|minbase".encode()).hexdigest()[:12]
-    for p in platforms:
-        tarball = cache / f"debian-{BASE_SUITE}-{p.debian_arch}-{key}.tar"
+    key = hashlib.sha256(f"{mirror}|{suite}|minbase".encode()).hexdigest()[:12]
+    # Platforms already in the index stay in it: setup only ever adds.
+    everything = sorted(wanted | _index_platforms(own_ref))
+    members = [parse_platform(n) for n in everything]
+    for p in members:
+        tarball = cache / f"debian-{suite}-{p.debian_arch}-{key}.tar"
         if not tarball.exists():
             say(
-                f"bootstrapping Debian {BASE_SUITE} for {p.name} with mmdebstrap "
+                f"bootstrapping Debian {suite} for {p.name} with mmdebstrap "
                 f"(no public registry here; {'emulated' if p != host_platform() else 'native'})"
             )
-            mmdebstrap.bootstrap(p.debian_arch, BASE_SUITE, tarball, mirror, log_path=log)
-        tag = base_image_ref(address, p)
-        say(f"importing and pushing {tag}")
-        docker.image_import(tarball, p.name, tag)
-        docker.push(tag)
-    sources = [base_image_ref(address, p) for p in platforms]
+            mmdebstrap.bootstrap(p.debian_arch, suite, tarball, mirror, log_path=log)
+        tag = base_image_ref(address, p, suite)
+        if p.name not in _index_platforms(own_ref) or not _has_manifest(tag):
+            say(f"importing and pushing {tag}")
+            docker.image_import(tarball, p.name, tag)
+            docker.push(tag)
+    sources = [base_image_ref(address, p, suite) for p in members]
     for ref in (own_ref, hub_ref):
         say(f"joining {len(sources)} platform(s) into the index {ref}")
         docker.imagetools_create(ref, sources)
-    return StepOutcome(
-        "base-images", True, True, f"{own_ref} and {hub_ref}: " + ", ".join(sorted(wanted))
-    )
+    return True, f"{own_ref} and {hub_ref}: " + ", ".join(everything)
+
+
+def _has_manifest(ref: str) -> bool:
+    try:
+        registry.get_manifest(ref)
+    except LookupError:
+        return False
+    return True
 
 
 def check_foreign_run(address: str, platforms: Sequence[Platform]) -> StepOutcome:
@@ -312,7 +345,7 @@ def check_foreign_run(address: str, platforms: Sequence[Platform]) -> StepOutcom
     seen = []
     for p in platforms:
         done = docker.run_image(
-            base_image_ref(address), p.name, args=["uname", "-m"], pull="always"
+            base_image_ref(address, suite=p.suite), p.name, args=["uname", "-m"], pull="always"
         )
         got = done.stdout.strip()
         if not done.ok or got != p.uname:

@@ -98,6 +98,12 @@ def probe_cells(
                 a = Availability(
                     False, "the scenario names no build.touch file to edit for a warm build"
                 )
+        if a.available and c.strategy == "qemu-system" and scenarios[c.scenario].kind == "image":
+            a = Availability(
+                False,
+                "an image scenario installs packages into the target's image; the guest "
+                "builds files, and has no container engine to build an image in",
+            )
         if a.available and c.cpu and c.cpu != "default":
             model = guest.CPU_MODELS.get(c.cpu, {}).get(parse_platform(c.platform).qemu_name)
             emulated = c.strategy == "qemu-system" or parse_platform(c.platform) != host
@@ -175,6 +181,9 @@ class Engine:
         self.availability = probe_cells(self.cells, self.host, self.scenarios)
         self.runnable = [c for c in self.cells if self.availability[c].available]
         if self.runnable:
+            # Downloads first: a bad URL or checksum stops the run before any cell.
+            for scenario in req.scenarios:
+                scenario.check_touch(scenario.tree(say=lambda m: say(f"  {m}")))
             services.ensure_engine(say)
             services.ensure_registry(req.registry, say)
         self.store = RunStore(req.results_root)
@@ -533,6 +542,8 @@ def _run_cell(
             host=host,
             artifacts=[a.path for a in scenario.artifacts],
             expect_output=scenario.smoke_expect,
+            test_command=scenario.test_command,
+            test_expect=scenario.test_expect,
         )
         validation = report.as_dict()
         if report.passed:

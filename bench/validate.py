@@ -23,6 +23,7 @@ from elftools.elf.elffile import ELFFile
 from bench import elfcheck, imagefs
 from bench.errors import ArchbenchError
 from bench.platforms import Platform
+from bench.scenario import fill
 from bench.tools import docker, qemu, registry
 
 INDEX_TYPES = (
@@ -133,11 +134,20 @@ def _check_artifact(platform: Platform, path: str, data: bytes | None) -> Check:
     return Check("elf", platform.name, True, f"{path} is {facts.describe()}")
 
 
-def smoke_run(ref: str, platform: Platform, expect: str, host: Platform) -> Check:
-    """Run `ref` (best by digest) for `platform` through its own CMD and compare output.
+def smoke_run(
+    ref: str,
+    platform: Platform,
+    expect: str,
+    host: Platform,
+    command: Sequence[str] = (),
+    check: str = "smoke",
+) -> Check:
+    """Run `ref` (best by digest) for `platform` through its own CMD (or `command`) and
+    compare its output.
 
     `expect` is a substring the output must contain; empty means exit 0 suffices. A
-    foreign platform with no enabled binfmt_misc handler is skipped, not failed.
+    foreign platform with no enabled binfmt_misc handler is skipped, not failed. `check`
+    names the result: "smoke" for the CMD, "test" for the scenario's test command.
     """
     how = "natively" if platform == host else "under qemu-user"
     if platform != host:
@@ -145,27 +155,28 @@ def smoke_run(ref: str, platform: Platform, expect: str, host: Platform) -> Chec
         if entry is None or not entry.enabled:
             # No emulator to run it: the image is not at fault, so this is not a failure.
             return Check(
-                "smoke",
+                check,
                 platform.name,
                 True,
                 f"not run: no enabled binfmt_misc handler qemu-{platform.qemu_name} on this host",
                 skipped=True,
             )
     try:
-        done = docker.run_image(ref, platform.name, pull="always")
+        done = docker.run_image(ref, platform.name, args=list(command), pull="always")
     except ArchbenchError as exc:
-        return Check("smoke", platform.name, False, f"could not run ({how}): {exc}")
+        return Check(check, platform.name, False, f"could not run ({how}): {exc}")
     out = done.stdout.strip()
+    shown = out if len(out) <= 300 else f"...{out[-300:]}"
     if not done.ok:
-        return Check("smoke", platform.name, False, f"exit {done.returncode} {how}: {done.tail(3)}")
+        return Check(check, platform.name, False, f"exit {done.returncode} {how}: {done.tail(3)}")
     if expect and expect not in out:
         return Check(
-            "smoke",
+            check,
             platform.name,
             False,
-            f"printed {out!r} {how}; expected it to contain {expect!r}",
+            f"printed {shown!r} {how}; expected it to contain {expect!r}",
         )
-    return Check("smoke", platform.name, True, f"printed {out!r} {how}")
+    return Check(check, platform.name, True, f"printed {shown!r} {how}")
 
 
 def validate_image(
@@ -176,11 +187,16 @@ def validate_image(
     artifacts: Sequence[str] = (),
     expect_output: str | None = None,
     smoke: bool = True,
+    test_command: Sequence[str] = (),
+    test_expect: str = "",
 ) -> ValidationReport:
     """Run every check on `ref` for the `expected` platforms and return the report.
 
-    `expect_output` may hold `{arch}` (the platform's `uname -m`); None means a smoke run
-    passes on exit 0. Raises RegistryUnavailable when the registry does not answer.
+    `expect_output` may hold `{arch}` (the platform's `uname -m`) and the other fields of
+    `scenario.fill`; None means a smoke run passes on exit 0. With `test_command` (and
+    `smoke`), that command also runs in each platform's image (the project's own tests)
+    and must exit 0 and print `test_expect`. Raises RegistryUnavailable when the
+    registry does not answer.
     """
     report = ValidationReport(ref)
     reg_host, repo, _ = registry.split_ref(ref)
@@ -244,10 +260,21 @@ def validate_image(
                 files[path] = data
         report.artifacts[name] = files
         if smoke:
-            want = "" if expect_output is None else expect_output.replace("{arch}", platform.uname)
+            want = "" if expect_output is None else fill(expect_output, platform)
             check = smoke_run(f"{reg_host}/{repo}@{digest}", platform, want, host)
             report.checks.append(check)
             report.smoke_outputs[name] = check.detail
+            if test_command:
+                report.checks.append(
+                    smoke_run(
+                        f"{reg_host}/{repo}@{digest}",
+                        platform,
+                        fill(test_expect, platform),
+                        host,
+                        command=test_command,
+                        check="test",
+                    )
+                )
     return report
 
 

@@ -6,6 +6,7 @@ from bench.platforms import Platform
 from bench.scenario import Scenario
 from bench.strategies.base import (
     Availability,
+    BaseStages,
     BuildSettings,
     BuildxStrategy,
     build_stage,
@@ -13,13 +14,15 @@ from bench.strategies.base import (
 )
 
 
-def emulatable_stages(scenario: Scenario, settings: BuildSettings, strategy: str) -> str:
+def emulatable_stages(
+    scenario: Scenario, settings: BuildSettings, strategy: str, bases: BaseStages
+) -> str:
     """Return toolchain and build stages that run on the *target* platform: natively
     on a node of that architecture, or under qemu-user for a foreign one."""
     return (
-        f"FROM {settings.base_image} AS toolchain\n"
+        f"FROM {bases.target} AS toolchain\n"
         f"RUN {toolchain_install(' '.join(scenario.packages))}\n"
-        "\n" + build_stage(scenario, settings, strategy, 'export CC=gcc CROSS_TRIPLET=""')
+        "\n" + build_stage(scenario, settings, strategy, cross=False)
     )
 
 
@@ -38,5 +41,5 @@ class Native(BuildxStrategy):
             "add a native node of that architecture as a buildx builder",
         )
 
-    def build_stages(self, scenario: Scenario, settings: BuildSettings) -> str:
-        return emulatable_stages(scenario, settings, self.name)
+    def build_stages(self, scenario: Scenario, settings: BuildSettings, bases: BaseStages) -> str:
+        return emulatable_stages(scenario, settings, self.name, bases)

@@ -19,11 +19,13 @@ from bench.errors import ArchbenchError, CommandTimeout
 from bench.platforms import Platform
 from bench.scenario import Scenario
 from bench.strategies.base import (
-    CC_VERSION_ECHO,
     Availability,
+    BaseStages,
     BuildOutcome,
     BuildSettings,
     BuildxStrategy,
+    build_env,
+    compiler_echo,
     compiler_version,
     shell_json,
 )
@@ -33,7 +35,7 @@ from bench.tools import docker, qemu_system
 def pack_dockerfile(scenario: Scenario, settings: BuildSettings) -> str:
     """Return the Dockerfile that puts the guest's artifacts (in `art/`) into the base
     image: COPY only, no RUN, so packing never runs target code."""
-    lines = [f"FROM {settings.base_image}"]
+    lines = [f"FROM {settings.base_image.replace('{suite}', guest.SUITE)}"]
     for art in scenario.artifacts:
         lines.append(f"COPY art/{Path(art.built).name} {art.path}")
     lines.append(f"CMD {shell_json(scenario.smoke_command)}")
@@ -62,7 +64,7 @@ class QemuSystem(BuildxStrategy):
             )
         return Availability(True)
 
-    def build_stages(self, scenario: Scenario, settings: BuildSettings) -> str:
+    def build_stages(self, scenario: Scenario, settings: BuildSettings, bases: BaseStages) -> str:
         raise NotImplementedError("qemu-system builds in a guest, not in a build stage")
 
     def dockerfile(self, scenario: Scenario, settings: BuildSettings) -> str:
@@ -169,14 +171,15 @@ class QemuSystem(BuildxStrategy):
             with resources.children_span() as usage:
                 run = guest.run_in_guest(
                     image,
-                    scenario.source_dir,
-                    f"{CC_VERSION_ECHO} && {scenario.build_command}",
+                    scenario.tree(),
+                    f"{compiler_echo(scenario)} && {scenario.build_command}",
                     settings.size,
                     artifacts,
                     ctx / "art",
                     cpu_variant=settings.cpu,
                     timeout=settings.timeout,
                     log_path=log_path,
+                    env=build_env(scenario, cross=False, platform=platform),
                 )
             extra: dict[str, Any] = {
                 "resources": usage.as_dict(),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from bench import guest
 from bench.platforms import Platform
 from bench.scenario import Scenario
-from bench.strategies.base import Availability, BuildSettings, BuildxStrategy
+from bench.strategies.base import Availability, BaseStages, BuildSettings, BuildxStrategy
 from bench.strategies.native import emulatable_stages
 from bench.tools import qemu
 
@@ -51,5 +51,5 @@ class QemuUser(BuildxStrategy):
                     break
         return args
 
-    def build_stages(self, scenario: Scenario, settings: BuildSettings) -> str:
-        return emulatable_stages(scenario, settings, self.name)
+    def build_stages(self, scenario: Scenario, settings: BuildSettings, bases: BaseStages) -> str:
+        return emulatable_stages(scenario, settings, self.name, bases)

@@ -17,7 +17,7 @@ from bench.guest import (
 from bench.platforms import KNOWN
 from bench.scenario import resolve_scenario
 from bench.strategies import REGISTRY
-from bench.strategies.base import BuildSettings
+from bench.strategies.base import BuildSettings, build_env
 from bench.strategies.qemu_system import pack_dockerfile
 from bench.tools.qemu_system import Disk, VmSpec, argv
 
@@ -126,8 +126,13 @@ def test_init_prints_every_marker_the_harness_waits_for():
 
 
 def test_build_script_sets_the_contract_environment_and_copies_artifacts():
-    text = guest.build_script('make -j"$JOBS" && true', 3, [("build/cbench", "cbench")])
-    assert "export CC=gcc SIZE=3 JOBS=\"$(nproc)\" CROSS_TRIPLET=''" in text
+    scenario = resolve_scenario("cbench")
+    env = build_env(scenario, cross=False, platform=KNOWN["linux/arm64"])
+    text = guest.build_script('make -j"$JOBS" && true', 3, [("build/cbench", "cbench")], env)
+    assert "export SIZE=3 " in text
+    assert "export TARGETARCH=arm64 TARGETVARIANT= HOST_TRIPLET=aarch64-linux-gnu" in text
+    assert "CROSS_TRIPLET=\n" in text and 'export CC="${P}gcc"' in text
+    assert 'JOBS="$(nproc)"' in text
     assert '( make -j"$JOBS" && true\n) || exit $?' in text
     assert text.rstrip().endswith("cp build/cbench /work/out/cbench")
 

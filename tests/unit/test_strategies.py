@@ -37,11 +37,11 @@ def test_cross_dockerfile_builds_on_the_build_platform():
     scenario = resolve_scenario("cbench")
     text = REGISTRY["cross"].dockerfile(scenario, SETTINGS)
     assert "FROM --platform=$BUILDPLATFORM debian:bookworm AS toolchain" in text
-    assert (
-        "arm64/) T=aarch64-linux-gnu; P='gcc-aarch64-linux-gnu make libc6-dev-arm64-cross'" in text
-    )
-    assert "amd64/) T=x86_64-linux-gnu; P='gcc make libc6-dev'" in text
-    assert "arm/v7) T=arm-linux-gnueabihf" in text
+    assert "arm64/) P='gcc-aarch64-linux-gnu make libc6-dev-arm64-cross'" in text
+    assert "amd64/) P='gcc make libc6-dev'" in text
+    assert "arm/v7) P='gcc-arm-linux-gnueabihf make libc6-dev-armhf-cross'" in text
+    assert "arm/v7) HOST_TRIPLET=arm-linux-gnueabihf DEBIAN_ARCH=armhf ;;" in text
+    assert "CROSS_TRIPLET=$HOST_TRIPLET" in text
     final = text.split("\n\n")[-1]
     assert "RUN" not in final.split("FROM debian:bookworm", 1)[1]
     assert 'CMD ["/usr/local/bin/cbench"]' in text
@@ -75,4 +75,28 @@ def test_compiler_version_skips_the_echoed_command():
 def test_every_known_platform_has_a_cross_case():
     text = REGISTRY["cross"].dockerfile(resolve_scenario("cbench"), SETTINGS)
     for p in KNOWN.values():
-        assert f"{p.architecture}/{p.variant}) T={p.gnu_triplet};" in text
+        assert f"{p.architecture}/{p.variant}) HOST_TRIPLET={p.gnu_triplet} " in text
+
+
+def test_suite_template_gives_each_platform_its_release():
+    settings = BuildSettings(
+        registry="127.0.0.1:5000", size=1, base_image="debian:{suite}", timeout=60, host=AMD64
+    )
+    scenario = resolve_scenario("cbench")
+    emulated = REGISTRY["qemu-user"].dockerfile(scenario, settings)
+    assert "FROM debian:trixie AS base-riscv64" in emulated
+    assert "FROM debian:bookworm AS base-armv7" in emulated
+    assert "FROM base-${TARGETARCH}${TARGETVARIANT} AS toolchain" in emulated
+    crossed = REGISTRY["cross"].dockerfile(scenario, settings)
+    assert "FROM --platform=$BUILDPLATFORM debian:trixie AS buildbase-riscv64" in crossed
+    assert "FROM buildbase-${TARGETARCH}${TARGETVARIANT} AS toolchain" in crossed
+    assert crossed.rstrip().splitlines()[-3] == "FROM base-${TARGETARCH}${TARGETVARIANT}"
+
+
+def test_build_env_is_the_same_contract_for_every_strategy():
+    scenario = resolve_scenario("cbench")
+    for name in ("native", "qemu-user", "cross"):
+        text = REGISTRY[name].dockerfile(scenario, SETTINGS)
+        assert 'export CC="${P}gcc" CXX="${P}g++" AR="${P}ar"' in text
+        assert "rm -rf /cache/tree /cache/xdg" in text
+        assert ("CROSS_TRIPLET=$HOST_TRIPLET" in text) == (name == "cross")

@@ -1,0 +1,3 @@
+module archbench/gobench
+
+go 1.19
