@@ -105,6 +105,10 @@ def history_runs(run_dirs: Sequence[Path]) -> list[Path]:
     return list_runs(run_dirs[0].parent) if run_dirs else []
 
 
+def _vs_pick(ratio: float) -> str:
+    return f"{ratio:.2f}x slower" if ratio >= 1 else f"{1 / ratio:.2f}x faster"
+
+
 def _recommendation_blocks(recs: list[Recommendation]) -> list[Block]:
     blocks: list[Block] = [Heading("Recommendation")]
     if not recs:
@@ -116,7 +120,7 @@ def _recommendation_blocks(recs: list[Recommendation]) -> list[Block]:
             rows = [
                 (o.variant, _fmt_s(o.median_s), f"[{_fmt_s(o.ci_low_s)}, {_fmt_s(o.ci_high_s)}]",
                  str(o.n), "-" if o.vs_native is None else f"{o.vs_native:.2f}x",
-                 "pick" if o is rec.pick else f"{o.vs_pick:.2f}x slower")
+                 "pick" if o is rec.pick else _vs_pick(o.vs_pick))
                 for o in (rec.pick, *rec.alternatives)
             ]  # fmt: skip
             headers = ("strategy", "median s", "median CI s", "n", "vs native", "vs pick")

@@ -23,6 +23,7 @@ class Option:
     n: int
     vs_native: float | None
     vs_pick: float
+    approximate: str = ""  # how its image differs from one built on the target ('' if not)
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,17 @@ class Recommendation:
     native_reference: str
     caveats: tuple[str, ...] = field(default_factory=tuple)
 
+    @property
+    def emulation(self) -> Option | None:
+        """The qemu-user option, when it ran emulated (its ratio is the workload's
+        emulation cost)."""
+        for o in (self.pick, *self.alternatives):
+            if o is not None and o.strategy == "qemu-user" and o.vs_native not in (None, 1.0):
+                return o
+        return None
+
     def sentence(self) -> str:
-        """Return the recommendation as one sentence."""
+        """Return the recommendation and the ratios behind it."""
         where = f"{self.platform} ({self.scenario}, size {self.size}, {self.cache} cache)"
         if self.pick is None:
             return f"{where}: no strategy built an image that passed validation."
@@ -50,7 +60,26 @@ class Recommendation:
             if p.vs_native is not None
             else ", no native reference ran"
         )
-        return f"{where}: use **{p.variant}**, median {p.median_s:.3g} s{ratio}."
+        text = f"{where}: use **{p.variant}**, median {p.median_s:.3g} s{ratio}."
+        emu = self.emulation
+        if emu is not None and emu.vs_native is not None:
+            text += f" Emulating this workload (qemu-user) costs {emu.vs_native:.1f}x native"
+            text += "." if emu is p else f", {emu.vs_pick:.1f}x the pick."
+        faster = [o for o in self.alternatives if o.approximate and o.median_s < p.median_s]
+        for o in faster:
+            text += (
+                f" {o.variant} is {p.median_s / o.median_s:.1f}x faster but its image is "
+                f"not the same as one built on the target ({o.approximate}), so it is not "
+                "the pick."
+            )
+        if p.approximate:
+            text += f" Caution: {p.approximate}; no faithful strategy built this platform."
+        return text
+
+
+def _approx(row: pd.Series) -> str:
+    value = row.get("approximate", "")
+    return str(value) if isinstance(value, str) else ""
 
 
 def _unavailable(manifests: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -103,15 +132,19 @@ def recommend(
         pick: Option | None = None
         alternatives: list[Option] = []
         if options:
-            best = float(options[0][0]["median_s"])
+            # The fastest faithful option is the pick: one whose image is what building
+            # on the target gives. An approximate one (cross unpacking packages without
+            # their scripts) is picked only when nothing faithful built the platform.
+            order = sorted(options, key=lambda o: (bool(_approx(o[0])), float(o[0]["median_s"])))
+            best = float(order[0][0]["median_s"])
             built = [
                 Option(str(r["variant"]), str(r["strategy"]), float(r["median_s"]),
                        float(r["ci_low_s"]), float(r["ci_high_s"]), int(r["n"]), v,
-                       float(r["median_s"]) / best)
-                for r, v in options
+                       float(r["median_s"]) / best, _approx(r))
+                for r, v in order
             ]  # fmt: skip
             pick, alternatives = built[0], built[1:]
-            for w in options[0][0]["warnings"]:
+            for w in order[0][0]["warnings"]:
                 caveats.append(f"{pick.variant}: {w}")
             if pick.n < 3:
                 caveats.append(

@@ -60,6 +60,7 @@ COLUMNS: list[str] = [
     "peak_memory_bytes",
     "flakes",
     "phase",
+    "approximate",
     *[
         f"step_{c}_s"
         for c in ("base-image", "toolchain", "copy", "compile", "export", "internal", "other")
@@ -95,6 +96,7 @@ def frame(records: list[Record]) -> pd.DataFrame:
             "cpu_user_s": res.get("cpu_user_s"), "cpu_system_s": res.get("cpu_system_s"),
             "peak_memory_bytes": res.get("peak_above_baseline_bytes"),
             "flakes": r.extra.get("flakes", 0), "phase": r.extra.get("phase", ""),
+            "approximate": r.extra.get("approximate", ""),
         }  # fmt: skip
         for cat in STEP_CATEGORIES:
             row[f"step_{cat}_s"] = steps.get(cat)
@@ -253,6 +255,7 @@ STAT_COLUMNS = [
     "cv",
     "warnings",
     "validated",
+    "approximate",
 ]
 
 
@@ -273,5 +276,6 @@ def cell_statistics(df: pd.DataFrame) -> pd.DataFrame:
             "n": st.n, "median_s": st.median, "ci_low_s": st.ci_low, "ci_high_s": st.ci_high,
             "ci_coverage": st.ci_coverage, "cv": st.cv, "warnings": st.warnings,
             "validated": all(bool(v) for v in checked) if checked else None,
+            "approximate": next((str(a) for a in group["approximate"] if a and a == a), ""),
         })  # fmt: skip
     return pd.DataFrame(rows, columns=STAT_COLUMNS)

@@ -89,6 +89,12 @@ class BuildxStrategy:
     def probe(self, platform: Platform, host: Platform) -> Availability:
         raise NotImplementedError
 
+    def approximation(self, scenario: Scenario) -> str:
+        """Return how this strategy's image of `scenario` differs from one built on the
+        target itself ('' when it does not): stored with every result, so reports weigh
+        speed against fidelity."""
+        return ""
+
     def build_stages(self, scenario: Scenario, settings: BuildSettings, bases: BaseStages) -> str:
         raise NotImplementedError
 
@@ -230,6 +236,8 @@ class BuildxStrategy:
                 log_tail=_tail(trace.text + "\n" + done.stdout), extra=extra,
             )  # fmt: skip
         extra["compiler"] = compiler_version(trace.text)
+        if approximate := self.approximation(scenario):
+            extra["approximate"] = approximate
         if result.metadata.get("archbench.push-repaired"):
             extra["push_repaired"] = "the docker push step hit the registry's tag race"
         compile_steps = [s for s in trace.steps if s.category == "compile"]

@@ -81,6 +81,14 @@ class Cross(BuildxStrategy):
             return Availability(True, f"{platform.gnu_triplet}-gcc from Debian's archive")
         return Availability(False, f"no cross compiler known for {platform.name}")
 
+    def approximation(self, scenario: Scenario) -> str:
+        if scenario.kind == "image" and scenario.image.packages:
+            return (
+                "packages unpacked with dpkg -x: no maintainer script ran and dpkg's "
+                "database does not list them"
+            )
+        return ""
+
     def build_stages(self, scenario: Scenario, settings: BuildSettings, bases: BaseStages) -> str:
         assert settings.host is not None
         cases = []
