@@ -11,7 +11,12 @@ PYTEST_ARGS ?=
 bench: setup
 	$(BIN)/archbench run
 
-test: setup
+# The tests build for arm/v7 and riscv64 (Debian trixie) too: their base images and
+# binfmt handlers are provisioned beside the default amd64 and arm64 ones.
+TEST_PLATFORMS ?= linux/amd64,linux/arm64,linux/arm/v7,linux/riscv64
+
+test: venv
+	$(BIN)/archbench setup --platform $(TEST_PLATFORMS)
 	@command -v chromium >/dev/null || { echo "installing chromium (report.html test)"; \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 	$(BIN)/python -m pytest -p no:cacheprovider --benchmark-skip $(PYTEST_ARGS) tests/unit tests/integration

@@ -142,20 +142,22 @@ def collect(address: str, platforms: list[Platform]) -> list[Capability]:
     try:
         services.ensure_registry(address, say)
         rows.append(Capability("registry", True, f"http://{address}/v2/ answers", required=True))
-        try:
-            body = registry.get_manifest(provision.base_image_ref(address)).body
-            have = set(image_platforms(body))
-        except (LookupError, ArchbenchError):
-            have = set()
+        have: dict[str, set[str]] = {}
+        for suite in sorted({p.suite for p in platforms}):
+            try:
+                body = registry.get_manifest(provision.base_image_ref(address, suite=suite)).body
+                have[suite] = set(image_platforms(body))
+            except (LookupError, ArchbenchError):
+                have[suite] = set()
         for p in platforms:
+            ref = provision.base_image_ref(address, suite=p.suite)
+            found = p.name in have[p.suite]
             rows.append(
                 Capability(
                     f"base image {p.name}",
-                    p.name in have,
-                    provision.base_image_ref(address)
-                    if p.name in have
-                    else "not in the local registry",
-                    "archbench setup",
+                    found,
+                    ref if found else f"not in the local registry ({ref})",
+                    f"archbench setup --platform {p.name}",
                     required=True,
                 )
             )

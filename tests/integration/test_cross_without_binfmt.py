@@ -1,5 +1,7 @@
 """The cross strategy really cross-compiles: with the arm64 binfmt handler off, nothing
-arm64 can run, yet the cross arm64 cell builds and its binary is an AArch64 ELF."""
+arm64 can run, yet the cross arm64 cell builds and its binary is an AArch64 ELF. For C
+that takes Debian's cross compiler; for Go, the build platform's Go with GOARCH set and
+no cross C toolchain at all."""
 
 import subprocess
 from pathlib import Path
@@ -9,7 +11,7 @@ from elftools.elf.elffile import ELFFile
 
 from bench.results import load_run, resolve_run
 from bench.tools import qemu
-from tests.conftest import DATA
+from tests.conftest import DATA, ROOT
 
 pytestmark = [pytest.mark.engine, pytest.mark.registry, pytest.mark.binfmt]
 
@@ -29,7 +31,17 @@ def copy_out(ref: str, platform: str, path: str, dest: Path) -> None:
         subprocess.run(["docker", "rm", "-f", cid], capture_output=True, timeout=60)
 
 
-def test_cross_arm64_builds_with_binfmt_disabled(archbench_cmd, registry, binfmt_arm64, tmp_path):
+@pytest.mark.parametrize(
+    "scenario,artifact",
+    [
+        (DATA / "scenarios" / "tiny", "/usr/local/bin/tiny"),
+        (ROOT / "scenarios" / "gobench", "/usr/local/bin/gobench"),
+    ],
+    ids=["c", "go"],
+)
+def test_cross_arm64_builds_with_binfmt_disabled(
+    archbench_cmd, registry, binfmt_arm64, tmp_path, scenario, artifact
+):
     qemu.set_binfmt_enabled("aarch64", False)
     try:
         assert not qemu.read_binfmt("aarch64").enabled
@@ -53,7 +65,7 @@ def test_cross_arm64_builds_with_binfmt_disabled(archbench_cmd, registry, binfmt
             [
                 *archbench_cmd,
                 "run",
-                str(DATA / "scenarios" / "tiny"),
+                str(scenario),
                 "--strategy",
                 "cross",
                 "--platform",
@@ -81,11 +93,14 @@ def test_cross_arm64_builds_with_binfmt_disabled(archbench_cmd, registry, binfmt
     assert checks["smoke"]["skipped"]
     assert "no enabled binfmt_misc handler" in checks["smoke"]["detail"]
     assert checks["elf"]["passed"] and "AArch64" in checks["elf"]["detail"]
-    binary = tmp_path / "tiny"
-    copy_out(
-        f"{cell.tag.rsplit(':', 1)[0]}@{cell.digest}", "linux/arm64", "/usr/local/bin/tiny", binary
-    )
+    binary = tmp_path / "artifact"
+    copy_out(f"{cell.tag.rsplit(':', 1)[0]}@{cell.digest}", "linux/arm64", artifact, binary)
     with binary.open("rb") as f:
         elf = ELFFile(f)
         assert elf.header["e_machine"] == "EM_AARCH64"
         assert elf.elfclass == 64 and elf.little_endian
+    if scenario.name == "gobench":
+        # Go's own cross compiler: no gcc of any architecture was in the toolchain stage.
+        log = Path(cell.log_file).read_text()
+        assert "aarch64-linux-gnu-gcc" not in log and "gcc-aarch64" not in log
+        assert "archbench-cc: go version go" in log

@@ -28,3 +28,29 @@ def test_bad_input_is_one_line_exit_2(capsys, argv, needle):
 def test_strategy_flag_accepts_comma_lists(capsys):
     assert main(["run", "--strategy", "cross,warp"]) == 2
     assert "'warp'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "old,new,key",
+    [
+        ('packages = ["gcc", "libc6-dev"]', 'packages = ["gcc"]\ncompiler = "clang"', "toolchain."),
+        ('"build/tiny" = "/usr/local/bin/tiny"', "", "artifacts"),
+        ('platforms = ["linux/amd64", "linux/arm64"]', 'platforms = ["linux/sparc"]', "platforms"),
+    ],
+    ids=["unknown-key", "missing-artifact", "bad-platform"],
+)
+def test_a_scenario_file_mistake_is_one_line_naming_file_and_key(capsys, tmp_path, old, new, key):
+    import shutil
+
+    from tests.conftest import DATA
+
+    folder = tmp_path / "tiny"
+    shutil.copytree(DATA / "scenarios" / "tiny", folder)
+    file = folder / "scenario.toml"
+    text = file.read_text()
+    assert old in text
+    file.write_text(text.replace(old, new))
+    assert main(["run", str(file), "--strategy", "cross"]) == 2
+    errors = capsys.readouterr().err.strip()
+    assert len(errors.splitlines()) == 1
+    assert str(file) in errors and key in errors
