@@ -100,3 +100,33 @@ def test_build_env_is_the_same_contract_for_every_strategy():
         assert 'export CC="${P}gcc" CXX="${P}g++" AR="${P}ar"' in text
         assert "rm -rf /cache/tree /cache/xdg" in text
         assert ("CROSS_TRIPLET=$HOST_TRIPLET" in text) == (name == "cross")
+
+
+def test_image_scenario_runs_apt_on_the_target_or_unpacks_on_the_build_platform():
+    scenario = resolve_scenario("pkgimage")
+    emulated = REGISTRY["qemu-user"].dockerfile(scenario, SETTINGS)
+    assert "$BUILDPLATFORM" not in emulated
+    assert "apt-get install -y --no-install-recommends locales jq" in emulated
+    assert "localedef -i en_US" in emulated
+    assert "ADD src/payload/busybox-${TARGETARCH}.tar.xz /opt/busybox/" in emulated
+    assert emulated.index("ARG TARGETARCH") < emulated.index("ADD src/payload")
+    crossed = REGISTRY["cross"].dockerfile(scenario, SETTINGS)
+    toolchain, build, final = crossed.split("\n\n")[:3]
+    assert toolchain.startswith("FROM --platform=$BUILDPLATFORM debian:bookworm AS toolchain")
+    assert "apt-get install -y --no-install-recommends locales" in toolchain
+    assert "apt-get install --simulate --no-install-recommends $W" in build
+    assert 'dpkg -x "$d" /rootfs' in build and 'cp -a "/rootfs/$d/." "/rootfs/usr/$d/"' in build
+    assert 'export ROOT=/rootfs && mkdir -p "$ROOT/usr/lib/locale"' in build
+    assert "RUN" not in final and "COPY --from=build /rootfs/ /" in final
+    assert REGISTRY["cross"].approximation(scenario).startswith("packages unpacked with dpkg -x")
+    assert REGISTRY["qemu-user"].approximation(scenario) == ""
+
+
+def test_go_cross_build_uses_the_build_platforms_go_with_goarch():
+    scenario = resolve_scenario("gobench")
+    for target in KNOWN.values():
+        assert cross_packages(scenario, target, AMD64) == ["golang-go"]
+    crossed = REGISTRY["cross"].dockerfile(scenario, SETTINGS)
+    assert 'export CGO_ENABLED="0" GOARCH="$TARGETARCH" GOARM="${TARGETVARIANT#v}"' in crossed
+    native = REGISTRY["native"].dockerfile(scenario, SETTINGS)
+    assert 'export CGO_ENABLED="0"' in native and "GOARCH" not in native
