@@ -127,6 +127,32 @@ def _recommendation_blocks(recs: list[Recommendation]) -> list[Block]:
             blocks.append(Table(headers, tuple(rows)))
         if rec.caveats:
             blocks.append(Bullets(tuple(f"caveat: {c}" for c in rec.caveats)))
+    emulated = [r for r in recs if r.emulation is not None and r.pick is not None]
+    if emulated:
+        # Why the picks differ between workloads: what emulation costs each of them.
+        blocks.append(Heading("Emulation cost by workload", 3))
+        blocks.append(
+            Para(
+                "qemu-user's ratio to native is what emulating each workload costs: high for "
+                "compiling (every compiler instruction is translated), low where the work is "
+                "mostly I/O, downloads and unpacking. A cheap emulation makes the faithful "
+                "emulated build the pick; an expensive one makes a cross build worth its setup."
+            )
+        )
+        emu_rows: list[tuple[str, ...]] = []
+        for r in emulated:
+            emu, pick = r.emulation, r.pick
+            assert emu is not None and pick is not None
+            emu_rows.append(
+                (r.scenario, r.platform, f"{emu.vs_native:.1f}x", pick.variant,
+                 "-" if pick.vs_native is None else f"{pick.vs_native:.2f}x")
+            )  # fmt: skip
+        blocks.append(
+            Table(
+                ("scenario", "platform", "qemu-user vs native", "pick", "pick vs native"),
+                tuple(emu_rows),
+            )
+        )
     return blocks
 
 

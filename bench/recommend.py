@@ -44,8 +44,10 @@ class Recommendation:
     def emulation(self) -> Option | None:
         """The qemu-user option, when it ran emulated (its ratio is the workload's
         emulation cost)."""
+        if self.native_reference.endswith(f" {self.platform}"):
+            return None  # the host's own platform: qemu-user runs it without emulating
         for o in (self.pick, *self.alternatives):
-            if o is not None and o.strategy == "qemu-user" and o.vs_native not in (None, 1.0):
+            if o is not None and o.strategy == "qemu-user" and o.vs_native is not None:
                 return o
         return None
 
@@ -150,9 +152,10 @@ def recommend(
                 caveats.append(
                     f"{pick.variant} has {pick.n} repetition(s): too few to trust the ranking"
                 )
-            if alternatives and alternatives[0].ci_low_s <= pick.ci_high_s:
+            runner_up = next((o for o in alternatives if not o.approximate), None)
+            if runner_up is not None and runner_up.ci_low_s <= pick.ci_high_s:
                 caveats.append(
-                    f"the confidence intervals of {pick.variant} and {alternatives[0].variant} "
+                    f"the confidence intervals of {pick.variant} and {runner_up.variant} "
                     "overlap: the pick is not clearly faster"
                 )
         failed = df[

@@ -53,3 +53,35 @@ def test_an_approximate_image_is_picked_only_when_nothing_else_built():
     ])["linux/arm64"]  # fmt: skip
     assert got.pick is not None and got.pick.variant == "cross"
     assert "Caution: " + APPROX in got.sentence()
+
+
+def test_the_hosts_own_platform_states_no_emulation_cost():
+    got = recs([
+        stats_row("native", "linux/amd64", 20.0),
+        stats_row("qemu-user", "linux/amd64", 19.8),
+        stats_row("cross", "linux/amd64", 10.0, APPROX),
+    ])["linux/amd64"]  # fmt: skip
+    assert got.emulation is None and "Emulating" not in got.sentence()
+
+
+def test_a_faster_approximate_option_is_no_overlap_caveat():
+    got = recs([
+        stats_row("native", "linux/amd64", 20.0),
+        stats_row("qemu-user", "linux/arm64", 95.0),
+        stats_row("cross", "linux/arm64", 94.0, APPROX),
+    ])["linux/arm64"]  # fmt: skip
+    assert not any("overlap" in c for c in got.caveats)
+
+
+def test_the_report_tables_each_workloads_emulation_cost():
+    from bench.htmlreport import Table, _recommendation_blocks
+
+    rows = [
+        stats_row("native", "linux/amd64", 4.0),
+        stats_row("qemu-user", "linux/arm64", 64.0),
+        stats_row("cross", "linux/arm64", 4.4),
+    ]
+    blocks = _recommendation_blocks(list(recs(rows).values()))
+    table = [b for b in blocks if isinstance(b, Table)][-1]
+    assert table.headers[2] == "qemu-user vs native"
+    assert table.rows == (("s", "linux/arm64", "16.0x", "cross", "1.10x"),)
