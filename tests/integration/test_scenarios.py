@@ -3,6 +3,7 @@ archive with its own tests run in each image, a packaging image built both emula
 by unpacking, more target platforms (arm/v7, riscv64 from trixie), and what a bad
 download or a bad scenario file gives."""
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -98,10 +99,16 @@ def test_arm_v7_and_riscv64_build_and_validate(archbench_cmd, registry, tmp_path
     for name in ("arm", "riscv64"):
         entry = qemu.read_binfmt(name)
         need(entry is not None and entry.enabled, f"qemu-{name} registered in binfmt_misc")
+    # Its own name, so that its indexes do not replace the amd64+arm64 ones of `tiny`
+    # that other tests validate.
+    scenario = tmp_path / "tinyplat"
+    shutil.copytree(DATA / "scenarios" / "tiny", scenario)
+    toml = scenario / "scenario.toml"
+    toml.write_text(toml.read_text().replace('name = "tiny"', 'name = "tinyplat"'))
     done = run(
         archbench_cmd,
         tmp_path,
-        str(DATA / "scenarios" / "tiny"),
+        str(scenario),
         "--strategy",
         "cross,qemu-user,qemu-system",
         "--platform",
