@@ -260,18 +260,18 @@ def build_script(
     build_command: str,
     size: int,
     artifacts: Sequence[tuple[str, str]],
-    env: Sequence[str] = (),
+    env: Sequence[str],
 ) -> str:
     """Return the guest's /work/build.sh: the scenario's build in /work/src with the
-    environment every strategy gives it (`env`: shell lines), then each artifact copied
+    environment every strategy gives it (`env`: the shell lines of
+    strategies.base.build_env), then each artifact copied
     to /work/out/<name>."""
     lines = [
         "#!/bin/sh",
         "set -e",
         "cd /work/src",
         f"export SIZE={shlex.quote(str(size))} HOME=/root LANG=C.UTF-8 XDG_CACHE_HOME=/root/.cache",
-        # Without a scenario's environment (strategies.base.build_env): a native gcc.
-        *(env or ['export CC=gcc CROSS_TRIPLET="" JOBS="$(nproc)"']),
+        *env,
         # In a subshell so that `a && b` failing in `a` still ends the script non-zero.
         f"( {build_command}\n) || exit $?",
         "mkdir -p /work/out",
@@ -607,7 +607,7 @@ def run_in_guest(
     accel: Accel | None = None,
     vcpus: int | None = None,
     memory_mb: int | None = None,
-    env: Sequence[str] = (),
+    env: Sequence[str],
 ) -> GuestRun:
     """Boot `image`, build `source_dir` in it with `build_command` and return the run.
 

@@ -301,7 +301,8 @@ def _ensure_suite(
     wanted = {p.name for p in platforms}
     hub_ref = f"{address}/{HUB_REPO}:{suite}"
     own_ref = base_image_ref(address, suite=suite)
-    have = _index_platforms(own_ref) & _index_platforms(hub_ref)
+    indexed = _index_platforms(own_ref)
+    have = indexed & _index_platforms(hub_ref)
     if wanted <= have:
         return False, f"{own_ref} and {hub_ref}: {', '.join(sorted(have))}"
     mirror = apt.debian_mirror()
@@ -309,7 +310,7 @@ def _ensure_suite(
     cache.mkdir(parents=True, exist_ok=True)
     key = hashlib.sha256(f"{mirror}|{suite}|minbase".encode()).hexdigest()[:12]
     # Platforms already in the index stay in it: setup only ever adds.
-    everything = sorted(wanted | _index_platforms(own_ref))
+    everything = sorted(wanted | indexed)
     members = [parse_platform(n) for n in everything]
     for p in members:
         tarball = cache / f"debian-{suite}-{p.debian_arch}-{key}.tar"
@@ -320,7 +321,7 @@ def _ensure_suite(
             )
             mmdebstrap.bootstrap(p.debian_arch, suite, tarball, mirror, log_path=log)
         tag = base_image_ref(address, p, suite)
-        if p.name not in _index_platforms(own_ref) or not _has_manifest(tag):
+        if p.name not in indexed or not _has_manifest(tag):
             say(f"importing and pushing {tag}")
             docker.image_import(tarball, p.name, tag)
             docker.push(tag)

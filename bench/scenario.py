@@ -299,12 +299,7 @@ def _compile_scenario(top: _Reader, common: dict[str, Any]) -> Scenario:
     if "image" in top.data:
         raise top.fail("image", 'belongs to kind = "image" scenarios')
     touch = build.get("touch", str, "")
-    src_dir = common["source_dir"]
-    fetched = common["source_main"] is not None or bool(common["source_fetch"])
-    # A fetched tree is checked once it is assembled (check_touch), before any build.
-    if touch and not fetched and (src_dir is None or not (src_dir / touch).is_file()):
-        raise build.fail("touch", f"names {touch!r}, not a file in the local source folder")
-    return Scenario(
+    scenario = Scenario(
         packages=toolchain.strings("packages", required=True) or (),
         build_command=build.get("command", str, required=True),
         artifacts=tuple(artifacts),
@@ -313,6 +308,11 @@ def _compile_scenario(top: _Reader, common: dict[str, Any]) -> Scenario:
         build_env=build.env("env"),
         **common,
     )
+    # A fetched tree is checked once it is assembled (check_touch), before any build.
+    src_dir = scenario.source_dir
+    if touch and not scenario.fetched and (src_dir is None or not (src_dir / touch).is_file()):
+        raise build.fail("touch", f"names {touch!r}, not a file in the local source folder")
+    return scenario
 
 
 def _image_scenario(top: _Reader, common: dict[str, Any]) -> Scenario:

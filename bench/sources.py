@@ -151,18 +151,16 @@ def materialize(
     tree = cache / "trees" / h.hexdigest()[:20]
     if tree.is_dir():
         return tree
-    downloads = [(e, fetch(e, cache, say)) for e in ((main,) if main else ()) + extras]
+    main_file = fetch(main, cache, say) if main is not None else None
+    extra_files = [(e, fetch(e, cache, say)) for e in extras]
     tree.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=tree.parent, prefix=".partial-"))
     try:
-        for item, path in downloads:
-            if item is main:
-                unpack_tarball(path, work, item.strip)
+        if main is not None and main_file is not None:
+            unpack_tarball(main_file, work, main.strip)
         if local is not None:
             shutil.copytree(local, work, dirs_exist_ok=True)
-        for item, path in downloads:
-            if item is main:
-                continue
+        for item, path in extra_files:
             dest = work / item.dest
             dest.parent.mkdir(parents=True, exist_ok=True)
             if item.deb_data:

@@ -15,7 +15,7 @@ from elftools.elf.elffile import ELFFile
 from bench import guest
 from bench.platforms import KNOWN, Platform
 from bench.scenario import load_scenario_file
-from bench.strategies.base import BuildSettings
+from bench.strategies.base import BuildSettings, build_env
 from bench.strategies.qemu_system import QemuSystem
 from bench.tools import docker
 from tests.conftest import DATA, need
@@ -60,6 +60,7 @@ def test_tiny_builds_inside_a_real_guest(
         1,
         [("build/tiny", "tiny")],
         tmp_path / "out",
+        env=build_env(TINY, cross=False, platform=platform),
         timeout=900,
         log_path=tmp_path / "console.log",
     )
@@ -88,6 +89,7 @@ def test_a_guest_that_never_finishes_is_killed_at_the_timeout(
         1,
         [("build/tiny", "tiny")],
         tmp_path / "out",
+        env=build_env(TINY, cross=False, platform=AMD64),
         timeout=20,
         log_path=tmp_path / "console.log",
     )
@@ -113,6 +115,7 @@ def test_a_failing_build_is_a_compile_error(request: pytest.FixtureRequest, tmp_
         1,
         [("build/tiny", "tiny")],
         tmp_path / "out",
+        env=build_env(TINY, cross=False, platform=AMD64),
         timeout=600,
     )
     assert run.status == "failed" and run.failure_class == "compile-error"
