@@ -1,4 +1,5 @@
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -21,3 +22,27 @@ def need(condition: bool, why: str) -> None:
 @pytest.fixture(scope="session")
 def archbench_cmd() -> list[str]:
     return [sys.executable, "-m", "bench"]
+
+
+def run_archbench(
+    archbench_cmd: list[str], tmp_path: Path, *args: str, timeout: float = 2400
+) -> subprocess.CompletedProcess[str]:
+    """`archbench run ARGS` with one repetition per cell, no combined builds, and the
+    results and reports kept under `tmp_path`."""
+    return subprocess.run(
+        [
+            *archbench_cmd,
+            "run",
+            *args,
+            "--reps",
+            "1",
+            "--no-combined",
+            "--results",
+            str(tmp_path / "results"),
+            "--reports",
+            str(tmp_path / "reports"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

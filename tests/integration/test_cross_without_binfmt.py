@@ -11,7 +11,7 @@ from elftools.elf.elffile import ELFFile
 
 from bench.results import load_run, resolve_run
 from bench.tools import qemu
-from tests.conftest import DATA, ROOT
+from tests.conftest import DATA, ROOT, run_archbench
 
 pytestmark = [pytest.mark.engine, pytest.mark.registry, pytest.mark.binfmt]
 
@@ -61,26 +61,14 @@ def test_cross_arm64_builds_with_binfmt_disabled(
             timeout=300,
         )
         assert probe.returncode != 0 and "exec format error" in probe.stderr + probe.stdout
-        done = subprocess.run(
-            [
-                *archbench_cmd,
-                "run",
-                str(scenario),
-                "--strategy",
-                "cross",
-                "--platform",
-                "linux/arm64",
-                "--reps",
-                "1",
-                "--no-combined",
-                "--results",
-                str(tmp_path / "results"),
-                "--reports",
-                str(tmp_path / "reports"),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=1800,
+        done = run_archbench(
+            archbench_cmd,
+            tmp_path,
+            str(scenario),
+            "--strategy",
+            "cross",
+            "--platform",
+            "linux/arm64",
         )
     finally:
         qemu.set_binfmt_enabled("aarch64", True)

@@ -4,7 +4,6 @@ by unpacking, more target platforms (arm/v7, riscv64 from trixie), and what a ba
 download or a bad scenario file gives."""
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,29 +11,9 @@ import pytest
 from bench.results import load_run, resolve_run
 from bench.tools import qemu
 from tests.conftest import DATA, ROOT, need
+from tests.conftest import run_archbench as run
 
 pytestmark = [pytest.mark.engine, pytest.mark.registry, pytest.mark.binfmt]
-
-
-def run(archbench_cmd, tmp_path: Path, *args: str, timeout: float = 2400):
-    done = subprocess.run(
-        [
-            *archbench_cmd,
-            "run",
-            *args,
-            "--reps",
-            "1",
-            "--no-combined",
-            "--results",
-            str(tmp_path / "results"),
-            "--reports",
-            str(tmp_path / "reports"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    return done
 
 
 def cells(tmp_path: Path) -> dict[tuple[str, str], object]:
