@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import proc, services
+from bench import hostrecord, proc, services
 from bench.errors import ArchbenchError, CommandFailed, HostNotReady, UsageError
 from bench.platforms import Platform, host_platform, parse_platform
 from bench.tools import apt, docker, mmdebstrap, qemu, registry
@@ -23,6 +23,8 @@ DAEMON_JSON = Path("/etc/docker/daemon.json")
 TRIXIE_SOURCES = Path("/etc/apt/sources.list.d/archbench-trixie.sources")
 TRIXIE_PIN = Path("/etc/apt/preferences.d/archbench-trixie")
 BASE_SUITE = "bookworm"
+# Configuration that setup may create; teardown removes only those that it did create.
+OWN_CONFIG_FILES = (DAEMON_JSON, TRIXIE_SOURCES, TRIXIE_PIN)
 BASE_REPO = "archbench/debian"
 HUB_REPO = "library/debian"
 
@@ -32,6 +34,9 @@ HOST_PACKAGES = (
     "binfmt-support",
     "docker-registry",
     "mmdebstrap",
+    # mmdebstrap's check for a foreign architecture; only a Recommends of mmdebstrap, so
+    # `--no-install-recommends` would leave it out and every arm64 bootstrap would stop.
+    "arch-test",
     "ca-certificates",
     "qemu-system-arm",
     "qemu-system-x86",
@@ -154,8 +159,16 @@ def ensure_packages(say: Say, log: Path) -> StepOutcome:
         "guest root file systems from Debian's archive), qemu-system-arm/x86 + kmod + "
         "e2fsprogs (full-system guests: depmod for their modules, ext4 disks without mounts)"
     )
+    before = apt.installed_packages()
     apt.update(log_path=log)
-    apt.install(wanted, log_path=log)
+    try:
+        apt.install(wanted, log_path=log)
+    finally:
+        # dpkg's own difference, recorded even when the install stopped half-way, is
+        # exactly what `teardown --purge` may remove: nothing that was there before.
+        added = sorted(apt.installed_packages() - before)
+        if added:
+            hostrecord.add_packages(added)
     return StepOutcome("packages", True, True, "installed " + ", ".join(wanted))
 
 
@@ -189,6 +202,10 @@ def ensure_engine_running(say: Say, address: str) -> StepOutcome:
     wanted = daemon_config(current, address)
     changed = False
     if wanted != current:
+        if DAEMON_JSON.exists() and not hostrecord.DAEMON_JSON_BEFORE.exists():
+            # The host had its own daemon.json: keep it, so teardown puts it back as it was.
+            hostrecord.DAEMON_JSON_BEFORE.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(DAEMON_JSON, hostrecord.DAEMON_JSON_BEFORE)
         _write_if_changed(DAEMON_JSON, json.dumps(wanted, indent=2) + "\n")
         say(
             f"wrote {DAEMON_JSON}: containerd image store (multi-platform images), "
@@ -364,8 +381,26 @@ def setup(options: SetupOptions, say: Say) -> list[StepOutcome]:
     Raises HostNotReady or CommandFailed when a step cannot be repaired.
     """
     log = services.LOG_DIR / "setup.log"
-    outcomes = [ensure_packages(say, log)]
-    outcomes.append(ensure_binfmt(say, options.platforms))
+    handlers_before = qemu.binfmt_names()
+    config_before = {p for p in OWN_CONFIG_FILES if p.exists()}
+    try:
+        outcomes = [ensure_packages(say, log)]
+        outcomes.append(ensure_binfmt(say, options.platforms))
+        outcomes += _setup_services(options, say, log)
+    finally:
+        # Handlers and files that appeared during setup (a package's postinst,
+        # update-binfmts, our own writes) are setup's to remove; the host's own are not.
+        added = qemu.binfmt_names() - handlers_before
+        if added:
+            hostrecord.add_binfmt(added)
+        created = {p for p in OWN_CONFIG_FILES if p.exists()} - config_before
+        if created:
+            hostrecord.add_files(created)
+    return outcomes
+
+
+def _setup_services(options: SetupOptions, say: Say, log: Path) -> list[StepOutcome]:
+    outcomes = []
     outcomes.append(ensure_registry(say, options.registry))
     outcomes.append(ensure_engine_running(say, options.registry))
     outcomes.append(ensure_base_images(say, options.registry, options.platforms, log))

@@ -23,6 +23,22 @@ def installed_version(package: str) -> str:
     return version if status.endswith(" installed") else ""
 
 
+def installed_packages() -> set[str]:
+    """Return every installed package as `name:arch` (dpkg's view), empty without dpkg."""
+    if shutil.which("dpkg-query") is None:
+        return set()
+    done = proc.run(
+        ["dpkg-query", "-W", "-f", "${db:Status-Abbrev}|${Package}:${Architecture}\\n"],
+        timeout=60,
+    )
+    found = set()
+    for line in done.stdout.splitlines():
+        status, _, name = line.partition("|")
+        if status.startswith("ii") and name:
+            found.add(name.strip())
+    return found
+
+
 def candidate_version(package: str) -> str:
     """Return the version apt would install for `package`, or '' when none is offered."""
     done = proc.run(["apt-cache", "policy", package], timeout=60)

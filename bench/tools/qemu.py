@@ -57,6 +57,19 @@ def parse_binfmt(name: str, text: str) -> BinfmtEntry:
     return BinfmtEntry(name, enabled, interpreter, flags)
 
 
+def binfmt_names(root: Path = BINFMT_DIR) -> set[str]:
+    """Return the names of every binfmt_misc registration (qemu-aarch64, ...)."""
+    try:
+        return {p.name for p in root.iterdir() if p.name not in ("register", "status")}
+    except OSError:
+        return set()
+
+
+def unregister_binfmt(name: str, root: Path = BINFMT_DIR) -> None:
+    """Remove the registration `name` from the kernel (-1 into its file)."""
+    (root / name).write_text("-1")
+
+
 def set_binfmt_enabled(qemu_name: str, enabled: bool, root: Path = BINFMT_DIR) -> None:
     """Enable or disable the `qemu-<qemu_name>` handler (1 or 0 into its file)."""
     (root / f"qemu-{qemu_name}").write_text("1" if enabled else "0")
