@@ -85,6 +85,21 @@ def build_parser() -> argparse.ArgumentParser:
         "docker-container builder `archbench-container`",
     )
 
+    td = sub.add_parser("teardown", help="undo what setup did on this host, and only that")
+    td.add_argument(
+        "--purge", action="store_true", help="also purge the packages setup installed"
+    )
+    td.add_argument("--dry-run", action="store_true", help="say what would be removed, only")
+
+    g = sub.add_parser(
+        "gc", help="remove registry images and build caches that no stored run refers to"
+    )
+    g.add_argument(
+        "--results", type=Path, default=DEFAULT_RESULTS, help="results folder (default results/)"
+    )
+    g.add_argument("--registry")
+    g.add_argument("--dry-run", action="store_true", help="say what would be removed, only")
+
     d = sub.add_parser("doctor", help="what this host can do, and what fixes the rest")
     d.add_argument("--json", action="store_true", help="print JSON instead of tables")
     d.add_argument("--registry")
@@ -367,6 +382,22 @@ def cmd_setup(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_teardown(args: argparse.Namespace) -> int:
+    from bench import teardown
+
+    actions = teardown.teardown(args.purge, args.dry_run, lambda m: _say(f"teardown: {m}"))
+    if actions and not args.dry_run:
+        _say(f"teardown: removed {len(actions)} item(s); `archbench setup` provisions again")
+    return EXIT_OK
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    from bench import gc
+
+    gc.gc(args.results, registry_address(args.registry), args.dry_run, lambda m: _say(f"gc: {m}"))
+    return EXIT_OK
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from bench import doctor
 
@@ -605,6 +636,8 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "setup": cmd_setup,
+    "teardown": cmd_teardown,
+    "gc": cmd_gc,
     "doctor": cmd_doctor,
     "run": cmd_run,
     "show": cmd_show,

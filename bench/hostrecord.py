@@ -23,11 +23,13 @@ class HostRecord:
     packages: list[str] = field(default_factory=list)
     binfmt: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    dirs: list[str] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
 
 
-def load(path: Path = RECORD) -> HostRecord:
+def load(path: Path | None = None) -> HostRecord:
     """Return the host record, empty when none was written or it cannot be read."""
+    path = path or RECORD
     try:
         doc = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -38,11 +40,13 @@ def load(path: Path = RECORD) -> HostRecord:
         packages=[str(p) for p in doc.get("packages", [])],
         binfmt=[str(b) for b in doc.get("binfmt", [])],
         files=[str(f) for f in doc.get("files", [])],
+        dirs=[str(d) for d in doc.get("dirs", [])],
     )
 
 
-def save(record: HostRecord, path: Path = RECORD) -> None:
+def save(record: HostRecord, path: Path | None = None) -> None:
     """Write `record` atomically."""
+    path = path or RECORD
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".host.", dir=path.parent)
     with os.fdopen(fd, "w") as fh:
@@ -55,22 +59,29 @@ def _merge(current: list[str], new: Iterable[str]) -> list[str]:
     return sorted(set(current) | set(new))
 
 
-def add_packages(packages: Iterable[str], path: Path = RECORD) -> None:
+def add_packages(packages: Iterable[str], path: Path | None = None) -> None:
     """Record `packages` (name:arch) as installed by setup."""
     record = load(path)
     record.packages = _merge(record.packages, packages)
     save(record, path)
 
 
-def add_binfmt(names: Iterable[str], path: Path = RECORD) -> None:
+def add_binfmt(names: Iterable[str], path: Path | None = None) -> None:
     """Record binfmt_misc handlers (qemu-aarch64, ...) as registered by setup."""
     record = load(path)
     record.binfmt = _merge(record.binfmt, names)
     save(record, path)
 
 
-def add_files(paths: Iterable[Path], path: Path = RECORD) -> None:
+def add_files(paths: Iterable[Path], path: Path | None = None) -> None:
     """Record configuration files setup created."""
     record = load(path)
     record.files = _merge(record.files, (str(p) for p in paths))
+    save(record, path)
+
+
+def add_dirs(paths: Iterable[Path], path: Path | None = None) -> None:
+    """Record state folders that appeared with the packages setup installed."""
+    record = load(path)
+    record.dirs = _merge(record.dirs, (str(p) for p in paths))
     save(record, path)

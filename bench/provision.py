@@ -25,6 +25,20 @@ TRIXIE_PIN = Path("/etc/apt/preferences.d/archbench-trixie")
 BASE_SUITE = "bookworm"
 # Configuration that setup may create; teardown removes only those that it did create.
 OWN_CONFIG_FILES = (DAEMON_JSON, TRIXIE_SOURCES, TRIXIE_PIN)
+# State the engine's and registry's packages create on first start; `teardown --purge`
+# removes those that did not exist before setup.
+PACKAGE_STATE_DIRS = tuple(
+    Path(p)
+    for p in (
+        "/var/lib/docker",
+        "/var/lib/containerd",
+        "/var/lib/docker-registry",
+        "/etc/docker",
+        "/etc/containerd",
+        "/run/docker",
+        "/run/containerd",
+    )
+)
 BASE_REPO = "archbench/debian"
 HUB_REPO = "library/debian"
 
@@ -271,10 +285,11 @@ def ensure_registry(say: Say, address: str) -> StepOutcome:
             "its registry to 127.0.0.0/8 or localhost only"
         )
     config = services.config_path(address)
-    changed = _write_if_changed(config, registry.config_text(address, registry.STORAGE_DIR))
+    storage = registry.storage_dir(address)
+    changed = _write_if_changed(config, registry.config_text(address, storage))
     if changed:
-        say(f"wrote {config}: plain-HTTP registry on {address}, storage {registry.STORAGE_DIR}")
-    registry.STORAGE_DIR.mkdir(parents=True, exist_ok=True)
+        say(f"wrote {config}: plain-HTTP registry on {address}, storage {storage}")
+    storage.mkdir(parents=True, exist_ok=True)
     was_up = registry.ping(address)
     services.ensure_registry(address, say)
     return StepOutcome("registry", True, changed or not was_up, f"GET http://{address}/v2/ -> 200")
@@ -383,6 +398,7 @@ def setup(options: SetupOptions, say: Say) -> list[StepOutcome]:
     log = services.LOG_DIR / "setup.log"
     handlers_before = qemu.binfmt_names()
     config_before = {p for p in OWN_CONFIG_FILES if p.exists()}
+    dirs_before = {p for p in PACKAGE_STATE_DIRS if p.exists()}
     try:
         outcomes = [ensure_packages(say, log)]
         outcomes.append(ensure_binfmt(say, options.platforms))
@@ -396,6 +412,9 @@ def setup(options: SetupOptions, say: Say) -> list[StepOutcome]:
         created = {p for p in OWN_CONFIG_FILES if p.exists()} - config_before
         if created:
             hostrecord.add_files(created)
+        appeared = {p for p in PACKAGE_STATE_DIRS if p.exists()} - dirs_before
+        if appeared:
+            hostrecord.add_dirs(appeared)
     return outcomes
 
 

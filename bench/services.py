@@ -14,11 +14,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
+
 from bench import proc
 from bench.errors import EngineUnavailable, HostNotReady, RegistryUnavailable
 from bench.tools import docker, registry
 
 LOG_DIR = Path("/var/log/archbench")
+# Pid files of the daemons archbench itself started: teardown stops those, and only those.
+PID_DIR = Path("/run/archbench")
 CONTAINERD_SOCKET = Path("/run/containerd/containerd.sock")
 DOCKERD_PIDFILE = Path("/var/run/docker.pid")
 
@@ -55,12 +59,17 @@ def ensure_engine(say: Callable[[str], None] = lambda _m: None) -> None:
         raise HostNotReady("no Docker engine is installed; run `archbench setup`")
     if not _containerd_answers():
         say("starting containerd")
-        proc.spawn_daemon(["containerd"], LOG_DIR / "containerd.log")
+        _started("containerd", proc.spawn_daemon(["containerd"], LOG_DIR / "containerd.log"))
         if not _wait(_containerd_answers, 30):
             raise EngineUnavailable(f"containerd did not start; see {LOG_DIR / 'containerd.log'}")
     say("starting dockerd")
     _clear_stale_pidfile()
-    proc.spawn_daemon(["dockerd", "--containerd", str(CONTAINERD_SOCKET)], LOG_DIR / "dockerd.log")
+    _started(
+        "dockerd",
+        proc.spawn_daemon(
+            ["dockerd", "--containerd", str(CONTAINERD_SOCKET)], LOG_DIR / "dockerd.log"
+        ),
+    )
     if not _wait(engine_answers, 60):
         raise EngineUnavailable(f"dockerd did not answer in 60 s; see {LOG_DIR / 'dockerd.log'}")
 
@@ -122,9 +131,12 @@ def ensure_registry(address: str, say: Callable[[str], None] = lambda _m: None) 
     if not config.exists():
         raise HostNotReady(f"no registry is configured for {address}; run `archbench setup`")
     say(f"starting the registry on {address}")
-    proc.spawn_daemon(
-        [registry.BINARY, "serve", str(config)],
-        LOG_DIR / f"registry-{address.replace(':', '-')}.log",
+    _started(
+        registry_daemon_name(address),
+        proc.spawn_daemon(
+            [registry.BINARY, "serve", str(config)],
+            LOG_DIR / f"registry-{address.replace(':', '-')}.log",
+        ),
     )
     if not _wait(lambda: registry.ping(address), 30):
         raise RegistryUnavailable(f"the registry did not answer at {address}; see {LOG_DIR}")
@@ -135,3 +147,66 @@ def config_path(address: str) -> Path:
     if address == registry.DEFAULT_REGISTRY:
         return registry.CONFIG_PATH
     return registry.CONFIG_PATH.with_name(f"registry-{address.replace(':', '-')}.yml")
+
+
+def registry_daemon_name(address: str) -> str:
+    """Return the name under which the registry daemon for `address` is recorded."""
+    return "registry-" + address.replace(":", "-")
+
+
+def _started(name: str, pid: int) -> None:
+    PID_DIR.mkdir(parents=True, exist_ok=True)
+    (PID_DIR / f"{name}.pid").write_text(f"{pid}\n")
+
+
+def started_daemons() -> dict[str, int]:
+    """Return {name: pid} of the daemons archbench started that still run: those in its
+    pid files, and those running with exactly the command line archbench starts them
+    with (a pid file is lost with /run at a reboot, or was never written by an older
+    archbench)."""
+    found: dict[str, int] = {}
+    for path in sorted(PID_DIR.glob("*.pid")):
+        try:
+            pid = int(path.read_text().strip())
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            continue
+        found[path.stem] = pid
+    own = {
+        ("containerd",): "containerd",
+        ("dockerd", "--containerd", str(CONTAINERD_SOCKET)): "dockerd",
+    }
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        argv = tuple(process.info["cmdline"] or ())
+        name = own.get(argv)
+        if name is None and argv[:2] == (registry.BINARY, "serve") and len(argv) == 3:
+            config = Path(argv[2])
+            if config == registry.CONFIG_PATH:
+                name = registry_daemon_name(registry.DEFAULT_REGISTRY)
+            elif config.parent == registry.CONFIG_PATH.parent:
+                name = config.stem
+        if name is not None and process.info["pid"] not in found.values():
+            found.setdefault(name, process.info["pid"])
+    return found
+
+
+def stop_daemon(name: str, pid: int, seconds: float = 30) -> None:
+    """Stop a daemon archbench started: SIGTERM, then SIGKILL after `seconds`."""
+
+    def gone() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        # A zombie of ours (we are its parent) counts as gone once reaped.
+        with contextlib.suppress(ChildProcessError):
+            return os.waitpid(pid, os.WNOHANG)[0] == pid
+        return False
+
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    if not _wait(gone, seconds):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        _wait(gone, 10)
+    (PID_DIR / f"{name}.pid").unlink(missing_ok=True)

@@ -251,6 +251,13 @@ def _tail(text: str, lines: int = 40) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
+def cache_mount_id(scenario: str, strategy: str, cpu: str, size: int, target: str) -> str:
+    """Return the id of a cell's warm-build cache mount (`target` is TARGETARCH and
+    TARGETVARIANT run together, or those build arguments themselves)."""
+    variant = f"-{cpu}" if cpu else ""
+    return f"archbench-{scenario}-{strategy}{variant}-s{size}-{target}"
+
+
 def build_stage(scenario: Scenario, settings: BuildSettings, strategy: str, cross: bool) -> str:
     """Return the build stage: the scenario's build in a per-cell cache mount.
 
@@ -259,9 +266,9 @@ def build_stage(scenario: Scenario, settings: BuildSettings, strategy: str, cros
     a warm build finds the last build's objects; a cold build empties it first.
     Artifacts are copied to /out, which the final stage reads.
     """
-    cpu = f"-{settings.cpu}" if settings.cpu else ""
-    target = "$TARGETARCH$TARGETVARIANT"
-    mount_id = f"archbench-{scenario.name}-{strategy}{cpu}-s{settings.size}-{target}"
+    mount_id = cache_mount_id(
+        scenario.name, strategy, settings.cpu or "", settings.size, "$TARGETARCH$TARGETVARIANT"
+    )
     copies = " && ".join(
         f'mkdir -p "$(dirname /out/{a.built})" && cp -a {a.built} /out/{a.built}'
         for a in scenario.artifacts

@@ -66,6 +66,32 @@ def install(packages: Sequence[str], log_path: Path | None = None) -> None:
     )
 
 
+def simulate_purge(packages: Sequence[str]) -> list[str]:
+    """Return every package `apt-get purge` of `packages` would remove (its simulation).
+
+    Raises CommandFailed when apt refuses.
+    """
+    done = proc.run(
+        ["apt-get", "purge", "--simulate", *packages], timeout=120, env=_ENV, check=True
+    )
+    removed = []
+    for line in done.stdout.splitlines():
+        if line.startswith(("Purg ", "Remv ")):
+            removed.append(line.split()[1])
+    return removed
+
+
+def purge(packages: Sequence[str], log_path: Path | None = None) -> None:
+    """Purge exactly `packages` (no autoremove of anything else). Raises CommandFailed."""
+    proc.run(
+        ["apt-get", "purge", "-y", *packages],
+        timeout=1800,
+        env=_ENV,
+        check=True,
+        log_path=log_path,
+    )
+
+
 def debian_mirror(
     sources_dir: Path = Path("/etc/apt/sources.list.d"),
     sources_list: Path = Path("/etc/apt/sources.list"),

@@ -260,3 +260,32 @@ def imagetools_digest(ref: str, timeout: float = 60) -> str:
         check=True,
     )
     return str(json.loads(done.stdout).get("digest", ""))
+
+
+_MOUNT_ID = re.compile(r'^Description:\s+cached mount .* with id "/?(?P<id>[^"]+)"$')
+
+
+def cache_mounts(prefix: str, timeout: float = 120) -> dict[str, list[str]]:
+    """Return {cache mount id: BuildKit record ids} of the default builder's cache
+    mounts whose id starts with `prefix` (read from `docker buildx du --verbose`)."""
+    done = proc.run([DOCKER, "buildx", "du", "--verbose"], timeout=timeout)
+    found: dict[str, list[str]] = {}
+    record = ""
+    for line in done.stdout.splitlines():
+        if line.startswith("ID:"):
+            record = line.split(":", 1)[1].strip()
+            continue
+        match = _MOUNT_ID.match(line.strip())
+        if match and record and match["id"].startswith(prefix):
+            found.setdefault(match["id"], []).append(record)
+    return found
+
+
+def prune_cache_records(record_ids: Sequence[str], timeout: float = 300) -> None:
+    """Remove the BuildKit cache records `record_ids`. Raises CommandFailed."""
+    for record in record_ids:
+        proc.run(
+            [DOCKER, "buildx", "prune", "--force", "--filter", f"id={record}"],
+            timeout=timeout,
+            check=True,
+        )

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import proc
 from bench.errors import RegistryUnavailable, UsageError
 
 DEFAULT_REGISTRY = "127.0.0.1:5000"
@@ -36,6 +37,14 @@ def registry_address(cli_value: str | None = None) -> str:
     if not host or not port.isdigit():
         raise UsageError(f"bad registry {value!r}; expected HOST:PORT, e.g. {DEFAULT_REGISTRY}")
     return value
+
+
+def storage_dir(address: str) -> Path:
+    """Return where the registry archbench runs at `address` keeps its images: one
+    folder per address, so that two registries never share (or collect) each other's."""
+    if address == DEFAULT_REGISTRY:
+        return STORAGE_DIR
+    return STORAGE_DIR.with_name("registry-" + address.replace(":", "-"))
 
 
 def config_text(address: str, storage: Path = STORAGE_DIR) -> str:
@@ -161,3 +170,62 @@ def _fetch(
         ) from exc
     except (urllib.error.URLError, OSError) as exc:
         raise RegistryUnavailable(f"registry {host} does not answer: {exc}") from exc
+
+
+def repositories(storage: Path = STORAGE_DIR) -> list[str]:
+    """Return every repository stored under `storage` (filesystem driver layout)."""
+    root = storage / "docker" / "registry" / "v2" / "repositories"
+    found = []
+    for manifests in root.glob("**/_manifests"):
+        found.append(str(manifests.parent.relative_to(root)))
+    return sorted(found)
+
+
+def stored_manifests(repo: str, storage: Path = STORAGE_DIR) -> list[str]:
+    """Return the digests of every manifest revision `repo` holds, tagged or not.
+
+    The HTTP API lists tags only; a tag moved by a later push leaves its old manifest
+    behind, reachable by digest, and only the storage shows it.
+    """
+    revisions = (
+        storage / "docker" / "registry" / "v2" / "repositories" / repo / "_manifests"
+        / "revisions" / "sha256"
+    )
+    if not revisions.is_dir():
+        return []
+    return sorted(f"sha256:{p.name}" for p in revisions.iterdir() if (p / "link").exists())
+
+
+def delete_manifest(address: str, repo: str, digest: str, timeout: float = 30) -> None:
+    """Delete the manifest `repo@digest` (and every tag on it) from the registry.
+
+    Raises RegistryUnavailable when the registry refuses or does not answer.
+    """
+    req = urllib.request.Request(
+        f"http://{address}/v2/{repo}/manifests/{digest}", method="DELETE"
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout):
+            return
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return
+        raise RegistryUnavailable(
+            f"registry {address} refused to delete {repo}@{digest}: {exc.code}"
+        ) from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise RegistryUnavailable(f"registry {address} does not answer: {exc}") from exc
+
+
+def garbage_collect(config: Path, log_path: Path | None = None) -> str:
+    """Run the registry's garbage collector over `config`'s storage; return its output.
+
+    Deleted manifests' blobs are freed only by this pass. Raises CommandFailed.
+    """
+    done = proc.run(
+        [BINARY, "garbage-collect", "--delete-untagged", str(config)],
+        timeout=900,
+        check=True,
+        log_path=log_path,
+    )
+    return done.stdout
