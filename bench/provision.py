@@ -43,20 +43,39 @@ BASE_REPO = "archbench/debian"
 HUB_REPO = "library/debian"
 
 ENGINE_PACKAGES = ("docker.io/trixie", "docker-buildx/trixie")
-HOST_PACKAGES = (
-    "qemu-user-static",
-    "binfmt-support",
-    "docker-registry",
-    "mmdebstrap",
-    # mmdebstrap's check for a foreign architecture; only a Recommends of mmdebstrap, so
-    # `--no-install-recommends` would leave it out and every arm64 bootstrap would stop.
-    "arch-test",
-    "ca-certificates",
-    "qemu-system-arm",
-    "qemu-system-x86",
-    "kmod",
-    "e2fsprogs",
+# Every program archbench, or a tool it calls, runs on the host, with the package that
+# brings it and why. Setup installs by name: Recommends are never relied on (mmdebstrap
+# only recommends arch-test, without which every foreign bootstrap stops).
+HOST_PROGRAMS: dict[str, tuple[str, str]] = {
+    "qemu-aarch64-static": ("qemu-user-static", "foreign binaries through binfmt_misc"),
+    "update-binfmts": ("binfmt-support", "registers qemu-user with the F flag"),
+    "docker-registry": ("docker-registry", "the private registry on loopback"),
+    "mmdebstrap": ("mmdebstrap", "base images and guest roots from Debian's archive"),
+    "arch-test": ("arch-test", "mmdebstrap's check before a foreign bootstrap"),
+    "qemu-system-aarch64": ("qemu-system-arm", "arm64 full-system guests"),
+    "qemu-system-x86_64": ("qemu-system-x86", "amd64 full-system guests"),
+    "depmod": ("kmod", "module dependencies of a guest kernel"),
+    "mkfs.ext4": ("e2fsprogs", "guest disks written without a mount"),
+    "debugfs": ("e2fsprogs", "artifacts read out of a guest's disk"),
+    "dpkg-deb": ("dpkg", "unpacking packages (mmdebstrap, guest kernels)"),
+    "mount": ("mount", "binfmt_misc, and mmdebstrap's root mode"),
+}
+# Packages with no program to look for.
+HOST_DATA_PACKAGES = ("ca-certificates",)
+HOST_PACKAGES = tuple(
+    dict.fromkeys([*(pkg for pkg, _ in HOST_PROGRAMS.values()), *HOST_DATA_PACKAGES])
 )
+
+
+def missing_host_packages() -> list[str]:
+    """Return the host packages to install: those not installed, and those whose
+    program is not on PATH (checked by effect, not by dpkg's word alone)."""
+    wanted = [p for p in HOST_PACKAGES if not apt.installed_version(p)]
+    for program, (package, _why) in HOST_PROGRAMS.items():
+        if shutil.which(program) is None and package not in wanted:
+            wanted.append(package)
+    return wanted
+
 
 Say = Callable[[str], None]
 
@@ -161,18 +180,14 @@ def ensure_packages(say: Say, log: Path) -> StepOutcome:
         and shutil.which("dockerd")
     ):
         wanted.extend(ENGINE_PACKAGES)
-    wanted.extend(p for p in HOST_PACKAGES if not apt.installed_version(p))
+    wanted.extend(missing_host_packages())
     if not wanted:
         return StepOutcome("packages", True, False, "all host packages installed")
     if any(p.endswith("/trixie") for p in wanted):
         ensure_trixie_source(say)
-    say(
-        "installing " + ", ".join(wanted) + ": Docker Engine 26 with buildx (multi-platform "
-        "builds), qemu-user-static + binfmt-support (foreign binaries through binfmt_misc), "
-        "docker-registry (the private registry on loopback), mmdebstrap (base images and "
-        "guest root file systems from Debian's archive), qemu-system-arm/x86 + kmod + "
-        "e2fsprogs (full-system guests: depmod for their modules, ext4 disks without mounts)"
-    )
+    why = {pkg: reason for pkg, reason in HOST_PROGRAMS.values()}
+    why.update({p: "Docker Engine 26 with buildx: multi-platform builds" for p in ENGINE_PACKAGES})
+    say("installing " + "; ".join(f"{p} ({why[p]})" if p in why else p for p in wanted))
     before = apt.installed_packages()
     apt.update(log_path=log)
     try:
@@ -183,6 +198,11 @@ def ensure_packages(say: Say, log: Path) -> StepOutcome:
         added = sorted(apt.installed_packages() - before)
         if added:
             hostrecord.add_packages(added)
+    still = [
+        f"{prog} ({pkg})" for prog, (pkg, _) in HOST_PROGRAMS.items() if not shutil.which(prog)
+    ]
+    if still:
+        raise HostNotReady("installed, yet not on PATH: " + ", ".join(still))
     return StepOutcome("packages", True, True, "installed " + ", ".join(wanted))
 
 

@@ -115,6 +115,7 @@ def test_setup_records_dpkg_difference_even_when_install_fails(host, monkeypatch
         raise RuntimeError("apt stopped half-way")
 
     monkeypatch.setattr(apt, "install", failing_install)
+    monkeypatch.setattr(provision.shutil, "which", lambda prog: f"/usr/bin/{prog}")
     with pytest.raises(RuntimeError):
         provision.ensure_packages(lambda _m: None, host["tmp"] / "log.txt")
     assert hostrecord.load().packages == ["new1:all", "new2:amd64"]
@@ -123,6 +124,14 @@ def test_setup_records_dpkg_difference_even_when_install_fails(host, monkeypatch
 def test_arch_test_is_a_host_package():
     # mmdebstrap needs it for any foreign architecture and only recommends it.
     assert "arch-test" in provision.HOST_PACKAGES
+
+
+def test_a_missing_program_brings_its_package_back(monkeypatch):
+    monkeypatch.setattr(apt, "installed_version", lambda p: "1.0")
+    monkeypatch.setattr(
+        provision.shutil, "which", lambda prog: None if prog == "debugfs" else f"/usr/bin/{prog}"
+    )
+    assert provision.missing_host_packages() == ["e2fsprogs"]
 
 
 def _manifest_store(storage: Path, repo: str, digests: list[str]) -> None:
