@@ -24,6 +24,9 @@ class HostRecord:
     binfmt: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     dirs: list[str] = field(default_factory=list)
+    # The host's IPv4 forwarding and FORWARD policy before the engine first started here:
+    # dockerd turns forwarding on and sets the policy to DROP.
+    network_before: dict[str, str] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
 
@@ -41,6 +44,7 @@ def load(path: Path | None = None) -> HostRecord:
         binfmt=[str(b) for b in doc.get("binfmt", [])],
         files=[str(f) for f in doc.get("files", [])],
         dirs=[str(d) for d in doc.get("dirs", [])],
+        network_before={str(k): str(v) for k, v in dict(doc.get("network_before", {})).items()},
     )
 
 
@@ -85,3 +89,11 @@ def add_dirs(paths: Iterable[Path], path: Path | None = None) -> None:
     record = load(path)
     record.dirs = _merge(record.dirs, (str(p) for p in paths))
     save(record, path)
+
+
+def keep_network_before(values: dict[str, str], path: Path | None = None) -> None:
+    """Record the host's network settings before the engine first changes them (once)."""
+    record = load(path)
+    if not record.network_before:
+        record.network_before = dict(values)
+        save(record, path)

@@ -16,7 +16,7 @@ from pathlib import Path
 from bench import hostrecord, proc, services
 from bench.errors import ArchbenchError, CommandFailed, HostNotReady, UsageError
 from bench.platforms import Platform, host_platform, parse_platform
-from bench.tools import apt, docker, mmdebstrap, qemu, registry
+from bench.tools import apt, docker, mmdebstrap, net, qemu, registry
 
 CACHE_DIR = Path("/var/cache/archbench")
 DAEMON_JSON = Path("/etc/docker/daemon.json")
@@ -248,6 +248,11 @@ def ensure_engine_running(say: Say, address: str) -> StepOutcome:
         if services.engine_answers():
             services.stop_engine(say)
         changed = True
+    if not services.engine_answers():
+        rules = net.saved_rules()
+        hostrecord.keep_network_before(
+            {"ip_forward": net.ip_forward(), "forward_policy": net.forward_policy(rules)}
+        )
     services.ensure_engine(say)
     ok, detail = _engine_suitable()
     if not ok:

@@ -10,7 +10,7 @@ from pathlib import Path
 from bench import hostrecord, proc, services
 from bench.errors import HostNotReady
 from bench.provision import BUILDER_NAME, CACHE_DIR, DAEMON_JSON
-from bench.tools import apt, docker, qemu, registry
+from bench.tools import apt, docker, net, qemu, registry
 
 Say = Callable[[str], None]
 
@@ -51,6 +51,40 @@ def _remove_file(path: Path) -> Callable[[], None]:
 def _restore_daemon_json() -> None:
     shutil.copyfile(hostrecord.DAEMON_JSON_BEFORE, DAEMON_JSON)
     hostrecord.DAEMON_JSON_BEFORE.unlink()
+
+
+def _remove_engine_network(before: dict[str, str]) -> None:
+    if net.bridge_exists():
+        net.delete_bridge()
+    net.remove_engine_rules(before.get("forward_policy", ""))
+    if before.get("ip_forward") in ("0", "1"):
+        net.set_ip_forward(before["ip_forward"])
+
+
+def _unmount_below(path: Path) -> None:
+    """Lazily unmount whatever a stopped engine left mounted below `path`."""
+    for mount in mounts_below(path, Path("/proc/mounts").read_text()):
+        proc.run(["umount", "-l", mount], timeout=30)
+
+
+def mounts_below(path: Path, mounts: str) -> list[str]:
+    """Return the mount points at or below `path` in /proc/mounts text, deepest first."""
+    found = []
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) > 1:
+            point = fields[1].replace("\\040", " ")
+            if point == str(path) or point.startswith(str(path).rstrip("/") + "/"):
+                found.append(point)
+    return sorted(found, key=lambda p: p.count("/"), reverse=True)
+
+
+def _remove_state_dir(path: Path) -> Callable[[], None]:
+    def remove() -> None:
+        _unmount_below(path)
+        shutil.rmtree(path, ignore_errors=True)
+
+    return remove
 
 
 def _remove_builder() -> None:
@@ -95,6 +129,21 @@ def plan(purge: bool) -> list[Action]:
                 lambda name=name, pid=pid: services.stop_daemon(name, pid),  # type: ignore[misc]
             )
         )
+    if "dockerd" in daemons and any(p.startswith("docker.io:") for p in record.packages):
+        # The engine is setup's: so are its bridge, its rules and the forwarding it
+        # switched on, which outlive the daemon.
+        actions.append(
+            Action(
+                f"the engine's network: bridge {net.BRIDGE}, its iptables rules"
+                + (
+                    f", FORWARD policy back to {record.network_before['forward_policy']}"
+                    f" and ip_forward back to {record.network_before['ip_forward']}"
+                    if record.network_before.get("forward_policy")
+                    else ""
+                ),
+                lambda: _remove_engine_network(record.network_before),
+            )
+        )
     for name in record.binfmt:
         if name in qemu.binfmt_names():
             actions.append(
@@ -127,7 +176,10 @@ def plan(purge: bool) -> list[Action]:
         for name in record.dirs:
             if Path(name).exists():
                 actions.append(
-                    Action(f"folder {name} (created by setup's packages)", _remove_tree(Path(name)))
+                    Action(
+                        f"folder {name} (created by setup's packages)",
+                        _remove_state_dir(Path(name)),
+                    )
                 )
         actions.append(
             Action(f"setup's record {hostrecord.STATE_DIR}", _remove_tree(hostrecord.STATE_DIR))

@@ -211,3 +211,49 @@ def test_each_registry_address_has_its_own_storage():
     assert registry.storage_dir(registry.DEFAULT_REGISTRY) == registry.STORAGE_DIR
     other = registry.storage_dir("127.0.0.1:5055")
     assert other != registry.STORAGE_DIR and other.parent == registry.STORAGE_DIR.parent
+
+
+SAVED = """*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER - [0:0]
+:DOCKER-USER - [0:0]
+-A INPUT -s 10.9.9.9/32 -j DROP
+-A FORWARD -j DOCKER-USER
+-A FORWARD -o docker0 -j DOCKER
+-A FORWARD -i docker0 ! -o docker0 -j ACCEPT
+-A DOCKER-USER -j RETURN
+COMMIT
+*nat
+:POSTROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE
+-A POSTROUTING -o eth0 -j MASQUERADE
+COMMIT
+"""
+
+
+def test_engine_rules_are_told_from_the_hosts_own():
+    from bench.tools import net
+
+    kept = net.without_engine_rules(SAVED)
+    assert "DOCKER" not in kept and "docker0" not in kept
+    assert "-A INPUT -s 10.9.9.9/32 -j DROP" in kept  # the host's own rule stays
+    assert "-A POSTROUTING -o eth0 -j MASQUERADE" in kept
+    assert net.forward_policy(SAVED) == "DROP"
+    assert net.forward_policy(net.with_forward_policy(kept, "ACCEPT")) == "ACCEPT"
+    assert kept.count("COMMIT") == 2
+
+
+def test_mounts_below_deepest_first():
+    mounts = (
+        "overlay /var/lib/docker/rootfs/overlayfs/abc overlay rw 0 0\n"
+        "tmpfs /var/lib/docker tmpfs rw 0 0\n"
+        "nsfs /run/docker/netns/x nsfs rw 0 0\n"
+        "tmpfs /var/lib/dockerx tmpfs rw 0 0\n"
+    )
+    assert teardown.mounts_below(Path("/var/lib/docker"), mounts) == [
+        "/var/lib/docker/rootfs/overlayfs/abc",
+        "/var/lib/docker",
+    ]
