@@ -19,13 +19,13 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import __version__
+from bench.engine.matrix import ORDERS, split_values
+from bench.engine.results import DEFAULT_RESULTS
 from bench.errors import ArchbenchError, HostNotReady, UsageError
-from bench.guest import CPU_MODELS
-from bench.matrix import ORDERS, split_values
 from bench.platforms import Platform, parse_platform
-from bench.results import DEFAULT_RESULTS
-from bench.scenario import DEFAULT_SCENARIO, resolve_scenario
+from bench.scenarios.loader import DEFAULT_SCENARIO, resolve_scenario
 from bench.strategies import REGISTRY, get_strategy
+from bench.strategies.guest.image import CPU_MODELS
 from bench.tools.registry import registry_address
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -235,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from bench.platforms import host_platform
-    from bench.validate import compare_artifacts, validate_image
+    from bench.validate.image import compare_artifacts, validate_image
 
     platforms = list(_platforms(args.platform))
     for path in args.artifact:
@@ -281,7 +281,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from bench import results, show
+    from bench.analysis import show
+    from bench.engine import results
 
     try:
         run_dir = results.resolve_run(args.run, args.results)
@@ -349,7 +350,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
-    from bench import provision
+    from bench.host import setup as provision
 
     address = registry_address(args.registry)
     platforms = _platforms(args.platform) or (
@@ -368,7 +369,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from bench import doctor
+    from bench.host import doctor
 
     address = registry_address(args.registry)
     platforms = list(_platforms(args.platform)) or list(
@@ -411,7 +412,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench import report, runner
+    from bench.engine import runner
+    from bench.report import frame as report
 
     if args.reps < 1:
         raise UsageError(f"bad --reps {args.reps}; expected at least 1")
@@ -450,7 +452,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = runner.execute(req, _say)
     reports_dir = args.reports or (report.DEFAULT_REPORTS / summary.store.run_id)
     written = report.write_basic_report(summary.store.path, reports_dir)
-    from bench import htmlreport
+    from bench.report import writer as htmlreport
 
     try:
         # The full report (charts, recommendation, report.html) beside the first CSVs; a
@@ -485,7 +487,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _runs(refs: Sequence[str], root: Path) -> list[Path]:
-    from bench import results
+    from bench.engine import results
 
     try:
         return [results.resolve_run(r, root) for r in refs] or [results.resolve_run(None, root)]
@@ -494,7 +496,7 @@ def _runs(refs: Sequence[str], root: Path) -> list[Path]:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from bench import report
+    from bench.report import frame as report
 
     if args.format not in report.EXPORT_FORMATS:
         raise UsageError(f"bad --format {args.format!r}; valid: {', '.join(report.EXPORT_FORMATS)}")
@@ -511,7 +513,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench import htmlreport, report
+    from bench.report import frame as report
+    from bench.report import writer as htmlreport
 
     runs = _runs(args.run, args.results)
     out_dir = args.out or (report.DEFAULT_REPORTS / runs[-1].name)
@@ -522,7 +525,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from bench import compare
+    from bench.analysis import compare
 
     base, new = _runs([args.base], args.results)[0], _runs([args.new], args.results)[0]
     try:
@@ -564,7 +567,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from bench import history, results
+    from bench.analysis import history
+    from bench.engine import results
 
     runs = results.list_runs(args.results)
     if not runs:

@@ -9,12 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from bench import buildtrace
+from bench.engine.resources import BuildkitMeter
 from bench.errors import CommandTimeout, classify_failure
 from bench.platforms import KNOWN, Platform, base_image_for
-from bench.resources import BuildkitMeter
-from bench.scenario import Scenario
-from bench.tools import docker
+from bench.scenarios.loader import Scenario
+from bench.tools import buildtrace, docker
 
 Status = Literal["ok", "failed", "unavailable", "timeout", "no-op"]
 CacheMode = Literal["cold", "warm"]
@@ -52,7 +51,7 @@ class BuildSettings:
     timeout: float
     builder: str | None = None
     host: Platform | None = None
-    cpu: str | None = None  # emulated CPU variant (bench.guest.CPU_MODELS); None: default
+    cpu: str | None = None  # emulated CPU variant (guest CPU_MODELS); None: default
     cache: CacheMode = "cold"
     nonce: str = ""  # makes a warm build's touched source differ from the last one
 

@@ -9,7 +9,7 @@ target's packages are downloaded and unpacked on the build platform (`apt-get do
 from __future__ import annotations
 
 from bench.platforms import KNOWN, Platform
-from bench.scenario import Scenario
+from bench.scenarios.loader import Scenario
 from bench.strategies.base import (
     Availability,
     BaseStages,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.platforms import Platform
-from bench.scenario import Scenario
+from bench.scenarios.loader import Scenario
 from bench.strategies.base import (
     Availability,
     BaseStages,

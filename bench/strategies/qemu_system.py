@@ -1,6 +1,6 @@
 """qemu-system: a whole guest OS for the target architecture under qemu-system.
 
-The build runs inside a Debian guest booted per platform (`bench.guest`); its artifacts
+The build runs inside a Debian guest booted per platform (`bench.strategies.guest`); its artifacts
 are then packed into the platform's runtime image by a Dockerfile that only copies
 files, so the image is made the same way as every other strategy's final stage.
 """
@@ -14,10 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import guest, resources
+from bench.engine import resources
 from bench.errors import ArchbenchError, CommandTimeout
 from bench.platforms import Platform
-from bench.scenario import Scenario
+from bench.scenarios.loader import Scenario
 from bench.strategies.base import (
     Availability,
     BaseStages,
@@ -29,6 +29,7 @@ from bench.strategies.base import (
     compiler_version,
     shell_json,
 )
+from bench.strategies.guest import image as guest
 from bench.tools import docker, qemu_system
 
 

@@ -3,10 +3,10 @@ user-mode emulator that the kernel calls through binfmt_misc."""
 
 from __future__ import annotations
 
-from bench import guest
 from bench.platforms import Platform
-from bench.scenario import Scenario
+from bench.scenarios.loader import Scenario
 from bench.strategies.base import Availability, BaseStages, BuildSettings, BuildxStrategy
+from bench.strategies.guest import image as guest
 from bench.strategies.native import emulatable_stages
 from bench.tools import qemu
 

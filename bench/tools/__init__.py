@@ -1,1 +1,1 @@
-"""One thin typed wrapper per external tool. Every call goes through `bench.proc`."""
+"""One thin typed wrapper per external tool. Every call goes through `bench.tools.proc`."""

@@ -12,10 +12,10 @@ import psutil
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from bench import guest
 from bench.platforms import KNOWN, Platform
-from bench.scenario import load_scenario_file
+from bench.scenarios.loader import load_scenario_file
 from bench.strategies.base import BuildSettings, build_env
+from bench.strategies.guest import image as guest
 from bench.strategies.qemu_system import QemuSystem
 from bench.tools import docker
 from tests.conftest import DATA, need

@@ -1,0 +1,1 @@
+"""Reports from stored runs: the tidy frame, the charts and the Markdown/HTML writer."""
