@@ -25,7 +25,7 @@ from bench.errors import ArchbenchError, HostNotReady, UsageError
 from bench.platforms import Platform, parse_platform
 from bench.scenarios.loader import DEFAULT_SCENARIO, resolve_scenario
 from bench.strategies import REGISTRY, get_strategy
-from bench.strategies.guest.image import CPU_MODELS
+from bench.strategies.guest.cpu import CPU_MODELS
 from bench.tools.registry import registry_address
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130

@@ -99,3 +99,8 @@ def classify_failure(output: str) -> BuildFailed:
 
 class SourceUnavailable(HostNotReady):
     """A scenario's source could not be downloaded, verified or unpacked. Exit code 2."""
+
+
+class GuestError(ArchbenchError):
+    """A guest cannot be prepared (a package, a module or the kernel is missing) or is
+    asked for a CPU model it does not offer."""

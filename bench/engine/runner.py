@@ -23,7 +23,7 @@ from bench.platforms import Platform, host_platform, parse_platform
 from bench.scenarios.loader import Scenario
 from bench.strategies import REGISTRY, Availability
 from bench.strategies.base import BuildOutcome, BuildSettings, image_repo
-from bench.strategies.guest import image as guest
+from bench.strategies.guest.cpu import CPU_MODELS
 from bench.tools import docker
 from bench.validate.image import ValidationReport, compare_artifacts, validate_image
 
@@ -107,7 +107,7 @@ def probe_cells(
                 "builds files, and has no container engine to build an image in",
             )
         if a.available and c.cpu and c.cpu != "default":
-            model = guest.CPU_MODELS.get(c.cpu, {}).get(parse_platform(c.platform).qemu_name)
+            model = CPU_MODELS.get(c.cpu, {}).get(parse_platform(c.platform).qemu_name)
             emulated = c.strategy == "qemu-system" or parse_platform(c.platform) != host
             if model is None and emulated:
                 a = Availability(False, f"CPU variant {c.cpu!r} has no model for {c.platform}")

@@ -29,14 +29,16 @@ from bench.strategies.base import (
     compiler_version,
     shell_json,
 )
-from bench.strategies.guest import image as guest
+from bench.strategies.guest.build import run_in_guest
+from bench.strategies.guest.cpu import DEFAULT_CPU
+from bench.strategies.guest.image import GUEST_PLATFORMS, SUITE, prepare_guest
 from bench.tools import docker, qemu_system
 
 
 def pack_dockerfile(scenario: Scenario, settings: BuildSettings) -> str:
     """Return the Dockerfile that puts the guest's artifacts (in `art/`) into the base
     image: COPY only, no RUN, so packing never runs target code."""
-    lines = [f"FROM {settings.base_image.replace('{suite}', guest.SUITE)}"]
+    lines = [f"FROM {settings.base_image.replace('{suite}', SUITE)}"]
     for art in scenario.artifacts:
         lines.append(f"COPY art/{Path(art.built).name} {art.path}")
     lines.append(f"CMD {shell_json(scenario.smoke_command)}")
@@ -51,10 +53,10 @@ class QemuSystem(BuildxStrategy):
     description = "a whole guest OS for the target architecture under qemu-system"
 
     def probe(self, platform: Platform, host: Platform) -> Availability:
-        if platform.name not in guest.GUEST_PLATFORMS:
+        if platform.name not in GUEST_PLATFORMS:
             return Availability(
                 False,
-                f"no guest recipe for {platform.name} (guests: {', '.join(guest.GUEST_PLATFORMS)})",
+                f"no guest recipe for {platform.name} (guests: {', '.join(GUEST_PLATFORMS)})",
                 "",
             )
         if not qemu_system.installed(platform.qemu_name):
@@ -81,7 +83,7 @@ class QemuSystem(BuildxStrategy):
         kernels: list[str] = []
         for platform in platforms:
             try:
-                image = guest.prepare_guest(
+                image = prepare_guest(
                     platform, scenario.packages, say=_logger(log_path), log_path=log_path
                 )
             except CommandTimeout as exc:
@@ -162,7 +164,7 @@ class QemuSystem(BuildxStrategy):
     ) -> BuildOutcome:
         say = _logger(log_path)
         try:
-            image = guest.prepare_guest(platform, scenario.packages, say=say, log_path=log_path)
+            image = prepare_guest(platform, scenario.packages, say=say, log_path=log_path)
         except ArchbenchError as exc:
             return BuildOutcome("failed", 0.0, tag, failure_class="provision", log_tail=str(exc))
         ctx = Path(tempfile.mkdtemp(prefix="archbench-qemu-system-"))
@@ -170,7 +172,7 @@ class QemuSystem(BuildxStrategy):
             artifacts = [(a.built, Path(a.built).name) for a in scenario.artifacts]
             # The guest is this process's child: its CPU time arrives in RUSAGE_CHILDREN.
             with resources.children_span() as usage:
-                run = guest.run_in_guest(
+                run = run_in_guest(
                     image,
                     scenario.tree(),
                     f"{compiler_echo(scenario)} && {scenario.build_command}",
@@ -196,7 +198,7 @@ class QemuSystem(BuildxStrategy):
                 "prepare_s": image.prepare_s,
                 "accel": run.accel,
                 "cpu": run.cpu,
-                "cpu_variant": settings.cpu or guest.DEFAULT_CPU.get(platform.qemu_name, "max"),
+                "cpu_variant": settings.cpu or DEFAULT_CPU.get(platform.qemu_name, "max"),
                 "vcpus": run.vcpus,
                 "memory_mb": run.memory_mb,
                 "kernel": image.kernel_version,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from bench.platforms import Platform
 from bench.scenarios.loader import Scenario
 from bench.strategies.base import Availability, BaseStages, BuildSettings, BuildxStrategy
-from bench.strategies.guest import image as guest
+from bench.strategies.guest.cpu import CPU_MODELS
 from bench.strategies.native import emulatable_stages
 from bench.tools import qemu
 
@@ -45,7 +45,7 @@ class QemuUser(BuildxStrategy):
         args = super().build_args(settings, platforms)
         if settings.cpu and settings.cpu != "default":
             for p in platforms:
-                model = guest.CPU_MODELS.get(settings.cpu, {}).get(p.qemu_name)
+                model = CPU_MODELS.get(settings.cpu, {}).get(p.qemu_name)
                 if model and settings.host is not None and p != settings.host:
                     args["QEMU_CPU"] = model
                     break

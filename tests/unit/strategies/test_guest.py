@@ -4,20 +4,16 @@ from pathlib import Path
 
 import pytest
 
+from bench.errors import GuestError
 from bench.platforms import KNOWN
 from bench.scenarios.loader import resolve_scenario
 from bench.strategies import REGISTRY
 from bench.strategies.base import BuildSettings, build_env
-from bench.strategies.guest import image as guest
-from bench.strategies.guest.image import (
-    CPU_MODELS,
-    DEFAULT_CPU,
-    GuestError,
-    cache_key,
-    cpu_string,
-    load_order,
-    parse_marker,
-)
+from bench.strategies.guest.build import guest_memory_mb
+from bench.strategies.guest.cpu import CPU_MODELS, DEFAULT_CPU, cpu_string
+from bench.strategies.guest.image import GUEST_MODULES, cache_key
+from bench.strategies.guest.initramfs import build_initramfs, load_order, module_name
+from bench.strategies.guest.scripts import build_script, init_script, parse_marker
 from bench.strategies.qemu_system import pack_dockerfile
 from bench.tools.qemu_system import Disk, VmSpec, argv
 
@@ -116,7 +112,7 @@ def test_markers_are_parsed_and_other_lines_ignored():
 
 
 def test_init_prints_every_marker_the_harness_waits_for():
-    text = guest.init_script(["virtio_blk", "ext4"])
+    text = init_script(["virtio_blk", "ext4"])
     assert text.startswith("#!/bin/sh\n")
     assert "for m in virtio_blk ext4; do" in text
     for event in ("booted", "build-start", 'build-end rc=$rc"'):
@@ -128,7 +124,7 @@ def test_init_prints_every_marker_the_harness_waits_for():
 def test_build_script_sets_the_contract_environment_and_copies_artifacts():
     scenario = resolve_scenario("cbench")
     env = build_env(scenario, cross=False, platform=KNOWN["linux/arm64"])
-    text = guest.build_script('make -j"$JOBS" && true', 3, [("build/cbench", "cbench")], env)
+    text = build_script('make -j"$JOBS" && true', 3, [("build/cbench", "cbench")], env)
     assert "export SIZE=3 " in text
     assert "export TARGETARCH=arm64 TARGETVARIANT= HOST_TRIPLET=aarch64-linux-gnu" in text
     assert "CROSS_TRIPLET=\n" in text and 'export CC="${P}gcc"' in text
@@ -138,8 +134,8 @@ def test_build_script_sets_the_contract_environment_and_copies_artifacts():
 
 
 def test_modules_load_after_their_dependencies():
-    order = load_order(MODULES_DEP, guest.GUEST_MODULES)
-    names = [guest.module_name(p) for p in order]
+    order = load_order(MODULES_DEP, GUEST_MODULES)
+    names = [module_name(p) for p in order]
     assert sorted(names) == sorted(
         [
             "virtio",
@@ -168,15 +164,15 @@ def test_modules_load_after_their_dependencies():
 
 def test_builtin_modules_are_skipped_and_missing_ones_named():
     builtin = "kernel/drivers/virtio/virtio.ko\nkernel/drivers/virtio/virtio_ring.ko\n"
-    names = [guest.module_name(p) for p in load_order(MODULES_DEP, ["virtio_blk"], builtin)]
+    names = [module_name(p) for p in load_order(MODULES_DEP, ["virtio_blk"], builtin)]
     assert names == ["virtio_blk"]
     with pytest.raises(GuestError, match="kernel module nvme is neither built in"):
         load_order(MODULES_DEP, ["nvme"])
 
 
 def test_module_names_fold_dashes_and_compression_suffixes():
-    assert guest.module_name("kernel/drivers/net/dummy-net.ko") == "dummy_net"
-    assert guest.module_name("kernel/fs/ext4/ext4.ko.zst") == "ext4"
+    assert module_name("kernel/drivers/net/dummy-net.ko") == "dummy_net"
+    assert module_name("kernel/fs/ext4/ext4.ko.zst") == "ext4"
 
 
 def test_cache_key_depends_on_every_input_but_not_package_order():
@@ -198,9 +194,9 @@ def test_cache_key_depends_on_every_input_but_not_package_order():
 
 def test_guest_memory_is_half_of_available_capped_and_floored():
     gib = 1024 * 1024 * 1024
-    assert guest.guest_memory_mb(20 * gib) == 4096
-    assert guest.guest_memory_mb(3 * gib) == 1536
-    assert guest.guest_memory_mb(gib // 4) == 512
+    assert guest_memory_mb(20 * gib) == 4096
+    assert guest_memory_mb(3 * gib) == 1536
+    assert guest_memory_mb(gib // 4) == 512
 
 
 def test_initramfs_is_a_newc_archive_with_console_init_and_modules(tmp_path: Path):
@@ -209,7 +205,7 @@ def test_initramfs_is_a_newc_archive_with_console_init_and_modules(tmp_path: Pat
     mods = tmp_path / "mods"
     (mods / "kernel").mkdir(parents=True)
     (mods / "kernel" / "virtio_blk.ko").write_bytes(b"module-bytes")
-    data = gzip.decompress(guest.build_initramfs(busybox, mods, ["kernel/virtio_blk.ko"]))
+    data = gzip.decompress(build_initramfs(busybox, mods, ["kernel/virtio_blk.ko"]))
     entries = _read_newc(data)
     assert entries["dev/console"][0] == stat.S_IFCHR | 0o600
     assert entries["dev/console"][2] == (5, 1)
