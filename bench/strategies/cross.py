@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from bench.platforms import KNOWN, Platform
 from bench.scenarios.loader import Scenario
-from bench.strategies.base import (
-    Availability,
+from bench.strategies.base import Availability, BuildSettings, BuildxStrategy
+from bench.strategies.dockerfile import (
     BaseStages,
-    BuildSettings,
-    BuildxStrategy,
     build_stage,
     image_finish,
     target_triplet_case,

@@ -20,15 +20,12 @@ from bench.platforms import Platform
 from bench.scenarios.loader import Scenario
 from bench.strategies.base import (
     Availability,
-    BaseStages,
     BuildOutcome,
     BuildSettings,
     BuildxStrategy,
-    build_env,
-    compiler_echo,
     compiler_version,
-    shell_json,
 )
+from bench.strategies.dockerfile import BaseStages, build_env, compiler_echo, shell_json
 from bench.strategies.guest.build import run_in_guest
 from bench.strategies.guest.cpu import DEFAULT_CPU
 from bench.strategies.guest.image import GUEST_PLATFORMS, SUITE, prepare_guest

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from bench.platforms import Platform
 from bench.scenarios.loader import Scenario
-from bench.strategies.base import Availability, BaseStages, BuildSettings, BuildxStrategy
+from bench.strategies.base import Availability, BuildSettings, BuildxStrategy
+from bench.strategies.dockerfile import BaseStages
 from bench.strategies.guest.cpu import CPU_MODELS
 from bench.strategies.native import emulatable_stages
 from bench.tools import qemu

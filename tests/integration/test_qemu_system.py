@@ -14,7 +14,8 @@ from elftools.elf.elffile import ELFFile
 
 from bench.platforms import KNOWN, Platform
 from bench.scenarios.loader import load_scenario_file
-from bench.strategies.base import BuildSettings, build_env
+from bench.strategies.base import BuildSettings
+from bench.strategies.dockerfile import build_env
 from bench.strategies.guest.build import run_in_guest
 from bench.strategies.guest.cpu import cpu_string
 from bench.strategies.guest.image import GuestImage, prepare_guest

@@ -82,7 +82,7 @@ def build_script(
 ) -> str:
     """Return the guest's /work/build.sh: the scenario's build in /work/src with the
     environment every strategy gives it (`env`: the shell lines of
-    strategies.base.build_env), then each artifact copied
+    strategies.dockerfile.build_env), then each artifact copied
     to /work/out/<name>."""
     lines = [
         "#!/bin/sh",

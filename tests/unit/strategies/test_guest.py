@@ -8,7 +8,8 @@ from bench.errors import GuestError
 from bench.platforms import KNOWN
 from bench.scenarios.loader import resolve_scenario
 from bench.strategies import REGISTRY
-from bench.strategies.base import BuildSettings, build_env
+from bench.strategies.base import BuildSettings
+from bench.strategies.dockerfile import build_env
 from bench.strategies.guest.build import guest_memory_mb
 from bench.strategies.guest.cpu import CPU_MODELS, DEFAULT_CPU, cpu_string
 from bench.strategies.guest.image import GUEST_MODULES, cache_key
