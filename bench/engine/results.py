@@ -19,7 +19,8 @@ from typing import Any, Literal
 SCHEMA_VERSION = 2
 # v2 added cache, cpu and warmup to every record; v1 records read as cold, default-CPU,
 # measured repetitions.
-DEFAULT_RESULTS = Path(__file__).resolve().parents[2] / "results"
+# In the working folder, as pytest-benchmark keeps its storage.
+DEFAULT_RESULTS = Path("results")
 
 RecordKind = Literal["cell", "provision", "merge", "combined"]
 

@@ -18,7 +18,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from bench.engine.results import Record, load_run  # noqa: E402
 from bench.strategies import REGISTRY  # noqa: E402
 
-DEFAULT_REPORTS = Path(__file__).resolve().parents[2] / "reports"
+# In the working folder, beside ./results.
+DEFAULT_REPORTS = Path("reports")
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies; one fixed
 # colour per strategy in every chart.

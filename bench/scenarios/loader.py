@@ -5,6 +5,7 @@ scenarios/README.md for the format)."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,7 +16,8 @@ from bench.errors import UsageError
 from bench.platforms import Platform, parse_platform
 from bench.scenarios import sources
 
-SCENARIO_DIR = Path(__file__).resolve().parents[2] / "scenarios"
+# A scenarios/ folder in the working folder is searched first, then the shipped ones.
+LOCAL_SCENARIOS = Path("scenarios")
 DEFAULT_SCENARIO = "cbench"
 SCENARIO_FILE = "scenario.toml"
 # `{suite}` becomes each platform's Debian suite (bookworm; trixie for riscv64).
@@ -343,13 +345,36 @@ def _image_scenario(top: _Reader, common: dict[str, Any]) -> Scenario:
     )
 
 
-def available_scenarios(root: Path = SCENARIO_DIR) -> list[str]:
-    """Return the names of the scenarios under `root` (folders with a scenario file)."""
-    return sorted(p.parent.name for p in root.glob(f"*/{SCENARIO_FILE}"))
+def shipped_scenarios() -> Path:
+    """Return the folder of the scenarios installed with archbench.
+
+    They are the package data `bench.shipped` (the repository's top-level scenarios/
+    folder, mapped by pyproject.toml); run from a source tree without an install, the
+    checkout's scenarios/ folder.
+    """
+    spec = importlib.util.find_spec("bench.shipped")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return Path(__file__).resolve().parents[2] / "scenarios"
 
 
-def resolve_scenario(ref: str, root: Path = SCENARIO_DIR) -> Scenario:
-    """Return the scenario named `ref` under `root`, or the scenario file at path `ref`.
+def scenario_roots() -> list[Path]:
+    """Return the folders searched for a scenario by name, in order: ./scenarios, then
+    the shipped scenarios (once, when they are the same folder)."""
+    roots = [LOCAL_SCENARIOS.resolve(), shipped_scenarios().resolve()]
+    return list(dict.fromkeys(roots))
+
+
+def available_scenarios(root: Path | None = None) -> list[str]:
+    """Return the names of the scenarios under `root` (folders with a scenario file);
+    without `root`, under every folder of `scenario_roots()`."""
+    roots = [root] if root is not None else scenario_roots()
+    return sorted({p.parent.name for r in roots for p in r.glob(f"*/{SCENARIO_FILE}")})
+
+
+def resolve_scenario(ref: str, root: Path | None = None) -> Scenario:
+    """Return the scenario named `ref` under `root` (default: the first of
+    `scenario_roots()` that holds it), or the scenario file at path `ref`.
 
     Raises UsageError naming the bad value and the valid names.
     """
@@ -359,7 +384,8 @@ def resolve_scenario(ref: str, root: Path = SCENARIO_DIR) -> Scenario:
         if file.is_file():
             return load_scenario_file(file)
         raise UsageError(f"no scenario file at {ref!r}")
-    file = root / ref / SCENARIO_FILE
-    if file.is_file():
-        return load_scenario_file(file)
+    for folder in [root] if root is not None else scenario_roots():
+        file = folder / ref / SCENARIO_FILE
+        if file.is_file():
+            return load_scenario_file(file)
     raise UsageError(f"unknown scenario {ref!r}; valid: {', '.join(available_scenarios(root))}")

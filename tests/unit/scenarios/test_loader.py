@@ -170,3 +170,25 @@ def test_every_shipped_scenario_loads():
     assert {"cbench", "zlib", "gobench", "pkgimage"} <= set(names)
     for name in names:
         resolve_scenario(name)
+
+
+def test_a_scenarios_folder_in_the_working_folder_comes_before_the_shipped_ones(
+    tmp_path, monkeypatch
+):
+    import shutil
+
+    from bench.scenarios.loader import scenario_roots, shipped_scenarios
+
+    shutil.copytree(DATA / "tiny", tmp_path / "scenarios" / "cbench")
+    shutil.copytree(DATA / "tiny", tmp_path / "scenarios" / "mine")
+    monkeypatch.chdir(tmp_path)
+    assert scenario_roots() == [tmp_path / "scenarios", shipped_scenarios().resolve()]
+    assert resolve_scenario("cbench").file == tmp_path / "scenarios" / "cbench" / "scenario.toml"
+    assert resolve_scenario("zlib").file.is_relative_to(shipped_scenarios())
+    assert {"cbench", "mine", "zlib"} <= set(available_scenarios())
+
+
+def test_the_shipped_scenarios_are_found_from_any_working_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert resolve_scenario("cbench").name == "cbench"
+    assert "cbench" in available_scenarios()
