@@ -93,8 +93,3 @@ def schedule(
     if order == "sequential":
         return [(rep, warm, cell) for cell in cells for rep, warm in plan]
     return [(rep, warm, cell) for rep, warm in plan for cell in cells]
-
-
-def interleave(cells: Sequence[Cell], reps: int) -> list[tuple[int, Cell]]:
-    """Return (repetition, cell) pairs round-robin (see `schedule`)."""
-    return [(rep, cell) for rep, _, cell in schedule(cells, reps)]

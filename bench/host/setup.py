@@ -263,7 +263,7 @@ def subprocess_run(argv: Sequence[str], check: bool = True) -> None:
 # ---- registry ----------------------------------------------------------------------------
 
 
-def ensure_registry(say: Say, address: str) -> StepOutcome:
+def configure_registry(say: Say, address: str) -> StepOutcome:
     """Configure Debian's docker-registry on `address` (loopback only) and start it."""
     host = address.rpartition(":")[0]
     if not (host.startswith("127.") or host == "localhost"):
@@ -402,7 +402,7 @@ def setup(options: SetupOptions, say: Say) -> list[StepOutcome]:
 
 def _setup_services(options: SetupOptions, say: Say, log: Path) -> list[StepOutcome]:
     outcomes = []
-    outcomes.append(ensure_registry(say, options.registry))
+    outcomes.append(configure_registry(say, options.registry))
     outcomes.append(ensure_engine_running(say, options.registry))
     outcomes.append(ensure_base_images(say, options.registry, options.platforms, log))
     outcomes.append(check_foreign_run(options.registry, options.platforms))

@@ -236,7 +236,7 @@ class BuildxStrategy:
         if not done.ok:
             failure = classify_failure(trace.text + "\n" + done.stdout)
             return BuildOutcome(
-                "failed", done.seconds, tag, failure_class=failure.failure_class,
+                "failed", done.seconds, tag, failure_class=failure,
                 log_tail=_tail(trace.text + "\n" + done.stdout), extra=extra,
             )  # fmt: skip
         extra["compiler"] = compiler_version(trace.text)

@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -205,10 +205,3 @@ def run_in_guest(
         )
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-
-
-def describe(run: GuestRun) -> dict[str, object]:
-    """Return `run` as plain JSON-ready values (paths as strings)."""
-    doc = asdict(run)
-    doc["artifacts"] = {k: str(v) for k, v in run.artifacts.items()}
-    return doc

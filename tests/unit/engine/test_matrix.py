@@ -2,7 +2,7 @@ import itertools
 
 import pytest
 
-from bench.engine.matrix import Cell, expand, interleave, split_values
+from bench.engine.matrix import Cell, expand, schedule, split_values
 
 
 def test_split_values_flattens_comma_lists_and_repeats_in_order():
@@ -35,10 +35,10 @@ def test_expand_drops_duplicate_cells():
     assert cells == [Cell("a", 1, "cross", "linux/amd64")]
 
 
-def test_interleave_is_round_robin_by_repetition():
+def test_schedule_is_round_robin_by_repetition():
     a, b = Cell("s", 1, "x", "p"), Cell("s", 1, "y", "p")
-    assert interleave([a, b], 2) == [(1, a), (1, b), (2, a), (2, b)]
-    assert interleave([a], 0) == []
+    assert schedule([a, b], 2) == [(1, False, a), (1, False, b), (2, False, a), (2, False, b)]
+    assert schedule([a], 0) == []
 
 
 def test_cell_key_is_file_safe():
@@ -46,8 +46,6 @@ def test_cell_key_is_file_safe():
 
 
 def test_schedule_interleaves_warmups_first_or_runs_sequentially():
-    from bench.engine.matrix import schedule
-
     a, b = Cell("s", 1, "x", "p"), Cell("s", 1, "y", "p")
     assert schedule([a, b], 2, warmup=1) == [
         (1, True, a),
