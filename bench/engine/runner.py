@@ -22,7 +22,7 @@ from bench.host import provenance, services
 from bench.platforms import Platform, host_platform, parse_platform
 from bench.scenarios.loader import Scenario
 from bench.strategies import REGISTRY, Availability
-from bench.strategies.base import BuildOutcome, BuildSettings, image_repo
+from bench.strategies.base import LOG_TAIL_CHARS, BuildOutcome, BuildSettings, image_repo
 from bench.strategies.guest.cpu import CPU_MODELS
 from bench.tools import docker
 from bench.validate.image import ValidationReport, compare_artifacts, validate_image
@@ -615,7 +615,7 @@ def _join(
             started_at=started,
             tag=target,
             failure_class="merge",
-            log_tail=str(exc)[-4000:],
+            log_tail=str(exc)[-LOG_TAIL_CHARS:],
             provenance=prov,
         )
         return failed, None

@@ -9,7 +9,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-STATE_DIR = Path("/var/lib/archbench")
+from bench.paths import STATE_DIR
+
 RECORD = STATE_DIR / "host.json"
 DAEMON_JSON_BEFORE = STATE_DIR / "daemon.json.before"
 SCHEMA_VERSION = 1

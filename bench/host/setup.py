@@ -16,14 +16,13 @@ from pathlib import Path
 from bench.errors import ArchbenchError, CommandFailed, HostNotReady, UsageError
 from bench.host import record as hostrecord
 from bench.host import services
-from bench.platforms import Platform, host_platform, parse_platform
+from bench.paths import CACHE_DIR
+from bench.platforms import DEFAULT_SUITE, Platform, host_platform, parse_platform
 from bench.tools import apt, docker, mmdebstrap, proc, qemu, registry
 
-CACHE_DIR = Path("/var/cache/archbench")
 DAEMON_JSON = Path("/etc/docker/daemon.json")
 TRIXIE_SOURCES = Path("/etc/apt/sources.list.d/archbench-trixie.sources")
 TRIXIE_PIN = Path("/etc/apt/preferences.d/archbench-trixie")
-BASE_SUITE = "bookworm"
 # Configuration that setup may create; teardown removes only those that it did create.
 OWN_CONFIG_FILES = (DAEMON_JSON, TRIXIE_SOURCES, TRIXIE_PIN)
 BASE_REPO = "archbench/debian"
@@ -67,7 +66,9 @@ class SetupOptions:
     builder_image: str | None = None
 
 
-def base_image_ref(address: str, platform: Platform | None = None, suite: str = BASE_SUITE) -> str:
+def base_image_ref(
+    address: str, platform: Platform | None = None, suite: str = DEFAULT_SUITE
+) -> str:
     """Return the base image reference in the local registry (per platform or the index)."""
     tag = suite if platform is None else f"{suite}-{platform.slug}"
     return f"{address}/{BASE_REPO}:{tag}"

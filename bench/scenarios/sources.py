@@ -18,9 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import paths
 from bench.errors import SourceUnavailable
 
-CACHE_DIR = Path(os.environ.get("ARCHBENCH_SOURCE_CACHE", "/var/cache/archbench/sources"))
+CACHE_DIR = Path(os.environ.get("ARCHBENCH_SOURCE_CACHE", paths.CACHE_DIR / "sources"))
 DOWNLOAD_TIMEOUT_S = 120.0
 Say = Callable[[str], None]
 

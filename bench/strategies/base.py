@@ -25,6 +25,9 @@ from bench.tools import buildtrace, docker
 Status = Literal["ok", "failed", "unavailable", "timeout", "no-op"]
 CacheMode = Literal["cold", "warm"]
 CACHE_MODES: tuple[CacheMode, ...] = ("cold", "warm")
+# How much of a failed build's output its outcome keeps: the last lines, or characters.
+LOG_TAIL_LINES = 40
+LOG_TAIL_CHARS = 4000
 
 
 def compiler_version(log: str) -> str:
@@ -251,5 +254,5 @@ class BuildxStrategy:
         return BuildOutcome("ok", done.seconds, tag, digest=result.digest, extra=extra)
 
 
-def _tail(text: str, lines: int = 40) -> str:
+def _tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])

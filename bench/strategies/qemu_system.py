@@ -19,6 +19,8 @@ from bench.errors import ArchbenchError, CommandTimeout
 from bench.platforms import Platform
 from bench.scenarios.loader import Scenario
 from bench.strategies.base import (
+    LOG_TAIL_CHARS,
+    LOG_TAIL_LINES,
     Availability,
     BuildOutcome,
     BuildSettings,
@@ -89,7 +91,7 @@ class QemuSystem(BuildxStrategy):
                 )
             except ArchbenchError as exc:
                 return BuildOutcome(
-                    "failed", total, failure_class="provision", log_tail=str(exc)[-4000:]
+                    "failed", total, failure_class="provision", log_tail=str(exc)[-LOG_TAIL_CHARS:]
                 )
             total += image.prepare_s
             kernels.append(image.kernel_version)
@@ -139,7 +141,7 @@ class QemuSystem(BuildxStrategy):
                 sum(o.wall_s for o in outcomes) + time.monotonic() - t0,
                 tag,
                 failure_class="merge",
-                log_tail=str(exc)[-4000:],
+                log_tail=str(exc)[-LOG_TAIL_CHARS:],
             )
         join_s = time.monotonic() - t0
         digest = docker.imagetools_digest(tag)
@@ -208,7 +210,7 @@ class QemuSystem(BuildxStrategy):
                     run.total_s,
                     tag,
                     failure_class=run.failure_class,
-                    log_tail=run.console_tail[-4000:],
+                    log_tail=run.console_tail[-LOG_TAIL_CHARS:],
                     extra=extra,
                 )
             (ctx / "Dockerfile").write_text(pack_dockerfile(scenario, settings))
@@ -229,7 +231,7 @@ class QemuSystem(BuildxStrategy):
                     run.total_s + exc.seconds,
                     tag,
                     failure_class="timeout",
-                    log_tail=exc.output[-4000:],
+                    log_tail=exc.output[-LOG_TAIL_CHARS:],
                     extra=extra,
                 )
             extra["pack_s"] = time.monotonic() - t0
@@ -240,7 +242,7 @@ class QemuSystem(BuildxStrategy):
                     run.total_s + extra["pack_s"],
                     tag,
                     failure_class="pack",
-                    log_tail=done.tail(40),
+                    log_tail=done.tail(LOG_TAIL_LINES),
                     extra=extra,
                 )
             return BuildOutcome(

@@ -22,16 +22,18 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import paths
 from bench.errors import GuestError
-from bench.platforms import Platform
+from bench.platforms import DEFAULT_SUITE, Platform
 from bench.strategies.guest.initramfs import build_initramfs, load_order, module_name
 from bench.tools import e2fs, kmod, mmdebstrap
 from bench.tools.apt import debian_mirror
 
 Say = Callable[[str], None]
 
-SUITE = "bookworm"
-CACHE_DIR = Path("/var/cache/archbench/guest")
+# The guest recipe is written for the default Debian release.
+SUITE = DEFAULT_SUITE
+CACHE_DIR = paths.CACHE_DIR / "guest"
 # Bump when anything below changes what a prepared guest holds (init, modules, layout):
 # it is part of the cache key, so old guests are simply not found any more.
 RECIPE_VERSION = 1

@@ -8,6 +8,7 @@ import os
 import threading
 from pathlib import Path
 
+from bench import paths
 from bench.errors import ArchbenchError, CommandTimeout
 from bench.platforms import Platform, host_platform
 from bench.strategies.guest.image import CACHE_DIR, GuestImage, find_prepared
@@ -15,7 +16,7 @@ from bench.strategies.guest.scripts import parse_marker
 from bench.tools import qemu_system
 from bench.tools.qemu_system import VmSpec
 
-KVM_VERDICT_FILE = Path("/var/cache/archbench/kvm-verdict.json")
+KVM_VERDICT_FILE = paths.CACHE_DIR / "kvm-verdict.json"
 
 
 def kvm_works(
