@@ -23,12 +23,19 @@ from bench.engine.matrix import ORDERS, split_values
 from bench.engine.results import DEFAULT_RESULTS
 from bench.errors import ArchbenchError, HostNotReady, UsageError
 from bench.platforms import Platform, parse_platform
+from bench.report import EXPORT_FORMATS
 from bench.scenarios.loader import DEFAULT_SCENARIO, resolve_scenario
 from bench.strategies import REGISTRY, get_strategy
 from bench.strategies.guest.cpu import CPU_MODELS
 from bench.tools.registry import registry_address
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# --cache: the cache modes each value measures.
+CACHES: dict[str, tuple[str, ...]] = {
+    "cold": ("cold",),
+    "warm": ("warm",),
+    "both": ("cold", "warm"),
+}
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 # Tables piped to a file or a CI log keep every column at full width.
@@ -134,11 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--order",
         default="interleaved",
+        choices=ORDERS,
         help="interleaved (round-robin over cells, the default) or sequential",
     )
     r.add_argument(
         "--cache",
         default="cold",
+        choices=CACHES,
         help="cold (empty build folder, the default), warm (incremental: one "
         "source file edited) or both",
     )
@@ -173,7 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ex.add_argument("run", nargs="*", help="run ids or run folders (default: the latest run)")
     ex.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
-    ex.add_argument("--format", default="csv", help="csv (default), parquet or json")
+    ex.add_argument(
+        "--format", default="csv", choices=EXPORT_FORMATS, help="csv (default), parquet or json"
+    )
     ex.add_argument("--out", type=Path, help="file to write (default: standard output)")
 
     rp = sub.add_parser(
@@ -419,11 +430,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"bad --reps {args.reps}; expected at least 1")
     if args.warmup < 0 or args.retries < 0:
         raise UsageError("bad --warmup or --retries; expected 0 or more")
-    if args.order not in ORDERS:
-        raise UsageError(f"bad --order {args.order!r}; valid: {', '.join(ORDERS)}")
-    caches = {"cold": ("cold",), "warm": ("warm",), "both": ("cold", "warm")}
-    if args.cache not in caches:
-        raise UsageError(f"bad --cache {args.cache!r}; valid: cold, warm, both")
     cpus = tuple("" if c == "default" else c for c in split_values(args.cpu))
     for cpu in cpus:
         if cpu and cpu not in CPU_MODELS:
@@ -445,7 +451,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         combined=not args.no_combined,
         warmup=args.warmup,
         order=args.order,
-        caches=caches[args.cache],
+        caches=CACHES[args.cache],
         cpus=cpus,
         retries=args.retries,
     )
@@ -498,8 +504,6 @@ def _runs(refs: Sequence[str], root: Path) -> list[Path]:
 def cmd_export(args: argparse.Namespace) -> int:
     from bench.report import frame as report
 
-    if args.format not in report.EXPORT_FORMATS:
-        raise UsageError(f"bad --format {args.format!r}; valid: {', '.join(report.EXPORT_FORMATS)}")
     _, df = report.load_runs(_runs(args.run, args.results))
     try:
         text = report.export_frame(df, args.format, args.out)

@@ -16,6 +16,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from bench.engine.results import Record, load_run  # noqa: E402
+from bench.report import EXPORT_FORMATS  # noqa: E402
 from bench.strategies import REGISTRY  # noqa: E402
 
 # In the working folder, beside ./results.
@@ -210,9 +211,6 @@ def load_runs(run_dirs: list[Path]) -> tuple[list[dict[str, Any]], pd.DataFrame]
         manifests.append(manifest)
         records.extend(recs)
     return manifests, frame(records)
-
-
-EXPORT_FORMATS = ("csv", "parquet", "json")
 
 
 class ExportUnavailable(RuntimeError):

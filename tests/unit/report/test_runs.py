@@ -51,7 +51,7 @@ def test_export_json_and_parquet_of_several_runs(results, tmp_path, capsys):
 
 def test_export_rejects_bad_format(results, capsys):
     assert main(["export", "--results", str(results), "--format", "xls"]) == 2
-    assert "bad --format 'xls'" in capsys.readouterr().err
+    assert "--format: invalid choice: 'xls'" in capsys.readouterr().err
 
 
 def test_report_on_real_runs_writes_charts_summary_and_page(results, tmp_path):
