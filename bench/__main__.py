@@ -1,3 +1,5 @@
+"""`python -m bench`: the archbench command line."""
+
 import sys
 
 from bench.cli import main

@@ -19,16 +19,23 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import __version__
+from bench.engine.matrix import ORDERS, split_values
+from bench.engine.results import DEFAULT_RESULTS
 from bench.errors import ArchbenchError, HostNotReady, UsageError
-from bench.guest import CPU_MODELS
-from bench.matrix import ORDERS, split_values
 from bench.platforms import Platform, parse_platform
-from bench.results import DEFAULT_RESULTS
-from bench.scenario import DEFAULT_SCENARIO, resolve_scenario
+from bench.report import EXPORT_FORMATS
+from bench.scenarios.loader import DEFAULT_SCENARIO, resolve_scenario
 from bench.strategies import REGISTRY, get_strategy
+from bench.strategies.guest.cpu import CPU_MODELS
 from bench.tools.registry import registry_address
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# --cache: the cache modes each value measures.
+CACHES: dict[str, tuple[str, ...]] = {
+    "cold": ("cold",),
+    "warm": ("warm",),
+    "both": ("cold", "warm"),
+}
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 # Tables piped to a file or a CI log keep every column at full width.
@@ -149,11 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--order",
         default="interleaved",
+        choices=ORDERS,
         help="interleaved (round-robin over cells, the default) or sequential",
     )
     r.add_argument(
         "--cache",
         default="cold",
+        choices=CACHES,
         help="cold (empty build folder, the default), warm (incremental: one "
         "source file edited) or both",
     )
@@ -188,7 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ex.add_argument("run", nargs="*", help="run ids or run folders (default: the latest run)")
     ex.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
-    ex.add_argument("--format", default="csv", help="csv (default), parquet or json")
+    ex.add_argument(
+        "--format", default="csv", choices=EXPORT_FORMATS, help="csv (default), parquet or json"
+    )
     ex.add_argument("--out", type=Path, help="file to write (default: standard output)")
 
     rp = sub.add_parser(
@@ -250,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from bench.platforms import host_platform
-    from bench.validate import compare_artifacts, validate_image
+    from bench.validate.image import compare_artifacts, validate_image
 
     platforms = list(_platforms(args.platform))
     for path in args.artifact:
@@ -296,7 +307,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from bench import results, show
+    from bench.analysis import show
+    from bench.engine import results
 
     try:
         run_dir = results.resolve_run(args.run, args.results)
@@ -364,7 +376,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
-    from bench import provision
+    from bench.host import setup as provision
 
     address = registry_address(args.registry)
     platforms = _platforms(args.platform) or (
@@ -383,7 +395,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 
 def cmd_teardown(args: argparse.Namespace) -> int:
-    from bench import teardown
+    from bench.host import teardown
 
     actions = teardown.teardown(args.purge, args.dry_run, lambda m: _say(f"teardown: {m}"))
     if actions and not args.dry_run:
@@ -392,14 +404,14 @@ def cmd_teardown(args: argparse.Namespace) -> int:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
-    from bench import gc
+    from bench.host import gc
 
     gc.gc(args.results, registry_address(args.registry), args.dry_run, lambda m: _say(f"gc: {m}"))
     return EXIT_OK
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from bench import doctor
+    from bench.host import doctor
 
     address = registry_address(args.registry)
     platforms = list(_platforms(args.platform)) or list(
@@ -442,17 +454,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench import report, runner
+    from bench.engine import runner
+    from bench.report import frame as report
 
     if args.reps < 1:
         raise UsageError(f"bad --reps {args.reps}; expected at least 1")
     if args.warmup < 0 or args.retries < 0:
         raise UsageError("bad --warmup or --retries; expected 0 or more")
-    if args.order not in ORDERS:
-        raise UsageError(f"bad --order {args.order!r}; valid: {', '.join(ORDERS)}")
-    caches = {"cold": ("cold",), "warm": ("warm",), "both": ("cold", "warm")}
-    if args.cache not in caches:
-        raise UsageError(f"bad --cache {args.cache!r}; valid: cold, warm, both")
     cpus = tuple("" if c == "default" else c for c in split_values(args.cpu))
     for cpu in cpus:
         if cpu and cpu not in CPU_MODELS:
@@ -474,14 +482,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         combined=not args.no_combined,
         warmup=args.warmup,
         order=args.order,
-        caches=caches[args.cache],
+        caches=CACHES[args.cache],
         cpus=cpus,
         retries=args.retries,
     )
     summary = runner.execute(req, _say)
     reports_dir = args.reports or (report.DEFAULT_REPORTS / summary.store.run_id)
     written = report.write_basic_report(summary.store.path, reports_dir)
-    from bench import htmlreport
+    from bench.report import writer as htmlreport
 
     try:
         # The full report (charts, recommendation, report.html) beside the first CSVs; a
@@ -516,7 +524,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _runs(refs: Sequence[str], root: Path) -> list[Path]:
-    from bench import results
+    from bench.engine import results
 
     try:
         return [results.resolve_run(r, root) for r in refs] or [results.resolve_run(None, root)]
@@ -525,10 +533,8 @@ def _runs(refs: Sequence[str], root: Path) -> list[Path]:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from bench import report
+    from bench.report import frame as report
 
-    if args.format not in report.EXPORT_FORMATS:
-        raise UsageError(f"bad --format {args.format!r}; valid: {', '.join(report.EXPORT_FORMATS)}")
     _, df = report.load_runs(_runs(args.run, args.results))
     try:
         text = report.export_frame(df, args.format, args.out)
@@ -542,7 +548,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench import htmlreport, report
+    from bench.report import frame as report
+    from bench.report import writer as htmlreport
 
     runs = _runs(args.run, args.results)
     out_dir = args.out or (report.DEFAULT_REPORTS / runs[-1].name)
@@ -553,7 +560,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from bench import compare
+    from bench.analysis import compare
 
     base, new = _runs([args.base], args.results)[0], _runs([args.new], args.results)[0]
     try:
@@ -595,7 +602,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from bench import history, results
+    from bench.analysis import history
+    from bench.engine import results
 
     runs = results.list_runs(args.results)
     if not runs:

@@ -1,5 +1,5 @@
-"""Named failures. Known failure texts of external tools map to these at the tool
-boundary (`classify_failure`), so code above it handles types, not strings."""
+"""Named failures archbench raises, and the failure classes known build output maps to
+(`classify_failure`)."""
 
 from __future__ import annotations
 
@@ -46,27 +46,6 @@ class CommandTimeout(ArchbenchError):
         self.output = output
 
 
-class BuildFailed(ArchbenchError):
-    """A build exited non-zero; `failure_class` names why, when known."""
-
-    def __init__(self, failure_class: str, tail: str) -> None:
-        super().__init__(f"build failed ({failure_class})")
-        self.failure_class = failure_class
-        self.tail = tail
-
-
-class BinfmtMissing(BuildFailed):
-    """A foreign binary ran without a binfmt_misc handler: "exec format error"."""
-
-
-class EmulatorCrash(BuildFailed):
-    """qemu-user died inside the build: "qemu: uncaught target signal"."""
-
-
-class PlatformMismatch(BuildFailed):
-    """The base image has no manifest for the requested platform."""
-
-
 class RegistryUnavailable(HostNotReady):
     """The registry does not answer at its address."""
 
@@ -75,27 +54,33 @@ class EngineUnavailable(HostNotReady):
     """The Docker engine does not answer."""
 
 
-# (substring of the tool's output, failure class, exception type): first match wins.
-FAILURE_PATTERNS: tuple[tuple[str, str, type[BuildFailed]], ...] = (
-    ("exec format error", "exec-format-error", BinfmtMissing),
-    ("qemu: uncaught target signal", "emulator-crash", EmulatorCrash),
-    ("no match for platform in manifest", "platform-mismatch", PlatformMismatch),
-    ("Cannot allocate memory", "out-of-memory", BuildFailed),
-    ("Temporary failure resolving", "network", BuildFailed),
-    ("Could not resolve", "network", BuildFailed),
-    ("connection refused", "network", BuildFailed),
-    ("error: ", "compile-error", BuildFailed),
-    ("Error 1", "compile-error", BuildFailed),
+# (substring of a failed build's output, failure class): first match wins.
+FAILURE_PATTERNS: tuple[tuple[str, str], ...] = (
+    ("exec format error", "exec-format-error"),
+    ("qemu: uncaught target signal", "emulator-crash"),
+    ("no match for platform in manifest", "platform-mismatch"),
+    ("Cannot allocate memory", "out-of-memory"),
+    ("Temporary failure resolving", "network"),
+    ("Could not resolve", "network"),
+    ("connection refused", "network"),
+    ("error: ", "compile-error"),
+    ("Error 1", "compile-error"),
 )
 
 
-def classify_failure(output: str) -> BuildFailed:
-    """Return the named exception for a failed build's output (not raised)."""
-    for needle, failure_class, exc_type in FAILURE_PATTERNS:
+def classify_failure(output: str) -> str:
+    """Return the failure class of a failed build from its output ("unknown" when no
+    known text is in it)."""
+    for needle, failure_class in FAILURE_PATTERNS:
         if needle in output:
-            return exc_type(failure_class, output[-4000:])
-    return BuildFailed("unknown", output[-4000:])
+            return failure_class
+    return "unknown"
 
 
 class SourceUnavailable(HostNotReady):
     """A scenario's source could not be downloaded, verified or unpacked. Exit code 2."""
+
+
+class GuestError(ArchbenchError):
+    """A guest cannot be prepared (a package, a module or the kernel is missing) or is
+    asked for a CPU model it does not offer."""

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from bench.errors import UsageError
 
+# The Debian release of base images and guests, unless a platform needs a newer one.
+DEFAULT_SUITE = "bookworm"
 
 @dataclass(frozen=True, order=True)
 class Platform:
@@ -22,7 +24,7 @@ class Platform:
     elf_machine: str  # pyelftools' e_machine name
     elf_class: int
     little_endian: bool
-    suite: str = "bookworm"  # the Debian release its base image comes from
+    suite: str = DEFAULT_SUITE  # the Debian release its base image comes from
 
     @property
     def name(self) -> str:

@@ -9,12 +9,10 @@ target's packages are downloaded and unpacked on the build platform (`apt-get do
 from __future__ import annotations
 
 from bench.platforms import KNOWN, Platform
-from bench.scenario import Scenario
-from bench.strategies.base import (
-    Availability,
+from bench.scenarios.loader import Scenario
+from bench.strategies.base import Availability, BuildSettings, BuildxStrategy
+from bench.strategies.dockerfile import (
     BaseStages,
-    BuildSettings,
-    BuildxStrategy,
     build_stage,
     image_finish,
     target_triplet_case,

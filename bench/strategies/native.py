@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 from bench.platforms import Platform
-from bench.scenario import Scenario
-from bench.strategies.base import (
-    Availability,
-    BaseStages,
-    BuildSettings,
-    BuildxStrategy,
-    build_stage,
-    toolchain_install,
-)
+from bench.scenarios.loader import Scenario
+from bench.strategies.base import Availability, BuildSettings, BuildxStrategy
+from bench.strategies.dockerfile import BaseStages, build_stage, toolchain_install
 
 
 def emulatable_stages(

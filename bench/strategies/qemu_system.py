@@ -1,6 +1,6 @@
 """qemu-system: a whole guest OS for the target architecture under qemu-system.
 
-The build runs inside a Debian guest booted per platform (`bench.guest`); its artifacts
+The build runs inside a Debian guest booted per platform (`bench.strategies.guest`); its artifacts
 are then packed into the platform's runtime image by a Dockerfile that only copies
 files, so the image is made the same way as every other strategy's final stage.
 """
@@ -14,28 +14,30 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import guest, resources
+from bench.engine import resources
 from bench.errors import ArchbenchError, CommandTimeout
 from bench.platforms import Platform
-from bench.scenario import Scenario
+from bench.scenarios.loader import Scenario
 from bench.strategies.base import (
+    LOG_TAIL_CHARS,
+    LOG_TAIL_LINES,
     Availability,
-    BaseStages,
     BuildOutcome,
     BuildSettings,
     BuildxStrategy,
-    build_env,
-    compiler_echo,
     compiler_version,
-    shell_json,
 )
+from bench.strategies.dockerfile import BaseStages, build_env, compiler_echo, shell_json
+from bench.strategies.guest.build import run_in_guest
+from bench.strategies.guest.cpu import DEFAULT_CPU
+from bench.strategies.guest.image import GUEST_PLATFORMS, SUITE, prepare_guest
 from bench.tools import docker, qemu_system
 
 
 def pack_dockerfile(scenario: Scenario, settings: BuildSettings) -> str:
     """Return the Dockerfile that puts the guest's artifacts (in `art/`) into the base
     image: COPY only, no RUN, so packing never runs target code."""
-    lines = [f"FROM {settings.base_image.replace('{suite}', guest.SUITE)}"]
+    lines = [f"FROM {settings.base_image.replace('{suite}', SUITE)}"]
     for art in scenario.artifacts:
         lines.append(f"COPY art/{Path(art.built).name} {art.path}")
     lines.append(f"CMD {shell_json(scenario.smoke_command)}")
@@ -50,10 +52,10 @@ class QemuSystem(BuildxStrategy):
     description = "a whole guest OS for the target architecture under qemu-system"
 
     def probe(self, platform: Platform, host: Platform) -> Availability:
-        if platform.name not in guest.GUEST_PLATFORMS:
+        if platform.name not in GUEST_PLATFORMS:
             return Availability(
                 False,
-                f"no guest recipe for {platform.name} (guests: {', '.join(guest.GUEST_PLATFORMS)})",
+                f"no guest recipe for {platform.name} (guests: {', '.join(GUEST_PLATFORMS)})",
                 "",
             )
         if not qemu_system.installed(platform.qemu_name):
@@ -80,7 +82,7 @@ class QemuSystem(BuildxStrategy):
         kernels: list[str] = []
         for platform in platforms:
             try:
-                image = guest.prepare_guest(
+                image = prepare_guest(
                     platform, scenario.packages, say=_logger(log_path), log_path=log_path
                 )
             except CommandTimeout as exc:
@@ -89,7 +91,7 @@ class QemuSystem(BuildxStrategy):
                 )
             except ArchbenchError as exc:
                 return BuildOutcome(
-                    "failed", total, failure_class="provision", log_tail=str(exc)[-4000:]
+                    "failed", total, failure_class="provision", log_tail=str(exc)[-LOG_TAIL_CHARS:]
                 )
             total += image.prepare_s
             kernels.append(image.kernel_version)
@@ -139,7 +141,7 @@ class QemuSystem(BuildxStrategy):
                 sum(o.wall_s for o in outcomes) + time.monotonic() - t0,
                 tag,
                 failure_class="merge",
-                log_tail=str(exc)[-4000:],
+                log_tail=str(exc)[-LOG_TAIL_CHARS:],
             )
         join_s = time.monotonic() - t0
         digest = docker.imagetools_digest(tag)
@@ -161,7 +163,7 @@ class QemuSystem(BuildxStrategy):
     ) -> BuildOutcome:
         say = _logger(log_path)
         try:
-            image = guest.prepare_guest(platform, scenario.packages, say=say, log_path=log_path)
+            image = prepare_guest(platform, scenario.packages, say=say, log_path=log_path)
         except ArchbenchError as exc:
             return BuildOutcome("failed", 0.0, tag, failure_class="provision", log_tail=str(exc))
         ctx = Path(tempfile.mkdtemp(prefix="archbench-qemu-system-"))
@@ -169,7 +171,7 @@ class QemuSystem(BuildxStrategy):
             artifacts = [(a.built, Path(a.built).name) for a in scenario.artifacts]
             # The guest is this process's child: its CPU time arrives in RUSAGE_CHILDREN.
             with resources.children_span() as usage:
-                run = guest.run_in_guest(
+                run = run_in_guest(
                     image,
                     scenario.tree(),
                     f"{compiler_echo(scenario)} && {scenario.build_command}",
@@ -195,7 +197,7 @@ class QemuSystem(BuildxStrategy):
                 "prepare_s": image.prepare_s,
                 "accel": run.accel,
                 "cpu": run.cpu,
-                "cpu_variant": settings.cpu or guest.DEFAULT_CPU.get(platform.qemu_name, "max"),
+                "cpu_variant": settings.cpu or DEFAULT_CPU.get(platform.qemu_name, "max"),
                 "vcpus": run.vcpus,
                 "memory_mb": run.memory_mb,
                 "kernel": image.kernel_version,
@@ -208,7 +210,7 @@ class QemuSystem(BuildxStrategy):
                     run.total_s,
                     tag,
                     failure_class=run.failure_class,
-                    log_tail=run.console_tail[-4000:],
+                    log_tail=run.console_tail[-LOG_TAIL_CHARS:],
                     extra=extra,
                 )
             (ctx / "Dockerfile").write_text(pack_dockerfile(scenario, settings))
@@ -229,7 +231,7 @@ class QemuSystem(BuildxStrategy):
                     run.total_s + exc.seconds,
                     tag,
                     failure_class="timeout",
-                    log_tail=exc.output[-4000:],
+                    log_tail=exc.output[-LOG_TAIL_CHARS:],
                     extra=extra,
                 )
             extra["pack_s"] = time.monotonic() - t0
@@ -240,7 +242,7 @@ class QemuSystem(BuildxStrategy):
                     run.total_s + extra["pack_s"],
                     tag,
                     failure_class="pack",
-                    log_tail=done.tail(40),
+                    log_tail=done.tail(LOG_TAIL_LINES),
                     extra=extra,
                 )
             return BuildOutcome(

@@ -3,10 +3,11 @@ user-mode emulator that the kernel calls through binfmt_misc."""
 
 from __future__ import annotations
 
-from bench import guest
 from bench.platforms import Platform
-from bench.scenario import Scenario
-from bench.strategies.base import Availability, BaseStages, BuildSettings, BuildxStrategy
+from bench.scenarios.loader import Scenario
+from bench.strategies.base import Availability, BuildSettings, BuildxStrategy
+from bench.strategies.dockerfile import BaseStages
+from bench.strategies.guest.cpu import CPU_MODELS
 from bench.strategies.native import emulatable_stages
 from bench.tools import qemu
 
@@ -45,7 +46,7 @@ class QemuUser(BuildxStrategy):
         args = super().build_args(settings, platforms)
         if settings.cpu and settings.cpu != "default":
             for p in platforms:
-                model = guest.CPU_MODELS.get(settings.cpu, {}).get(p.qemu_name)
+                model = CPU_MODELS.get(settings.cpu, {}).get(p.qemu_name)
                 if model and settings.host is not None and p != settings.host:
                     args["QEMU_CPU"] = model
                     break

@@ -1,1 +1,2 @@
-"""One thin typed wrapper per external tool. Every call goes through `bench.proc`."""
+"""External programs: one thin typed wrapper per tool, the one process choke point
+(`proc`) and the reader of BuildKit's build trace (`buildtrace`)."""

@@ -7,7 +7,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import proc
+from bench.tools import proc
 
 _ENV = {"DEBIAN_FRONTEND": "noninteractive"}
 

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import buildtrace, proc
-from bench.buildtrace import BuildTrace
 from bench.errors import CommandFailed, CommandTimeout, EngineUnavailable
-from bench.tools import registry
+from bench.tools import buildtrace, proc, registry
+from bench.tools.buildtrace import BuildTrace
 
 DOCKER = "docker"
 

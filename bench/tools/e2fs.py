@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench import proc
+from bench.tools import proc
 
 
 def mkfs_ext4(

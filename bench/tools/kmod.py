@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench import proc
+from bench.tools import proc
 
 
 def depmod(base_dir: Path, kernel_version: str, timeout: float = 300) -> Path:

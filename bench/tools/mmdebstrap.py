@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import proc
 from bench.errors import ToolMissing
+from bench.tools import proc
 
 
 def bootstrap(

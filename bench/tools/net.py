@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bench import proc
 from bench.errors import ToolMissing
+from bench.tools import proc
 
 BRIDGE = "docker0"
 

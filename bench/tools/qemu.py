@@ -6,7 +6,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import proc
+from bench.tools import proc
 
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 

@@ -1,6 +1,7 @@
 """qemu-system: boot a whole guest (direct kernel boot, virtio-blk disks, serial console).
 
-Only argv building and running live here; what the guest does is `bench.guest`'s business.
+Only argv building and running live here; what the guest does is
+`bench.strategies.guest`'s business.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bench import proc
+from bench.tools import proc
 
 Accel = Literal["kvm", "tcg"]
 

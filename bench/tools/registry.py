@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import proc
 from bench.errors import RegistryUnavailable, UsageError
+from bench.paths import STATE_DIR
+from bench.tools import proc
 
 DEFAULT_REGISTRY = "127.0.0.1:5000"
 BINARY = "docker-registry"
 CONFIG_PATH = Path("/etc/archbench/registry.yml")
-STORAGE_DIR = Path("/var/lib/archbench/registry")
+STORAGE_DIR = STATE_DIR / "registry"
 
 MANIFEST_TYPES = ", ".join(
     (

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from bench.cli import _platforms, _sizes
-from bench.matrix import split_values
-from bench.results import DEFAULT_RESULTS
-from bench.runner import Engine, RunRequest
-from bench.scenario import DEFAULT_SCENARIO, resolve_scenario
+from bench.engine.matrix import split_values
+from bench.engine.results import DEFAULT_RESULTS
+from bench.engine.runner import Engine, RunRequest
+from bench.scenarios.loader import DEFAULT_SCENARIO, resolve_scenario
 from bench.tools.registry import registry_address
 
 
@@ -54,7 +54,7 @@ def engine() -> Engine:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "cell" in metafunc.fixturenames:
-        from bench.matrix import expand
+        from bench.engine.matrix import expand
 
         req = bench_request()
         cells = expand(
@@ -65,7 +65,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
-    from bench import provenance
+    from bench.host import provenance
     from bench.platforms import parse_platform
 
     req = bench_request()

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import pytest
 
+from bench.engine.matrix import Cell
+from bench.engine.runner import Engine
 from bench.errors import ArchbenchError
-from bench.matrix import Cell
-from bench.runner import Engine
 
 
 class EngineClock:

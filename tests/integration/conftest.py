@@ -1,7 +1,7 @@
 import pytest
 
-from bench import services
 from bench.errors import ArchbenchError
+from bench.host import services
 from bench.tools import qemu
 from bench.tools.registry import registry_address
 from tests.conftest import need

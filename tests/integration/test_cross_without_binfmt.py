@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from bench.results import load_run, resolve_run
+from bench.engine.results import load_run, resolve_run
 from bench.tools import qemu
 from tests.conftest import DATA, ROOT, run_archbench
 

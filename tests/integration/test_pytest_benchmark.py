@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from bench.results import load_run, resolve_run
+from bench.engine.results import load_run, resolve_run
 from tests.conftest import DATA, ROOT
 
 pytestmark = [pytest.mark.engine, pytest.mark.registry]

@@ -12,10 +12,13 @@ import psutil
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from bench import guest
 from bench.platforms import KNOWN, Platform
-from bench.scenario import load_scenario_file
-from bench.strategies.base import BuildSettings, build_env
+from bench.scenarios.loader import load_scenario_file
+from bench.strategies.base import BuildSettings
+from bench.strategies.dockerfile import build_env
+from bench.strategies.guest.build import run_in_guest
+from bench.strategies.guest.cpu import cpu_string
+from bench.strategies.guest.image import GuestImage, prepare_guest
 from bench.strategies.qemu_system import QemuSystem
 from bench.tools import docker
 from tests.conftest import DATA, need
@@ -31,12 +34,12 @@ def _need_guest_tools(platform: Platform) -> None:
         need(shutil.which(tool) is not None, tool)
 
 
-def _prepared(platform: Platform, request: pytest.FixtureRequest) -> guest.GuestImage:
+def _prepared(platform: Platform, request: pytest.FixtureRequest) -> GuestImage:
     _need_guest_tools(platform)
     if platform.name != "linux/amd64":
         # The foreign root file system's second stage runs under qemu-user.
         request.getfixturevalue("binfmt_arm64")
-    return guest.prepare_guest(platform, TINY.packages)
+    return prepare_guest(platform, TINY.packages)
 
 
 def _qemu_processes_using(path: Path) -> list[psutil.Process]:
@@ -53,7 +56,7 @@ def test_tiny_builds_inside_a_real_guest(
     platform: Platform, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     image = _prepared(platform, request)
-    run = guest.run_in_guest(
+    run = run_in_guest(
         image,
         TINY.source_dir,
         TINY.build_command,
@@ -68,7 +71,7 @@ def test_tiny_builds_inside_a_real_guest(
     assert run.failure_class == "" and run.exit_code == 0
     assert run.boot_s > 0 and run.build_s > 0 and run.total_s >= run.boot_s + run.build_s
     assert run.accel in ("kvm", "tcg")
-    expected_cpu = "host" if run.accel == "kvm" else guest.cpu_string(platform.qemu_name)
+    expected_cpu = "host" if run.accel == "kvm" else cpu_string(platform.qemu_name)
     assert run.cpu == expected_cpu
     assert run.vcpus >= 1 and run.memory_mb >= 512
     with open(run.artifacts["tiny"], "rb") as f:
@@ -82,7 +85,7 @@ def test_a_guest_that_never_finishes_is_killed_at_the_timeout(
 ) -> None:
     image = _prepared(AMD64, request)
     started = time.monotonic()
-    run = guest.run_in_guest(
+    run = run_in_guest(
         image,
         TINY.source_dir,
         "sleep 600",
@@ -108,7 +111,7 @@ def test_a_guest_that_never_finishes_is_killed_at_the_timeout(
 
 def test_a_failing_build_is_a_compile_error(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     image = _prepared(AMD64, request)
-    run = guest.run_in_guest(
+    run = run_in_guest(
         image,
         TINY.source_dir,
         "$CC -o build/tiny does-not-exist.c",
@@ -128,7 +131,7 @@ def test_a_prepared_guest_comes_from_the_cache(
     platform: Platform, request: pytest.FixtureRequest
 ) -> None:
     first = _prepared(platform, request)
-    again = guest.prepare_guest(platform, TINY.packages)
+    again = prepare_guest(platform, TINY.packages)
     assert again.prepare_s < 1.0
     assert (again.kernel, again.initrd, again.root_disk) == (
         first.kernel,

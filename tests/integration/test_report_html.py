@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.htmlreport import write_report
+from bench.report.writer import write_report
 from tests.conftest import DATA, need
 
 RUNS = DATA / "runs"

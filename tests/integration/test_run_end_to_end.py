@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.results import SCHEMA_VERSION, load_run, resolve_run
+from bench.engine.results import SCHEMA_VERSION, load_run, resolve_run
 from bench.tools import docker
 from bench.tools import registry as reg
-from bench.validate import image_platforms
+from bench.validate.image import image_platforms
 from tests.conftest import DATA
 
 pytestmark = [pytest.mark.engine, pytest.mark.registry, pytest.mark.binfmt]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.results import load_run, resolve_run
+from bench.engine.results import load_run, resolve_run
 from bench.tools import qemu
 from tests.conftest import DATA, ROOT, need
 from tests.conftest import run_archbench as run

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import provision, services
-from bench.results import Record, RunStore
+from bench.engine.results import Record, RunStore
+from bench.host import services
+from bench.host import setup as provision
 from bench.tools import registry as reg
 
 pytestmark = [pytest.mark.engine, pytest.mark.registry]
@@ -51,7 +52,7 @@ def _exists(digest: str) -> bool:
 @pytest.fixture
 def gc_registry(registry):
     """A second registry of archbench's own, with its own storage; gone afterwards."""
-    provision.ensure_registry(lambda _m: None, GC_REGISTRY)
+    provision.configure_registry(lambda _m: None, GC_REGISTRY)
     yield GC_REGISTRY
     name = services.registry_daemon_name(GC_REGISTRY)
     pid = services.started_daemons().get(name)

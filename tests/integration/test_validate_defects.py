@@ -9,7 +9,7 @@ import pytest
 
 from bench.tools import docker
 from bench.tools import registry as reg
-from bench.validate import image_platforms
+from bench.validate.image import image_platforms
 from tests.conftest import DATA
 
 pytestmark = [pytest.mark.engine, pytest.mark.registry, pytest.mark.binfmt]

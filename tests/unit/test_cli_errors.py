@@ -16,6 +16,9 @@ from bench.cli import main
         (["run", "--reps", "0"], "bad --reps 0"),
         (["run", "--registry", "nope"], "bad registry 'nope'"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["run", "--order", "random"], "--order: invalid choice: 'random'"),
+        (["run", "--cache", "hot"], "--cache: invalid choice: 'hot'"),
+        (["export", "--format", "xls"], "--format: invalid choice: 'xls'"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(capsys, argv, needle):

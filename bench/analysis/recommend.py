@@ -1,0 +1,181 @@
+"""Which strategy to use for each target platform, written from stored results only."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from bench.report.charts import slowdown_table
+
+
+@dataclass(frozen=True)
+class Option:
+    """One strategy variant that built and validated a platform."""
+
+    variant: str
+    strategy: str
+    median_s: float
+    ci_low_s: float
+    ci_high_s: float
+    n: int
+    vs_native: float | None
+    vs_pick: float
+    approximate: str = ""  # how its image differs from one built on the target ('' if not)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The pick for one (scenario, size, platform), its alternatives and the caveats the
+    data supports. `pick` is None when no strategy built a validated image."""
+
+    scenario: str
+    size: int
+    platform: str
+    cache: str
+    pick: Option | None
+    alternatives: tuple[Option, ...]
+    native_reference: str
+    caveats: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def emulation(self) -> Option | None:
+        """The qemu-user option, when it ran emulated (its ratio is the workload's
+        emulation cost)."""
+        if self.native_reference.endswith(f" {self.platform}"):
+            return None  # the host's own platform: qemu-user runs it without emulating
+        for o in (self.pick, *self.alternatives):
+            if o is not None and o.strategy == "qemu-user" and o.vs_native is not None:
+                return o
+        return None
+
+    def sentence(self) -> str:
+        """Return the recommendation and the ratios behind it."""
+        where = f"{self.platform} ({self.scenario}, size {self.size}, {self.cache} cache)"
+        if self.pick is None:
+            return f"{where}: no strategy built an image that passed validation."
+        p = self.pick
+        ratio = (
+            f", {p.vs_native:.2f}x native ({self.native_reference})"
+            if p.vs_native is not None
+            else ", no native reference ran"
+        )
+        text = f"{where}: use **{p.variant}**, median {p.median_s:.3g} s{ratio}."
+        emu = self.emulation
+        if emu is not None and emu.vs_native is not None:
+            text += f" Emulating this workload (qemu-user) costs {emu.vs_native:.1f}x native"
+            text += "." if emu is p else f", {emu.vs_pick:.1f}x the pick."
+        faster = [o for o in self.alternatives if o.approximate and o.median_s < p.median_s]
+        for o in faster:
+            text += (
+                f" {o.variant} is {p.median_s / o.median_s:.1f}x faster but its image is "
+                f"not the same as one built on the target ({o.approximate}), so it is not "
+                "the pick."
+            )
+        if p.approximate:
+            text += f" Caution: {p.approximate}; no faithful strategy built this platform."
+        return text
+
+
+def _approx(row: pd.Series) -> str:
+    value = row.get("approximate", "")
+    return str(value) if isinstance(value, str) else ""
+
+
+def _unavailable(manifests: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    seen: dict[str, dict[str, Any]] = {}
+    for m in manifests:
+        for c in m.get("cells", []):
+            if not c.get("available", True):
+                seen[str(c.get("cell"))] = c
+    return list(seen.values())
+
+
+def recommend(
+    stats: pd.DataFrame, df: pd.DataFrame, manifests: Sequence[dict[str, Any]]
+) -> list[Recommendation]:
+    """Return one recommendation per (scenario, size, target platform) of `stats`
+    (`report.cell_statistics` rows), judged on cold-cache cells when there are any: the
+    fastest strategy variant by median whose images all passed validation, its ratio to
+    native, the alternatives, and caveats (stats warnings, few repetitions, overlapping
+    confidence intervals, failed or unvalidated cells in `df`, strategies the manifests
+    list as unavailable with their reasons)."""
+    out: list[Recommendation] = []
+    if stats.empty:
+        return out
+    ratios = slowdown_table(stats)
+    unavailable = _unavailable(manifests)
+    for (scenario, size, platform), group in stats.groupby(
+        ["scenario", "size", "platform"], sort=True
+    ):
+        cache = "cold" if (group["cache"] == "cold").any() else str(group["cache"].iloc[0])
+        cells = group[group["cache"] == cache]
+        caveats: list[str] = []
+        native_ref = ""
+        options: list[tuple[pd.Series, float | None]] = []
+        for _, row in cells.sort_values("median_s").iterrows():
+            if row["validated"] is not True:
+                state = "failed" if row["validated"] is False else "carries no validation"
+                caveats.append(f"{row['variant']} is left out: its image validation {state}")
+                continue
+            match = ratios[
+                (ratios["variant"] == row["variant"])
+                & (ratios["platform"] == platform)
+                & (ratios["cache"] == cache)
+                & (ratios["scenario"] == scenario)
+                & (ratios["size"] == size)
+            ]
+            vs_native = float(match["ratio"].iloc[0]) if not match.empty else None
+            if not match.empty:
+                native_ref = str(match["reference"].iloc[0])
+            options.append((row, vs_native))
+        pick: Option | None = None
+        alternatives: list[Option] = []
+        if options:
+            # The fastest faithful option is the pick: one whose image is what building
+            # on the target gives. An approximate one (cross unpacking packages without
+            # their scripts) is picked only when nothing faithful built the platform.
+            order = sorted(options, key=lambda o: (bool(_approx(o[0])), float(o[0]["median_s"])))
+            best = float(order[0][0]["median_s"])
+            built = [
+                Option(str(r["variant"]), str(r["strategy"]), float(r["median_s"]),
+                       float(r["ci_low_s"]), float(r["ci_high_s"]), int(r["n"]), v,
+                       float(r["median_s"]) / best, _approx(r))
+                for r, v in order
+            ]  # fmt: skip
+            pick, alternatives = built[0], built[1:]
+            for w in order[0][0]["warnings"]:
+                caveats.append(f"{pick.variant}: {w}")
+            if pick.n < 3:
+                caveats.append(
+                    f"{pick.variant} has {pick.n} repetition(s): too few to trust the ranking"
+                )
+            runner_up = next((o for o in alternatives if not o.approximate), None)
+            if runner_up is not None and runner_up.ci_low_s <= pick.ci_high_s:
+                caveats.append(
+                    f"the confidence intervals of {pick.variant} and {runner_up.variant} "
+                    "overlap: the pick is not clearly faster"
+                )
+        failed = df[
+            (df["kind"] == "cell")
+            & (df["platform"] == platform)
+            & (df["scenario"] == scenario)
+            & (df["size"] == size)
+            & df["status"].isin(["failed", "timeout"])
+        ]
+        for (variant, status), fgroup in failed.groupby(["variant", "status"]):
+            classes = ", ".join(sorted({str(c) for c in fgroup["failure_class"] if c})) or "-"
+            caveats.append(f"{variant}: {len(fgroup)} repetition(s) {status} ({classes})")
+        for c in unavailable:
+            if c.get("platform") == platform and c.get("scenario", scenario) == scenario:
+                name = str(c.get("strategy")) + (
+                    f"-{c['cpu']}" if c.get("cpu") not in (None, "", "default") else ""
+                )
+                caveats.append(f"{name} was unavailable: {c.get('reason', 'no reason given')}")
+        out.append(
+            Recommendation(str(scenario), int(str(size)), str(platform), cache, pick,
+                           tuple(alternatives), native_ref, tuple(dict.fromkeys(caveats)))
+        )  # fmt: skip
+    return out

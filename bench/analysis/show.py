@@ -1,0 +1,48 @@
+"""Per-cell rows of a stored run, for `archbench show` (reads stored results only)."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from bench.engine.matrix import Cell
+from bench.engine.results import Record
+from bench.engine.stats import describe
+
+
+def cell_rows(records: list[Record]) -> list[dict[str, Any]]:
+    """Return one row per cell: measured samples in order, statistics, median per-step
+    times, median CPU seconds and peak memory, flakes, and the status seen."""
+    groups: dict[str, list[Record]] = {}
+    for r in records:
+        if r.kind == "cell" and not r.warmup:
+            key = Cell(r.scenario, r.size, r.strategy, r.platform, r.cache, r.cpu).key
+            groups.setdefault(key, []).append(r)
+    rows = []
+    for key, recs in groups.items():
+        ok = [r for r in recs if r.status == "ok"]
+        samples = [r.wall_s for r in ok]
+        steps: dict[str, list[float]] = {}
+        for r in ok:
+            seconds = dict(r.extra.get("step_seconds") or {})
+            for k, v in seconds.items():
+                steps.setdefault(k, []).append(float(v))
+        cpu = [r.extra["resources"]["cpu_user_s"] + r.extra["resources"]["cpu_system_s"]
+               for r in ok if r.extra.get("resources")]  # fmt: skip
+        peaks = [r.extra["resources"].get("peak_above_baseline_bytes") for r in ok
+                 if r.extra.get("resources")]  # fmt: skip
+        peak_values = [p for p in peaks if p is not None]
+        statuses = sorted({r.status for r in recs})
+        rows.append({
+            "cell": key,
+            "status": ",".join(statuses),
+            "n": len(samples),
+            "samples": samples,
+            "stats": describe(samples).as_dict() if samples else None,
+            "steps": {k: statistics.median(v) for k, v in sorted(steps.items())},
+            "cpu_s": statistics.median(cpu) if cpu else None,
+            "peak_mib": statistics.median(peak_values) / 2**20 if peak_values else None,
+            "flakes": sum(int(r.extra.get("flakes", 0)) for r in recs),
+            "reason": next((r.reason for r in recs if r.reason), ""),
+        })  # fmt: skip
+    return rows

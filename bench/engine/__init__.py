@@ -1,0 +1,1 @@
+"""The engine: expand the matrix, build and measure each cell, store typed records."""

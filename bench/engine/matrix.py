@@ -1,0 +1,95 @@
+"""The run matrix: which cells a run asks for. Pure functions, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class Cell:
+    """One (scenario, size, strategy, platform): built and timed alone."""
+
+    scenario: str
+    size: int
+    strategy: str
+    platform: str
+    cache: str = "cold"
+    cpu: str = ""
+
+    @property
+    def key(self) -> str:
+        """A file-safe id: cbench-s1-qemu-user-linux-arm64 (plus -<cpu> and -warm)."""
+        cpu = f"-{self.cpu}" if self.cpu else ""
+        cache = "" if self.cache == "cold" else f"-{self.cache}"
+        plat = self.platform.replace("/", "-")
+        return f"{self.scenario}-s{self.size}-{self.strategy}{cpu}-{plat}{cache}"
+
+    @property
+    def variant(self) -> str:
+        """The strategy with its CPU variant, as tags and reports name it: qemu-user-max."""
+        return self.strategy + (f"-{self.cpu}" if self.cpu else "")
+
+
+def split_values(values: Iterable[str]) -> list[str]:
+    """Flatten repeatable, comma-listed flag values, dropping blanks and repeats in order."""
+    seen: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            part = part.strip()
+            if part and part not in seen:
+                seen.append(part)
+    return seen
+
+
+CPU_STRATEGIES = frozenset({"qemu-user", "qemu-system"})
+"""Strategies that emulate a CPU, and so take the --cpu axis."""
+
+
+def expand(
+    scenarios: Sequence[tuple[str, Sequence[str]]],
+    strategies: Sequence[str],
+    sizes: Sequence[int],
+    platforms: Sequence[str] | None = None,
+    caches: Sequence[str] = ("cold",),
+    cpus: Sequence[str] = (),
+) -> list[Cell]:
+    """Return every cell, in order scenario, size, strategy, CPU variant, platform, cache.
+
+    `scenarios` pairs each scenario's name with its own platforms, used when
+    `platforms` is None or empty; `strategies` and `platforms` keep the caller's order.
+    `cpus` (variant names) apply only to CPU_STRATEGIES; empty means the default CPU.
+    """
+    cells: list[Cell] = []
+    for name, own_platforms in scenarios:
+        chosen = list(platforms) if platforms else list(own_platforms)
+        for size in sizes:
+            for strategy in strategies:
+                variants = list(cpus) if cpus and strategy in CPU_STRATEGIES else [""]
+                for cpu in variants:
+                    for platform in chosen:
+                        for cache in caches:
+                            cell = Cell(name, size, strategy, platform, cache, cpu)
+                            if cell not in cells:
+                                cells.append(cell)
+    return cells
+
+
+Order = str  # "interleaved" | "sequential"
+ORDERS = ("interleaved", "sequential")
+
+
+def schedule(
+    cells: Sequence[Cell], reps: int, warmup: int = 0, order: Order = "interleaved"
+) -> list[tuple[int, bool, Cell]]:
+    """Return (repetition, is_warmup, cell) in the order they run.
+
+    Interleaved (the default) goes round-robin: every cell's first repetition, then
+    every cell's second, so slow drift of a shared machine spreads over all cells.
+    Sequential runs each cell's repetitions back to back. Warm-up repetitions come first
+    and are numbered apart from the measured ones.
+    """
+    plan = [(w, True) for w in range(1, warmup + 1)] + [(r, False) for r in range(1, reps + 1)]
+    if order == "sequential":
+        return [(rep, warm, cell) for cell in cells for rep, warm in plan]
+    return [(rep, warm, cell) for rep, warm in plan for cell in cells]

@@ -1,0 +1,647 @@
+"""The run pipeline: load scenarios -> expand matrix -> probe -> provision -> run cells
+-> validate -> join indexes -> combined builds -> store -> summarize.
+
+A failed cell returns a record; it never raises through the matrix. Only a Ctrl-C
+(KeyboardInterrupt) ends a run early, after the manifest says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.engine import stats
+from bench.engine.matrix import Cell, expand, schedule
+from bench.engine.results import Record, RunStore, now_iso
+from bench.errors import ArchbenchError
+from bench.host import provenance, services
+from bench.platforms import Platform, host_platform, parse_platform
+from bench.scenarios.loader import Scenario
+from bench.strategies import REGISTRY, Availability
+from bench.strategies.base import LOG_TAIL_CHARS, BuildOutcome, BuildSettings, image_repo
+from bench.strategies.guest.cpu import CPU_MODELS
+from bench.tools import docker
+from bench.validate.image import ValidationReport, compare_artifacts, validate_image
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What `archbench run` was asked for."""
+
+    scenarios: tuple[Scenario, ...]
+    strategies: tuple[str, ...]
+    platforms: tuple[Platform, ...]
+    sizes: tuple[int, ...]
+    reps: int
+    results_root: Path
+    registry: str
+    base_image: str | None = None
+    builder: str | None = None
+    timeout: float = 3600.0
+    combined: bool = True
+    warmup: int = 0
+    order: str = "interleaved"
+    caches: tuple[str, ...] = ("cold",)
+    cpus: tuple[str, ...] = ()
+    retries: int = 0
+
+
+RETRYABLE = frozenset({"emulator-crash"})
+"""Failure classes known to flake: `--retries` builds them again and counts the flakes."""
+
+
+@dataclass
+class RunSummary:
+    """What a finished (or interrupted) run did."""
+
+    store: RunStore
+    records: list[Record] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> bool:
+        return any(r.status in ("failed", "timeout") for r in self.records)
+
+
+def cell_tag(repo: str, cell: Cell, platform: Platform) -> str:
+    """Return the per-cell tag: `<repo>:<strategy>[-<cpu>]-<arch>[-warm][-s<N>]`."""
+    size = f"-s{cell.size}" if cell.size != 1 else ""
+    cache = "" if cell.cache == "cold" else f"-{cell.cache}"
+    return f"{repo}:{cell.variant}-{platform.slug}{cache}{size}"
+
+
+def strategy_tag(repo: str, variant: str, size: int, suffix: str = "") -> str:
+    """Return the strategy's index tag: `<repo>:<strategy>[-<cpu>][-<suffix>][-s<N>]`."""
+    parts = [variant] + ([suffix] if suffix else []) + ([f"s{size}"] if size != 1 else [])
+    return f"{repo}:{'-'.join(parts)}"
+
+
+def probe_cells(
+    cells: list[Cell], host: Platform, scenarios: dict[str, Scenario]
+) -> dict[Cell, Availability]:
+    """Return each cell's availability on this host."""
+    found = {}
+    for c in cells:
+        a = REGISTRY[c.strategy].probe(parse_platform(c.platform), host)
+        if a.available and c.cache == "warm":
+            if c.strategy == "qemu-system":
+                a = Availability(
+                    False,
+                    "warm builds need a build folder kept between guest "
+                    "boots; each guest starts from its pristine image",
+                )
+            elif not scenarios[c.scenario].touch:
+                a = Availability(
+                    False, "the scenario names no build.touch file to edit for a warm build"
+                )
+        if a.available and c.strategy == "qemu-system" and scenarios[c.scenario].kind == "image":
+            a = Availability(
+                False,
+                "an image scenario installs packages into the target's image; the guest "
+                "builds files, and has no container engine to build an image in",
+            )
+        if a.available and c.cpu and c.cpu != "default":
+            model = CPU_MODELS.get(c.cpu, {}).get(parse_platform(c.platform).qemu_name)
+            emulated = c.strategy == "qemu-system" or parse_platform(c.platform) != host
+            if model is None and emulated:
+                a = Availability(False, f"CPU variant {c.cpu!r} has no model for {c.platform}")
+        found[c] = a
+    return found
+
+
+def _settings(
+    req: RunRequest, scenario: Scenario, cell: Cell, host: Platform, nonce: str = ""
+) -> BuildSettings:
+    return BuildSettings(
+        registry=req.registry,
+        size=cell.size,
+        base_image=req.base_image or scenario.base_image,
+        timeout=req.timeout,
+        builder=req.builder,
+        host=host,
+        cpu=cell.cpu or None,
+        cache="warm" if cell.cache == "warm" else "cold",
+        nonce=nonce,
+    )
+
+
+def _record(c: Cell, run_id: str, rep: int, status: str, wall: float, **kw: Any) -> Record:
+    return Record(
+        kind=kw.pop("kind", "cell"),
+        run_id=run_id,
+        scenario=c.scenario,
+        size=c.size,
+        strategy=c.strategy,
+        platform=kw.pop("platform", c.platform),
+        rep=rep,
+        status=status,
+        wall_s=wall,
+        started_at=kw.pop("started_at", now_iso()),
+        cache=c.cache,
+        cpu=c.cpu,
+        **kw,
+    )
+
+
+def recipe_digest(scenario: Scenario, cell: Cell, settings: BuildSettings) -> str:
+    """Return a sha256 of what defines a cell's build: the strategy's recipe (its
+    Dockerfile, or its guest recipe) and the scenario's files, so results of a changed
+    recipe are never compared as if equal."""
+    strategy = REGISTRY[cell.strategy]
+    h = hashlib.sha256(scenario.digest().encode())
+    h.update(strategy.dockerfile(scenario, settings).encode())
+    return h.hexdigest()
+
+
+class Engine:
+    """The one measuring engine, used by `archbench run` and by pytest-benchmark alike.
+
+    Creating it probes the matrix, starts the engine and registry when needed, opens the
+    run's folder and writes its manifest. `provision`, `measure` and `join_and_combine`
+    then do the work, each storing its records as they complete; `finish` closes the run.
+    """
+
+    def __init__(self, req: RunRequest, say: Say, mode: str = "cli") -> None:
+        self.req = req
+        self.say = say
+        self.host = host_platform()
+        self.scenarios = {s.name: s for s in req.scenarios}
+        self.cells = expand(
+            [(s.name, [p.name for p in s.platforms]) for s in req.scenarios],
+            req.strategies,
+            req.sizes,
+            [p.name for p in req.platforms],
+            req.caches,
+            req.cpus,
+        )
+        self.availability = probe_cells(self.cells, self.host, self.scenarios)
+        self.runnable = [c for c in self.cells if self.availability[c].available]
+        if self.runnable:
+            # Downloads first: a bad URL or checksum stops the run before any cell.
+            for scenario in req.scenarios:
+                scenario.check_touch(scenario.tree(say=lambda m: say(f"  {m}")))
+            services.ensure_engine(say)
+            services.ensure_registry(req.registry, say)
+        self.store = RunStore(req.results_root)
+        self.summary = RunSummary(self.store)
+        self.prov = provenance.collect(sorted({parse_platform(c.platform) for c in self.cells}))
+        self.broken: dict[Cell, str] = {}
+        self.manifest: dict[str, Any] = {
+            "status": "running",
+            "started_at": now_iso(),
+            "mode": mode,
+            "request": {
+                "scenarios": [s.name for s in req.scenarios],
+                "scenario_digests": {s.name: s.digest() for s in req.scenarios},
+                "strategies": list(req.strategies),
+                "platforms": [p.name for p in req.platforms],
+                "sizes": list(req.sizes),
+                "reps": req.reps,
+                "warmup": req.warmup,
+                "order": req.order,
+                "caches": list(req.caches),
+                "cpus": list(req.cpus),
+                "retries": req.retries,
+                "registry": req.registry,
+                "base_image": req.base_image,
+                "builder": req.builder,
+                "timeout": req.timeout,
+            },
+            "cells": [
+                {
+                    "cell": c.key,
+                    "scenario": c.scenario,
+                    "size": c.size,
+                    "strategy": c.strategy,
+                    "platform": c.platform,
+                    "cache": c.cache,
+                    "cpu": c.cpu,
+                    "available": self.availability[c].available,
+                    "reason": self.availability[c].reason,
+                    "recipe_sha256": recipe_digest(self.scenarios[c.scenario], c, self.settings(c)),
+                }
+                for c in self.cells
+            ],
+            "provenance": self.prov,
+        }
+        self.store.write_manifest(self.manifest)
+
+    def settings(self, cell: Cell, nonce: str = "") -> BuildSettings:
+        """Return the build settings of `cell`."""
+        return _settings(self.req, self.scenarios[cell.scenario], cell, self.host, nonce)
+
+    def keep(self, record: Record) -> None:
+        """Store `record` now and remember it for the summary."""
+        self.store.add(record)
+        self.summary.records.append(record)
+
+    def record_unavailable(self) -> None:
+        """Store one `unavailable` record per cell that cannot run here, with the reason."""
+        for c in self.cells:
+            a = self.availability[c]
+            if not a.available:
+                self.say(f"  {c.variant} {c.platform} {c.cache}: unavailable ({a.reason})")
+                self.keep(
+                    _record(
+                        c,
+                        self.store.run_id,
+                        1,
+                        "unavailable",
+                        0.0,
+                        reason=a.reason,
+                        provenance=self.prov,
+                    )
+                )
+
+    def provision(self, cells: list[Cell] | None = None) -> None:
+        """Provision `cells` (default: every runnable cell), timed apart from builds."""
+        self.broken.update(self._provision_cells(cells if cells is not None else self.runnable))
+
+    def measure(self, cell: Cell, rep: int, warmup: bool = False) -> Record:
+        """Build, push and validate one repetition of `cell`; store and return its record."""
+        if cell in self.broken:
+            record = _record(
+                cell,
+                self.store.run_id,
+                rep,
+                "failed",
+                0.0,
+                failure_class="provision",
+                log_tail=self.broken[cell],
+                warmup=warmup,
+                provenance=self.prov,
+            )
+        else:
+            record = _run_cell(
+                self.req,
+                cell,
+                rep,
+                warmup,
+                self.scenarios[cell.scenario],
+                self.host,
+                self.store,
+                self.prov,
+                self.say,
+            )
+        self.keep(record)
+        return record
+
+    def join_and_combine(self) -> None:
+        """Join each strategy's cells into its index and time the combined builds."""
+        self.manifest["artifact_comparison"] = self._join_and_combine(self.runnable)
+
+    def _provision_cells(self, runnable: list[Cell]) -> dict[Cell, str]:
+        """Provision each (scenario, strategy, platform): its toolchain stage (or guest image)
+        built and cached, timed apart from builds; then prime every warm cell's build cache
+        with one untimed build. Returns the cells whose provisioning failed, with the log."""
+        broken: dict[Cell, str] = {}
+        done: dict[tuple[str, str, str, str], BuildOutcome] = {}
+        for c in runnable:
+            key = (c.scenario, c.strategy, c.platform, c.cpu)
+            strategy = REGISTRY[c.strategy]
+            scenario = self.scenarios[c.scenario]
+            platform = parse_platform(c.platform)
+            if key not in done:
+                self.say(f"  provisioning {c.variant} toolchain for {c.platform}")
+                outcome = strategy.provision(
+                    scenario,
+                    [platform],
+                    _settings(self.req, scenario, c, self.host),
+                    self.store.log_path(f"provision-{c.scenario}-{c.variant}-{platform.slug}"),
+                )
+                done[key] = outcome
+                self._keep_provision(c, outcome, "toolchain")
+                self.say(f"    {outcome.status} in {outcome.wall_s:.1f} s")
+            if done[key].status != "ok":
+                broken[c] = done[key].log_tail
+            elif c.cache == "warm":
+                self.say(f"  priming the warm build cache of {c.variant} {c.platform}")
+                settings = _settings(
+                    self.req, scenario, c, self.host, nonce=f"{c.key}-prime-{self.store.run_id}"
+                )
+                tag = cell_tag(image_repo(settings, scenario), c, platform)
+                outcome = strategy.build(
+                    scenario, [platform], settings, tag, self.store.log_path(f"prime-{c.key}")
+                )
+                self._keep_provision(c, outcome, "warm-prime")
+                if outcome.status not in ("ok", "no-op"):
+                    broken[c] = outcome.log_tail
+        return broken
+
+    def _keep_provision(self, cell: Cell, outcome: BuildOutcome, phase: str) -> None:
+        """Store a provisioning record (`phase`: toolchain or warm-prime) of `cell`."""
+        self.keep(
+            _record(
+                cell,
+                self.store.run_id,
+                1,
+                outcome.status,
+                outcome.wall_s,
+                kind="provision",
+                failure_class=outcome.failure_class,
+                log_tail=outcome.log_tail,
+                extra={"phase": phase, **outcome.extra},
+                provenance=self.prov,
+            )
+        )
+
+    def _join_and_combine(self, runnable: list[Cell]) -> list[dict[str, Any]]:
+        """Per (scenario, size, strategy, CPU variant, cache mode): join the cells' images
+        into one index (timed and validated); for cold cells also time the one-command
+        multi-platform build users run.
+
+        Returns the cross-strategy artifact comparison of cold builds (informational)."""
+        reports: dict[tuple[str, int], dict[str, ValidationReport]] = {}
+        groups: dict[tuple[str, int, str, str, str], list[Cell]] = {}
+        for c in runnable:
+            groups.setdefault((c.scenario, c.size, c.strategy, c.cpu, c.cache), []).append(c)
+        for (name, size, strategy_name, cpu, cache), group in groups.items():
+            scenario = self.scenarios[name]
+            strategy = REGISTRY[strategy_name]
+            first = group[0]
+            settings = _settings(self.req, scenario, first, self.host)
+            repo = image_repo(settings, scenario)
+            last = {
+                r.platform: r
+                for r in self.summary.records
+                if r.kind == "cell"
+                and not r.warmup
+                and (r.scenario, r.size, r.strategy, r.cpu, r.cache)
+                == (name, size, strategy_name, cpu, cache)
+            }
+            ok = [
+                parse_platform(c.platform)
+                for c in group
+                if c.platform in last and last[c.platform].status in ("ok", "no-op")
+            ]
+            suffix = "" if cache == "cold" else cache
+            target = strategy_tag(repo, first.variant, size, suffix)
+            if ok:
+                record, report = _join(
+                    first,
+                    target,
+                    [last[p.name].tag for p in ok],
+                    [parse_platform(c.platform) for c in group],
+                    scenario,
+                    self.store,
+                    self.prov,
+                    self.say,
+                    self.host,
+                )
+                self.keep(record)
+                if report is not None and cache == "cold":
+                    reports.setdefault((name, size), {})[first.variant] = report
+            if self.req.combined and cache == "cold":
+                platforms = [parse_platform(c.platform) for c in group]
+                tag = strategy_tag(repo, first.variant, size, "combined")
+                self.say(f"  combined build {first.variant} {','.join(p.name for p in platforms)}")
+                log = self.store.log_path(f"{name}-s{size}-{first.variant}-combined")
+                started = now_iso()
+                outcome = strategy.build(scenario, platforms, settings, tag, log)
+                self.say(f"    {outcome.status} in {outcome.wall_s:.1f} s")
+                self.keep(
+                    _record(
+                        first,
+                        self.store.run_id,
+                        1,
+                        outcome.status,
+                        outcome.wall_s,
+                        kind="combined",
+                        platform="",
+                        started_at=started,
+                        tag=tag,
+                        digest=outcome.digest,
+                        failure_class=outcome.failure_class,
+                        log_tail=outcome.log_tail,
+                        log_file=str(log),
+                        extra={"platforms": [p.name for p in platforms], **outcome.extra},
+                        provenance=self.prov,
+                    )
+                )
+        comparison = []
+        for (name, size), by_strategy in reports.items():
+            for check in compare_artifacts(by_strategy):
+                comparison.append({"scenario": name, "size": size, **check.as_dict()})
+        return comparison
+
+    def finish(self, status: str | None = None) -> None:
+        """Write the manifest's statistics and final status (ok, failed or `status`)."""
+        self.manifest["statistics"] = cell_statistics(self.summary.records)
+        final = status or ("failed" if self.summary.failed else "ok")
+        self.manifest.update(status=final, finished_at=now_iso())
+        self.store.write_manifest(self.manifest)
+
+
+def execute(req: RunRequest, say: Say) -> RunSummary:
+    """Run the whole matrix of `req`, storing every record as it completes.
+
+    Returns the summary. Raises HostNotReady before anything runs when the engine or
+    registry is missing; KeyboardInterrupt goes on up after the manifest is written.
+    """
+    engine = Engine(req, say)
+    say(
+        f"run {engine.store.run_id}: {len(engine.runnable)} of {len(engine.cells)} cells "
+        f"available, {req.reps} repetition(s), {req.warmup} warm-up, {req.order}; "
+        f"results in {engine.store.path}"
+    )
+    try:
+        engine.record_unavailable()
+        engine.provision()
+        plan = schedule(engine.runnable, req.reps, req.warmup, req.order)
+        started = time.monotonic()
+        last_wall: dict[Cell, float] = {}
+        for i, (rep, warm, c) in enumerate(plan, 1):
+            kind = f"warm-up {rep}/{req.warmup}" if warm else f"rep {rep}/{req.reps}"
+            say(
+                f"[{i}/{len(plan)}] {c.scenario} {c.variant} {c.platform} {c.cache} "
+                f"size {c.size} {kind}; elapsed {_clock(time.monotonic() - started)}"
+                f"{_estimate(plan[i - 1 :], last_wall)}"
+            )
+            record = engine.measure(c, rep, warm)
+            last_wall[c] = record.wall_s
+        engine.join_and_combine()
+    except KeyboardInterrupt:
+        engine.summary.interrupted = True
+        engine.finish("interrupted")
+        raise
+    engine.finish()
+    for key, st in engine.manifest["statistics"].items():
+        for warning in st["warnings"]:
+            say(f"  warning: {key}: {warning}")
+    return engine.summary
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s"
+
+
+def _estimate(remaining: list[tuple[int, bool, Cell]], last_wall: dict[Cell, float]) -> str:
+    """Return ', about XmYYs left' from each remaining cell's last build time (cells not
+    built yet count as the mean of those built), or '' before any build finished."""
+    if not last_wall:
+        return ""
+    mean = sum(last_wall.values()) / len(last_wall)
+    left = sum(last_wall.get(c, mean) for _, _, c in remaining)
+    return f", about {_clock(left)} left"
+
+
+def cell_statistics(records: list[Record]) -> dict[str, dict[str, Any]]:
+    """Return statistics of the measured ok repetitions per cell, keyed like the cells."""
+    samples: dict[str, list[float]] = {}
+    for r in records:
+        if r.kind == "cell" and r.status == "ok" and not r.warmup:
+            c = Cell(r.scenario, r.size, r.strategy, r.platform, r.cache, r.cpu)
+            samples.setdefault(c.key, []).append(r.wall_s)
+    return {key: stats.describe(xs).as_dict() for key, xs in samples.items()}
+
+
+def _run_cell(
+    req: RunRequest,
+    c: Cell,
+    rep: int,
+    warmup: bool,
+    scenario: Scenario,
+    host: Platform,
+    store: RunStore,
+    prov: dict[str, Any],
+    say: Say,
+) -> Record:
+    """Build one cell once (again, for a flaky failure class, up to --retries times),
+    push it, validate it; return its record."""
+    strategy = REGISTRY[c.strategy]
+    platform = parse_platform(c.platform)
+    # The edit names the cell: BuildKit leaves cache mounts out of a step's cache key, so
+    # two cells whose Dockerfiles differ only in their mount (native and qemu-user on the
+    # host's platform) would otherwise share one cached warm build.
+    nonce = f"{c.key}-{store.run_id}-{'w' if warmup else 'r'}{rep}"
+    settings = _settings(req, scenario, c, host, nonce=nonce)
+    tag = cell_tag(image_repo(settings, scenario), c, platform)
+    log = store.log_path(f"{c.key}-{'w' if warmup else 'r'}{rep}")
+    flakes: list[str] = []
+    while True:
+        started = now_iso()
+        outcome = strategy.build(scenario, [platform], settings, tag, log)
+        if outcome.failure_class in RETRYABLE and len(flakes) < req.retries:
+            flakes.append(outcome.failure_class)
+            say(f"    {outcome.failure_class}: retrying ({len(flakes)}/{req.retries})")
+            continue
+        break
+    status = outcome.status
+    validation: dict[str, Any] = {}
+    note = ""
+    if status in ("ok", "no-op"):
+        ref = f"{tag.rsplit(':', 1)[0]}@{outcome.digest}" if outcome.digest else tag
+        report = validate_image(
+            ref,
+            [platform],
+            host=host,
+            artifacts=[a.path for a in scenario.artifacts],
+            expect_output=scenario.smoke_expect,
+            test_command=scenario.test_command,
+            test_expect=scenario.test_expect,
+        )
+        validation = report.as_dict()
+        if report.passed:
+            note = next((x.detail for x in report.checks if x.name == "smoke"), "")
+        else:
+            # An image that fails validation is a failed cell, whatever its time.
+            status = "failed"
+            note = "; ".join(f"{x.name}: {x.detail}" for x in report.failures())
+    failure = outcome.failure_class or ("validation" if status == "failed" else "")
+    say(
+        f"    {status} in {outcome.wall_s:.1f} s"
+        + (f" ({failure})" if failure else "")
+        + (f": {note}" if note else "")
+    )
+    extra = dict(outcome.extra)
+    extra["recipe_sha256"] = recipe_digest(scenario, c, settings)
+    if flakes:
+        extra["flakes"] = len(flakes)
+        extra["flake_classes"] = flakes
+    return _record(
+        c,
+        store.run_id,
+        rep,
+        status,
+        outcome.wall_s,
+        started_at=started,
+        tag=tag,
+        digest=outcome.digest,
+        failure_class=failure,
+        log_tail=outcome.log_tail,
+        log_file=str(log),
+        validation=validation,
+        extra=extra,
+        provenance=prov,
+        warmup=warmup,
+    )
+
+
+def _join(
+    cell: Cell,
+    target: str,
+    sources: list[str],
+    expected: list[Platform],
+    scenario: Scenario,
+    store: RunStore,
+    prov: dict[str, Any],
+    say: Say,
+    host: Platform,
+) -> tuple[Record, ValidationReport | None]:
+    """Join per-cell tags into the index `target` (timed), then validate the index
+    against every requested and available platform, without smoke runs (each cell's
+    image was already run by digest). Returns the record and the validation report."""
+    say(f"  joining {cell.variant} into {target}")
+    started = now_iso()
+    t0 = time.monotonic()
+    try:
+        docker.imagetools_create(target, sources)
+    except ArchbenchError as exc:
+        failed = _record(
+            cell,
+            store.run_id,
+            1,
+            "failed",
+            time.monotonic() - t0,
+            kind="merge",
+            platform="",
+            started_at=started,
+            tag=target,
+            failure_class="merge",
+            log_tail=str(exc)[-LOG_TAIL_CHARS:],
+            provenance=prov,
+        )
+        return failed, None
+    wall = time.monotonic() - t0
+    report = validate_image(
+        target, expected, host=host, artifacts=[a.path for a in scenario.artifacts], smoke=False
+    )
+    problems = "; ".join(f"{c.name} {c.platform}: {c.detail}" for c in report.failures())
+    say(
+        f"    {'ok' if report.passed else 'failed'} in {wall:.1f} s"
+        + (f": {problems}" if problems else f": {', '.join(sorted(report.platform_digests))}")
+    )
+    record = _record(
+        cell,
+        store.run_id,
+        1,
+        "ok" if report.passed else "failed",
+        wall,
+        kind="merge",
+        platform="",
+        started_at=started,
+        tag=target,
+        digest=report.index_digest,
+        platform_digests=report.platform_digests,
+        failure_class="" if report.passed else "validation",
+        validation=report.as_dict(),
+        provenance=prov,
+    )
+    return record, report

@@ -1,0 +1,1 @@
+"""Host set-up: the engine, registry, emulators and base images a run needs, and checks."""

@@ -1,0 +1,206 @@
+"""`archbench teardown`: undo what `archbench setup` did on this host, and only that."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.errors import HostNotReady
+from bench.host import record as hostrecord
+from bench.host import services
+from bench.host.setup import BUILDER_NAME, DAEMON_JSON
+from bench.paths import CACHE_DIR
+from bench.tools import apt, docker, net, proc, qemu, registry
+
+Say = Callable[[str], None]
+
+# What setup creates that belongs to archbench alone, whatever the host had before
+# (besides every registry's storage, one folder per address).
+OWN_DIRS = (
+    CACHE_DIR,
+    registry.CONFIG_PATH.parent,
+    services.LOG_DIR,
+)
+# Stopped last to first: the registry and the engine before the containerd under it.
+STOP_ORDER = ("registry", "dockerd", "containerd")
+
+
+@dataclass(frozen=True)
+class Action:
+    """One thing teardown removes: what it is, and how."""
+
+    what: str
+    do: Callable[[], None]
+
+
+def _stop_rank(name: str) -> int:
+    for rank, prefix in enumerate(STOP_ORDER):
+        if name.startswith(prefix):
+            return rank
+    return len(STOP_ORDER)
+
+
+def _remove_tree(path: Path) -> Callable[[], None]:
+    return lambda: shutil.rmtree(path, ignore_errors=True)
+
+
+def _remove_file(path: Path) -> Callable[[], None]:
+    return lambda: path.unlink(missing_ok=True)
+
+
+def _restore_daemon_json() -> None:
+    shutil.copyfile(hostrecord.DAEMON_JSON_BEFORE, DAEMON_JSON)
+    hostrecord.DAEMON_JSON_BEFORE.unlink()
+
+
+def _remove_engine_network(before: dict[str, str]) -> None:
+    if net.bridge_exists():
+        net.delete_bridge()
+    net.remove_engine_rules(before.get("forward_policy", ""))
+    if before.get("ip_forward") in ("0", "1"):
+        net.set_ip_forward(before["ip_forward"])
+
+
+def _unmount_below(path: Path) -> None:
+    """Lazily unmount whatever a stopped engine left mounted below `path`."""
+    for mount in mounts_below(path, Path("/proc/mounts").read_text()):
+        proc.run(["umount", "-l", mount], timeout=30)
+
+
+def mounts_below(path: Path, mounts: str) -> list[str]:
+    """Return the mount points at or below `path` in /proc/mounts text, deepest first."""
+    found = []
+    for line in mounts.splitlines():
+        fields = line.split()
+        if len(fields) > 1:
+            point = fields[1].replace("\\040", " ")
+            if point == str(path) or point.startswith(str(path).rstrip("/") + "/"):
+                found.append(point)
+    return sorted(found, key=lambda p: p.count("/"), reverse=True)
+
+
+def _remove_state_dir(path: Path) -> Callable[[], None]:
+    def remove() -> None:
+        _unmount_below(path)
+        shutil.rmtree(path, ignore_errors=True)
+
+    return remove
+
+
+def _remove_builder() -> None:
+    proc.run([docker.DOCKER, "buildx", "rm", "--force", BUILDER_NAME], timeout=120)
+
+
+def purge_plan(packages: list[str]) -> list[str]:
+    """Return the packages of `packages` that are still installed, after checking with
+    apt's simulation that purging them removes nothing else.
+
+    Raises HostNotReady naming the other packages apt would remove (something installed
+    after setup depends on them): teardown never removes what setup did not install.
+    """
+    installed = apt.installed_packages()
+    still = sorted(p for p in packages if p in installed)
+    if not still:
+        return []
+    removed = apt.simulate_purge(still)
+    mine = {p.split(":")[0] for p in still} | set(still)
+    others = sorted(p for p in removed if p not in mine and p.split(":")[0] not in mine)
+    if others:
+        raise HostNotReady(
+            "purging the packages setup installed would also remove "
+            + ", ".join(others)
+            + ", installed since; remove those first or tear down without --purge"
+        )
+    return still
+
+
+def plan(purge: bool) -> list[Action]:
+    """Return what teardown would remove on this host, in order. Reads only."""
+    record = hostrecord.load()
+    actions: list[Action] = []
+    daemons = services.started_daemons()
+    engine_up = "dockerd" in daemons and services.engine_answers()
+    if engine_up and proc.run([docker.DOCKER, "buildx", "inspect", BUILDER_NAME], timeout=30).ok:
+        actions.append(Action(f"buildx builder {BUILDER_NAME}", _remove_builder))
+    for name, pid in sorted(daemons.items(), key=lambda item: _stop_rank(item[0])):
+        actions.append(
+            Action(
+                f"daemon {name} (pid {pid}), stopped",
+                lambda name=name, pid=pid: services.stop_daemon(name, pid),  # type: ignore[misc]
+            )
+        )
+    if "dockerd" in daemons and any(p.startswith("docker.io:") for p in record.packages):
+        # The engine is setup's: so are its bridge, its rules and the forwarding it
+        # switched on, which outlive the daemon.
+        actions.append(
+            Action(
+                f"the engine's network: bridge {net.BRIDGE}, its iptables rules"
+                + (
+                    f", FORWARD policy back to {record.network_before['forward_policy']}"
+                    f" and ip_forward back to {record.network_before['ip_forward']}"
+                    if record.network_before.get("forward_policy")
+                    else ""
+                ),
+                lambda: _remove_engine_network(record.network_before),
+            )
+        )
+    for name in record.binfmt:
+        if name in qemu.binfmt_names():
+            actions.append(
+                Action(
+                    f"binfmt_misc handler {name}",
+                    lambda name=name: qemu.unregister_binfmt(name),  # type: ignore[misc]
+                )
+            )
+    storages = sorted(registry.STORAGE_DIR.parent.glob("registry*"))
+    for path in [*storages, *OWN_DIRS]:
+        if path.exists():
+            actions.append(Action(f"folder {path}", _remove_tree(path)))
+    for name in record.files:
+        path = Path(name)
+        if path.exists():
+            actions.append(Action(f"file {path} (created by setup)", _remove_file(path)))
+    if hostrecord.DAEMON_JSON_BEFORE.exists():
+        actions.append(
+            Action(f"{DAEMON_JSON}, restored as it was before setup", _restore_daemon_json)
+        )
+    if purge:
+        packages = purge_plan(record.packages)
+        if packages:
+            actions.append(
+                Action(
+                    f"{len(packages)} package(s) setup installed, purged: " + ", ".join(packages),
+                    lambda: apt.purge(packages, log_path=None),
+                )
+            )
+        for name in record.dirs:
+            if Path(name).exists():
+                actions.append(
+                    Action(
+                        f"folder {name} (created by setup's packages)",
+                        _remove_state_dir(Path(name)),
+                    )
+                )
+        actions.append(
+            Action(
+                f"setup's record {hostrecord.RECORD.parent}", _remove_tree(hostrecord.RECORD.parent)
+            )
+        )
+    return actions
+
+
+def teardown(purge: bool, dry_run: bool, say: Say) -> list[Action]:
+    """Undo setup: say each action, and carry it out unless `dry_run`. Returns the plan.
+
+    Raises HostNotReady when `purge` would remove packages setup did not install.
+    """
+    actions = plan(purge)
+    if not actions:
+        say("nothing to remove: setup left nothing on this host")
+    for action in actions:
+        say(("would remove " if dry_run else "removing ") + action.what)
+        if not dry_run:
+            action.do()
+    return actions

@@ -1,0 +1,1 @@
+"""Scenarios: reading what to build (scenario.toml) and fetching its sources."""

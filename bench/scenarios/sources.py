@@ -1,0 +1,180 @@
+"""Fetched sources: upstream tarballs and per-architecture files, downloaded once,
+verified by sha256 and cached; each scenario's source tree is assembled from them.
+
+A download that fails or does not match its checksum is a SourceUnavailable naming the
+URL, raised before any cell is built, so no half-built cell results from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import paths
+from bench.errors import SourceUnavailable
+
+CACHE_DIR = Path(os.environ.get("ARCHBENCH_SOURCE_CACHE", paths.CACHE_DIR / "sources"))
+DOWNLOAD_TIMEOUT_S = 120.0
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Fetch:
+    """One file fetched from `url`, verified against `sha256`.
+
+    As the scenario's main source (`dest` empty) it is a tarball unpacked as the tree,
+    with `strip` leading path components removed. As an extra file it is written to
+    `dest` in the tree; with `deb_data` it must be a Debian package, and what is written
+    is its data tarball (the files the package installs, as a .tar.* a Dockerfile ADD
+    unpacks).
+    """
+
+    url: str
+    sha256: str
+    dest: str = ""
+    strip: int = 0
+    deb_data: bool = False
+
+
+def _say_nothing(_: str) -> None:
+    pass
+
+
+def fetch(item: Fetch, cache: Path = CACHE_DIR, say: Say = _say_nothing) -> Path:
+    """Return the cached, verified download of `item`, downloading it when missing.
+
+    Raises SourceUnavailable naming the URL when it cannot be downloaded or its sha256
+    differs.
+    """
+    name = item.url.rstrip("/").rsplit("/", 1)[-1] or "download"
+    path = cache / item.sha256 / name
+    if path.is_file() and _sha256(path) == item.sha256:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    say(f"downloading {item.url}")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".partial-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                with urllib.request.urlopen(item.url, timeout=DOWNLOAD_TIMEOUT_S) as resp:
+                    shutil.copyfileobj(resp, out)
+            except urllib.error.HTTPError as exc:
+                raise SourceUnavailable(
+                    f"cannot download {item.url}: HTTP {exc.code} {exc.reason}"
+                ) from exc
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                reason = getattr(exc, "reason", exc)
+                raise SourceUnavailable(f"cannot download {item.url}: {reason}") from exc
+        got = _sha256(Path(tmp))
+        if got != item.sha256:
+            raise SourceUnavailable(
+                f"{item.url}: sha256 is {got}, the scenario expects {item.sha256}"
+            )
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def unpack_tarball(archive: Path, target: Path, strip: int) -> None:
+    """Unpack `archive` into `target`, dropping `strip` leading path components.
+
+    Members that would land outside `target` (absolute, `..`, links out) are refused.
+    """
+    with tarfile.open(archive) as tar:
+        members = []
+        for m in tar.getmembers():
+            parts = Path(m.name).parts[strip:]
+            if not parts:
+                continue
+            m.name = str(Path(*parts))
+            members.append(m)
+        tar.extractall(target, members=members, filter="data")
+
+
+def deb_data_member(deb: bytes) -> tuple[str, bytes]:
+    """Return (name, bytes) of the data.tar.* member of a Debian package (an ar archive).
+
+    Raises ValueError when `deb` is not one.
+    """
+    if not deb.startswith(b"!<arch>\n"):
+        raise ValueError("not a Debian package (no ar header)")
+    at = 8
+    while at + 60 <= len(deb):
+        header = deb[at : at + 60]
+        name = header[:16].decode("ascii", "replace").strip().rstrip("/")
+        size = int(header[48:58].decode("ascii").strip())
+        body = deb[at + 60 : at + 60 + size]
+        if name.startswith("data.tar"):
+            return name, body
+        at += 60 + size + (size % 2)
+    raise ValueError("Debian package has no data.tar member")
+
+
+def materialize(
+    main: Fetch | None,
+    local: Path | None,
+    extras: tuple[Fetch, ...],
+    cache: Path = CACHE_DIR,
+    say: Say = _say_nothing,
+) -> Path:
+    """Return a folder holding the scenario's source tree, assembling it once.
+
+    The tree is the unpacked `main` tarball (if any), then the `local` folder copied over
+    it (if any), then each extra file at its `dest`. It is cached under a key made of
+    all of those, so a changed local file makes a new tree.
+    """
+    h = hashlib.sha256()
+    if main is not None:
+        h.update(f"main|{main.sha256}|{main.strip}\n".encode())
+    if local is not None:
+        for path in sorted(p for p in local.rglob("*") if p.is_file()):
+            h.update(f"local|{path.relative_to(local)}\n".encode())
+            h.update(hashlib.sha256(path.read_bytes()).digest())
+    for e in extras:
+        h.update(f"extra|{e.sha256}|{e.dest}|{e.deb_data}\n".encode())
+    tree = cache / "trees" / h.hexdigest()[:20]
+    if tree.is_dir():
+        return tree
+    main_file = fetch(main, cache, say) if main is not None else None
+    extra_files = [(e, fetch(e, cache, say)) for e in extras]
+    tree.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=tree.parent, prefix=".partial-"))
+    try:
+        if main is not None and main_file is not None:
+            unpack_tarball(main_file, work, main.strip)
+        if local is not None:
+            shutil.copytree(local, work, dirs_exist_ok=True)
+        for item, path in extra_files:
+            dest = work / item.dest
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if item.deb_data:
+                try:
+                    _, data = deb_data_member(path.read_bytes())
+                except ValueError as exc:
+                    raise SourceUnavailable(f"{item.url}: {exc}") from exc
+                dest.write_bytes(data)
+            else:
+                shutil.copyfile(path, dest)
+        os.replace(work, tree)
+    except (tarfile.TarError, OSError) as exc:
+        raise SourceUnavailable(f"cannot unpack the sources into {tree}: {exc}") from exc
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return tree

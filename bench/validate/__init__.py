@@ -1,0 +1,1 @@
+"""Validation of pushed images: the index's platforms, each artifact's ELF header, the layers."""

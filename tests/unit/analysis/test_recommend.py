@@ -1,0 +1,87 @@
+import pandas as pd
+
+from bench.analysis.recommend import recommend
+from bench.report.frame import STAT_COLUMNS
+
+APPROX = "packages unpacked with dpkg -x: no maintainer script ran"
+
+
+def stats_row(strategy: str, platform: str, median: float, approximate: str = "") -> dict:
+    return {
+        "scenario": "s", "size": 1, "strategy": strategy, "variant": strategy,
+        "cpu": "default", "cache": "cold", "platform": platform, "n": 5,
+        "median_s": median, "ci_low_s": median * 0.95, "ci_high_s": median * 1.05,
+        "ci_coverage": 0.94, "cv": 0.03, "warnings": (), "validated": True,
+        "approximate": approximate,
+    }  # fmt: skip
+
+
+def recs(rows: list[dict]):
+    stats = pd.DataFrame(rows, columns=STAT_COLUMNS)
+    df = pd.DataFrame(
+        columns=["kind", "platform", "scenario", "size", "status", "variant", "failure_class"]
+    )
+    return {r.platform: r for r in recommend(stats, df, [])}
+
+
+def test_compile_workload_picks_the_fastest_and_states_the_emulation_cost():
+    got = recs([
+        stats_row("native", "linux/amd64", 4.0),
+        stats_row("qemu-user", "linux/arm64", 64.0),
+        stats_row("cross", "linux/arm64", 4.4),
+    ])["linux/arm64"]  # fmt: skip
+    assert got.pick is not None and got.pick.variant == "cross"
+    assert "costs 16.0x native, 14.5x the pick" in got.sentence()
+
+
+def test_an_approximate_image_is_not_picked_over_a_faithful_one():
+    got = recs([
+        stats_row("native", "linux/amd64", 20.0),
+        stats_row("qemu-user", "linux/arm64", 95.0),
+        stats_row("cross", "linux/arm64", 14.0, APPROX),
+    ])["linux/arm64"]  # fmt: skip
+    assert got.pick is not None and got.pick.variant == "qemu-user"
+    text = got.sentence()
+    assert "costs 4.8x native." in text
+    assert "cross is 6.8x faster but its image is not the same" in text and APPROX in text
+
+
+def test_an_approximate_image_is_picked_only_when_nothing_else_built():
+    got = recs([
+        stats_row("native", "linux/amd64", 20.0),
+        stats_row("cross", "linux/arm64", 14.0, APPROX),
+    ])["linux/arm64"]  # fmt: skip
+    assert got.pick is not None and got.pick.variant == "cross"
+    assert "Caution: " + APPROX in got.sentence()
+
+
+def test_the_hosts_own_platform_states_no_emulation_cost():
+    got = recs([
+        stats_row("native", "linux/amd64", 20.0),
+        stats_row("qemu-user", "linux/amd64", 19.8),
+        stats_row("cross", "linux/amd64", 10.0, APPROX),
+    ])["linux/amd64"]  # fmt: skip
+    assert got.emulation is None and "Emulating" not in got.sentence()
+
+
+def test_a_faster_approximate_option_is_no_overlap_caveat():
+    got = recs([
+        stats_row("native", "linux/amd64", 20.0),
+        stats_row("qemu-user", "linux/arm64", 95.0),
+        stats_row("cross", "linux/arm64", 94.0, APPROX),
+    ])["linux/arm64"]  # fmt: skip
+    assert not any("overlap" in c for c in got.caveats)
+
+
+def test_the_report_tables_each_workloads_emulation_cost():
+    from bench.report.writer import Table, _recommendation_blocks
+
+    rows = [
+        stats_row("native", "linux/amd64", 4.0),
+        stats_row("qemu-user", "linux/arm64", 64.0),
+        stats_row("cross", "linux/arm64", 4.4),
+    ]
+    blocks = _recommendation_blocks(list(recs(rows).values()))
+    table = [b for b in blocks if isinstance(b, Table)][-1]
+    assert table.headers[2] == "qemu-user vs native"
+    assert table.rows == (("s", "linux/arm64", "16.0x", "cross", "1.10x"),)
