@@ -45,16 +45,16 @@ def _say(message: str) -> None:
     err.print(message, markup=False)
 
 
-def _warner() -> Callable[[LoadWarning], None]:
-    """Return a function that prints each warning about a damaged stored result once."""
-    seen: set[LoadWarning] = set()
+class _Warnings:
+    """Prints each warning about a damaged stored result once, and keeps them."""
 
-    def warn(warning: LoadWarning) -> None:
-        if warning not in seen:
-            seen.add(warning)
+    def __init__(self) -> None:
+        self.given: list[LoadWarning] = []
+
+    def __call__(self, warning: LoadWarning) -> None:
+        if warning not in self.given:
+            self.given.append(warning)
             _say(f"warning: {warning}")
-
-    return warn
 
 
 def _sizes(values: Sequence[str]) -> tuple[int, ...]:
@@ -295,7 +295,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from bench import show
 
-    run = _runs([args.run] if args.run else [], args.results, _warner())[0]
+    run = _runs([args.run] if args.run else [], args.results, _Warnings())[0]
     manifest, records = run.manifest, list(run.records)
     rows = show.cell_rows(records)
     if args.json:
@@ -493,7 +493,7 @@ def _write_run_report(run_dir: Path, reports_dir: Path, run_id: str) -> list[Pat
     try:
         with report.staged_folder(reports_dir) as stage:
             written = report.write_basic_report(run_dir, stage)
-            htmlreport.write_report_files([run_dir], stage, _warner())
+            htmlreport.write_report_files([run_dir], stage, _Warnings())
             written.append(stage / "report.html")
         return [reports_dir / p.relative_to(stage) for p in written]
     except Exception as exc:  # noqa: BLE001
@@ -543,7 +543,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if args.format not in report.EXPORT_FORMATS:
         raise UsageError(f"bad --format {args.format!r}; valid: {', '.join(report.EXPORT_FORMATS)}")
-    _, df = report.load_runs(_runs(args.run, args.results, _warner()))
+    _, df = report.load_runs(_runs(args.run, args.results, _Warnings()))
     try:
         text = report.export_frame(df, args.format, args.out)
     except (ValueError, report.ExportUnavailable) as exc:
@@ -560,11 +560,20 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from bench import htmlreport, report
 
-    warn = _warner()
+    warn = _Warnings()
     runs = _runs(args.run, args.results, warn)
     out_dir = args.out or (report.DEFAULT_REPORTS / runs[-1].path.name)
     replaced = out_dir.exists()
-    written = htmlreport.write_report(runs, out_dir, warn)
+    try:
+        written = htmlreport.write_report(runs, out_dir, warn, skipped=warn.given)
+    except ArchbenchError:
+        raise
+    except Exception as exc:
+        # write_report stages the report: whatever failed, `out_dir` is as it was.
+        raise ArchbenchError(
+            f"the report could not be written ({type(exc).__name__}: {exc}); "
+            f"{out_dir} is left as it was"
+        ) from exc
     _say(f"report: {len(written)} files in {out_dir}"
          + (f"; replaced {out_dir}" if replaced else ""))  # fmt: skip
     print(out_dir / "report.html")
@@ -574,7 +583,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from bench import compare
 
-    warn = _warner()
+    warn = _Warnings()
     base, new = _runs([args.base], args.results, warn)[0], _runs([args.new], args.results, warn)[0]
     try:
         threshold = compare.parse_threshold(args.threshold)
@@ -621,7 +630,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     if not stored:
         raise UsageError(f"no runs under {args.results}")
     runs, warnings = results.read_runs(stored)
-    warn = _warner()
+    warn = _Warnings()
     for warning in warnings:
         warn(warning)
     if not runs:

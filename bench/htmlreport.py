@@ -158,11 +158,14 @@ def _recommendation_blocks(recs: list[Recommendation]) -> list[Block]:
     return blocks
 
 
-def plan_report(run_dirs: Sequence[Path | StoredRun], out_dir: Path) -> ReportPlan:
+def plan_report(
+    run_dirs: Sequence[Path | StoredRun], out_dir: Path, skipped: Sequence[LoadWarning] = ()
+) -> ReportPlan:
     """Write every chart the data of `run_dirs` (folders, or runs already read) allows
     into `out_dir` (PNG and SVG) and return the plan of the summary: blocks, charts left
     out and why, files written, and the stored results skipped as damaged (a run whose
-    manifest cannot be used is left out; the others are reported).
+    manifest cannot be used is left out; the others are reported), after those the
+    caller already skipped (`skipped`).
 
     Raises FileNotFoundError when a folder is not a run, ValueError when none is given,
     DamagedRun when no run given can be used.
@@ -170,13 +173,13 @@ def plan_report(run_dirs: Sequence[Path | StoredRun], out_dir: Path) -> ReportPl
     if not run_dirs:
         raise ValueError("no run to report on")
     out_dir.mkdir(parents=True, exist_ok=True)
-    runs, skipped = read_runs(run_dirs)
+    runs, damaged = read_runs(run_dirs)
     if not runs:
-        raise DamagedRun(skipped[0])
+        raise DamagedRun(damaged[0])
     manifests, df = load_runs(runs)
     records: list[Record] = [r for run in runs for r in run.records]
     stats = cell_statistics(df)
-    plan = ReportPlan(skipped=skipped, frame=df)
+    plan = ReportPlan(skipped=list(dict.fromkeys([*skipped, *damaged])), frame=df)
     latest = manifests[-1]
     prov = latest.get("provenance", {})
     ids = ", ".join(str(m.get("run_id")) for m in manifests)
@@ -384,19 +387,21 @@ def write_report(
     run_dirs: Sequence[Path | StoredRun],
     out_dir: Path,
     warn: Callable[[LoadWarning], None] | None = None,
+    skipped: Sequence[LoadWarning] = (),
 ) -> list[Path]:
     """Write the charts, `cells.csv`, `summary.md` and `report.html` of the runs
     `run_dirs` (folders, or runs already read) into a temp folder beside `out_dir`, and
     move it to `out_dir` once complete (replacing an earlier report there), so that a
     report that fails leaves no half-written folder. `warn` is called with each stored
-    result skipped as damaged.
+    result skipped as damaged; the report lists them, after `skipped` (those the caller
+    already left out).
 
     Returns the written paths. Raises FileNotFoundError when a folder is not a run,
     ValueError when none is given, DamagedRun when none can be used, UsageError when
     `out_dir` is a folder other than a report.
     """
     with staged_folder(out_dir) as stage:
-        written = write_report_files(run_dirs, stage, warn)
+        written = write_report_files(run_dirs, stage, warn, skipped)
     return [out_dir / p.relative_to(stage) for p in written]
 
 
@@ -404,13 +409,14 @@ def write_report_files(
     run_dirs: Sequence[Path | StoredRun],
     out_dir: Path,
     warn: Callable[[LoadWarning], None] | None = None,
+    skipped: Sequence[LoadWarning] = (),
 ) -> list[Path]:
     """Write the report of `run_dirs` into the folder `out_dir` as it is (see
     `write_report`, which stages it).
 
     Returns the written paths. Raises like `write_report`.
     """
-    plan = plan_report(run_dirs, out_dir)
+    plan = plan_report(run_dirs, out_dir, skipped)
     for warning in plan.skipped:
         if warn is not None:
             warn(warning)
