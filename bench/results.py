@@ -211,7 +211,16 @@ def _check_seconds(label: str, value: Any, *, positive: bool) -> None:
         raise ValueError(f"{label} is {value!r}, not a finite {kind} number of seconds")
 
 
-def _check_extra_times(extra: dict[str, Any]) -> None:
+def _check_nested(extra: dict[str, Any], validation: dict[str, Any]) -> None:
+    # What show, the charts and the recommendation read inside `extra` and `validation`.
+    flakes = extra.get("flakes", 0)
+    if not _has_type(flakes, int) or flakes < 0:
+        raise ValueError(f"extra.flakes is {flakes!r}, not a count")
+    checks = validation.get("checks", [])
+    if not isinstance(checks, list) or any(not isinstance(c, dict) for c in checks):
+        raise ValueError("validation.checks is not a list of objects")
+    if "passed" in validation and not isinstance(validation["passed"], bool):
+        raise ValueError(f"validation.passed is {validation['passed']!r}, not true or false")
     steps = extra.get("step_seconds")
     if steps is not None:
         if not isinstance(steps, dict):
@@ -227,6 +236,9 @@ def _check_extra_times(extra: dict[str, Any]) -> None:
             raise ValueError("extra.resources is not an object")
         for key in ("cpu_user_s", "cpu_system_s"):
             _check_seconds(f"extra.resources.{key}", resources.get(key), positive=False)
+        peak = resources.get("peak_above_baseline_bytes")
+        if peak is not None:
+            _check_seconds("extra.resources.peak_above_baseline_bytes", peak, positive=False)
 
 
 def record_from_dict(data: Any) -> Record:
@@ -252,7 +264,7 @@ def record_from_dict(data: Any) -> Record:
     if data["kind"] not in _KINDS:
         raise ValueError(f"field 'kind' is {data['kind']!r}, not one of {', '.join(_KINDS)}")
     _check_seconds("wall_s", data["wall_s"], positive=data["status"] == "ok")
-    _check_extra_times(data.get("extra") or {})
+    _check_nested(data.get("extra") or {}, data.get("validation") or {})
     known = {f.name for f in fields(Record)}
     values = {k: v for k, v in data.items() if k in known}
     values["wall_s"] = float(values["wall_s"])

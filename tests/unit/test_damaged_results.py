@@ -102,6 +102,7 @@ RECORD_DAMAGE = {
     "negative-time": (_rewrite(wall_s=-1.0), "wall_s is -1.0"),
     "zero-time": (_rewrite(wall_s=0), "not a finite positive"),
     "nan-step": (_rewrite(extra={"step_seconds": {"compile": float("nan")}}), "compile is nan"),
+    "mistyped-checks": (_rewrite(validation={"checks": "all"}), "validation.checks is not a"),
 }
 # A report takes seconds (charts), and reads through the same loader as the other
 # commands: it runs on one damage of each kind of file failure.
