@@ -492,10 +492,9 @@ def _write_run_report(run_dir: Path, reports_dir: Path, run_id: str) -> list[Pat
 
     try:
         with report.staged_folder(reports_dir) as stage:
-            written = report.write_basic_report(run_dir, stage)
             htmlreport.write_report_files([run_dir], stage, _Warnings())
-            written.append(stage / "report.html")
-        return [reports_dir / p.relative_to(stage) for p in written]
+        names = ("cells.csv", "walltime.csv", "walltime.png", "report.html")
+        return [reports_dir / n for n in names if (reports_dir / n).exists()]
     except Exception as exc:  # noqa: BLE001
         _say(
             f"archbench: the full report could not be written ({exc}); "

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from bench import charts, history
 from bench.recommend import Recommendation, recommend
-from bench.report import cell_statistics, load_runs, staged_folder
+from bench.report import cell_statistics, load_runs, staged_folder, write_basic_files
 from bench.results import DamagedRun, LoadWarning, Record, StoredRun, list_runs, read_runs
 
 
@@ -389,7 +389,7 @@ def write_report(
     warn: Callable[[LoadWarning], None] | None = None,
     skipped: Sequence[LoadWarning] = (),
 ) -> list[Path]:
-    """Write the charts, `cells.csv`, `summary.md` and `report.html` of the runs
+    """Write the charts, `cells.csv`, `walltime.csv`, `summary.md` and `report.html` of the runs
     `run_dirs` (folders, or runs already read) into a temp folder beside `out_dir`, and
     move it to `out_dir` once complete (replacing an earlier report there), so that a
     report that fails leaves no half-written folder. `warn` is called with each stored
@@ -420,11 +420,10 @@ def write_report_files(
     for warning in plan.skipped:
         if warn is not None:
             warn(warning)
-    cells_csv = out_dir / "cells.csv"
-    plan.frame.to_csv(cells_csv, index=False)
+    basic = write_basic_files(plan.frame, out_dir)
     summary = out_dir / "summary.md"
     summary.write_text(render_markdown(plan.blocks, out_dir), encoding="utf-8")
     page = out_dir / "report.html"
     title = next((b.text for b in plan.blocks if isinstance(b, Heading)), "archbench report")
     page.write_text(render_html(plan.blocks, title), encoding="utf-8")
-    return [*plan.written, cells_csv, summary, page]
+    return [*plan.written, *basic, summary, page]

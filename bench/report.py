@@ -178,7 +178,15 @@ def write_basic_report(run_dir: Path | StoredRun, out_dir: Path) -> list[Path]:
 
     Returns the written paths. Raises FileNotFoundError or DamagedRun like `read_run`.
     """
-    df = frame(list(as_run(run_dir).records))
+    return write_basic_files(frame(list(as_run(run_dir).records)), out_dir)
+
+
+def write_basic_files(df: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Write `cells.csv` (the frame `df`), `walltime.csv` (its `wall_summary`) and, when
+    any cell ran ok, `walltime.png` into `out_dir`.
+
+    Returns the written paths.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     cells_csv = out_dir / "cells.csv"

@@ -309,8 +309,14 @@ def test_the_report_at_the_end_of_a_run_keeps_its_first_files_when_the_full_one_
     assert "the full report could not be written (chart failed half-way)" in capsys.readouterr().err
     monkeypatch.undo()
     written = cli._write_run_report(results / OLD, out_dir, OLD)
-    assert {"walltime.png", "report.html", "summary.md"} <= {p.name for p in out_dir.iterdir()}
+    assert [p.name for p in written] == ["cells.csv", "walltime.csv", "walltime.png", "report.html"]
+    assert {"walltime.png", "slowdown.png", "summary.md"} <= {p.name for p in out_dir.iterdir()}
     assert all(p.parent == out_dir and p.is_file() for p in written)
+    # `archbench report` of the run replaces that folder with the same set of files.
+    before = sorted(p.name for p in out_dir.iterdir())
+    assert main(["report", OLD, "--results", str(results), "--out", str(out_dir)]) == 0
+    assert sorted(p.name for p in out_dir.iterdir()) == before
+    assert f"replaced {out_dir}" in capsys.readouterr().err
 
 
 def test_report_refuses_to_replace_a_folder_that_is_not_a_report(results, tmp_path, capsys):
