@@ -11,6 +11,7 @@ import json
 import math
 import os
 import secrets
+import stat
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -22,6 +23,8 @@ SCHEMA_VERSION = 2
 # v2 added cache, cpu and warmup to every record; v1 records read as cold, default-CPU,
 # measured repetitions.
 DEFAULT_RESULTS = Path(__file__).resolve().parent.parent / "results"
+MAX_RESULT_BYTES = 64 * 2**20
+"""A stored record or manifest larger than this is damaged (they hold a few KiB)."""
 
 RecordKind = Literal["cell", "provision", "merge", "combined"]
 
@@ -346,6 +349,14 @@ def _read_json(path: Path) -> Any:
     Raises ValueError with a one-line reason for an unreadable, empty or invalid file.
     """
     try:
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise ValueError("is a directory, not a file")
+        # A FIFO or a device would block the read, or never end it.
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError("is not a regular file")
+        if info.st_size > MAX_RESULT_BYTES:
+            raise ValueError(f"is {info.st_size} bytes, more than a stored result can be")
         raw = path.read_bytes()
     except IsADirectoryError:
         raise ValueError("is a directory, not a file") from None

@@ -350,3 +350,15 @@ def test_export_out_replaces_the_file_atomically_and_says_so(results, tmp_path, 
     assert code == 2 and f"cannot write {out}: No space left on device" in err
     assert out.read_text() == second
     assert [p.name for p in tmp_path.iterdir() if p.name != "results"] == ["export.csv"]
+
+
+def test_the_loader_never_blocks_on_a_fifo_and_skips_a_run_without_a_records_folder(results):
+    fifo = results / COPY / "records" / RECORD
+    fifo.unlink()
+    os.mkfifo(fifo)
+    run = read_run(results / COPY)
+    assert [(w.path, w.reason) for w in run.warnings] == [(fifo, "is not a regular file")]
+    shutil.rmtree(results / COPY / "records")
+    (results / COPY / "records").write_text("not a folder")
+    with pytest.raises(DamagedRun, match="records: cannot be listed"):
+        read_run(results / COPY)
