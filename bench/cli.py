@@ -479,7 +479,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 f"({r.failure_class}); log {r.log_file or '-'}"
             )
     _say(f"results: {summary.store.path}")
-    _say("report: " + ", ".join(str(p) for p in written))
+    if written:
+        _say("report: " + ", ".join(str(p) for p in written))
     return EXIT_FAILED if summary.failed else EXIT_OK
 
 
@@ -500,8 +501,12 @@ def _write_run_report(run_dir: Path, reports_dir: Path, run_id: str) -> list[Pat
             f"archbench: the full report could not be written ({exc}); "
             f"`archbench report {run_id}` retries it"
         )
-    with report.staged_folder(reports_dir) as stage:
-        written = report.write_basic_report(run_dir, stage)
+    try:
+        with report.staged_folder(reports_dir) as stage:
+            written = report.write_basic_report(run_dir, stage)
+    except Exception as exc:  # noqa: BLE001
+        _say(f"archbench: no report could be written ({exc}); the results are kept")
+        return []
     return [reports_dir / p.relative_to(stage) for p in written]
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench import charts, cli, htmlreport
+from bench import charts, cli, htmlreport, report
 from bench.cli import main
 from bench.results import DamagedRun, read_run, record_from_dict
 from tests.conftest import DATA
@@ -362,3 +362,14 @@ def test_the_loader_never_blocks_on_a_fifo_and_skips_a_run_without_a_records_fol
     (results / COPY / "records").write_text("not a folder")
     with pytest.raises(DamagedRun, match="records: cannot be listed"):
         read_run(results / COPY)
+
+
+def test_a_run_report_that_cannot_be_written_at_all_costs_nothing_else(
+    results, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr(charts, "wall_ci_chart", _boom)
+    monkeypatch.setattr(report, "wall_chart", _boom)  # the first chart, in both attempts
+    out_dir = tmp_path / "reports" / OLD
+    assert cli._write_run_report(results / OLD, out_dir, OLD) == []
+    assert list((tmp_path / "reports").iterdir()) == []
+    assert "no report could be written (chart failed half-way)" in capsys.readouterr().err
