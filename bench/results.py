@@ -386,7 +386,7 @@ def read_run(path: Path) -> StoredRun:
     manifest cannot be used.
     """
     manifest_file = path / "manifest.json"
-    if not manifest_file.exists():
+    if not _has_manifest(path):
         raise FileNotFoundError(f"{path} is not an archbench run (no manifest.json)")
     try:
         manifest = manifest_from_dict(_read_json(manifest_file))
@@ -453,11 +453,27 @@ def load_run(path: Path) -> tuple[dict[str, Any], list[Record]]:
     return run.manifest, list(run.records)
 
 
+def _has_manifest(folder: Path) -> bool:
+    try:
+        return (folder / "manifest.json").exists()
+    except OSError:
+        # A folder that cannot be looked into counts as a run, so that reading it names
+        # the file and why, instead of the run vanishing without a word.
+        return True
+
+
 def list_runs(root: Path) -> list[Path]:
-    """Return the run folders under `root`, oldest first."""
+    """Return the run folders under `root`, oldest first.
+
+    Raises FileNotFoundError when `root` is a folder that cannot be listed.
+    """
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if (p / "manifest.json").exists())
+    try:
+        entries = sorted(root.iterdir())
+    except OSError as exc:
+        raise FileNotFoundError(f"{root} cannot be listed: {exc.strerror or exc}") from None
+    return [p for p in entries if p.is_dir() and _has_manifest(p)]
 
 
 def resolve_run(ref: str | None, root: Path) -> Path:
@@ -471,6 +487,6 @@ def resolve_run(ref: str | None, root: Path) -> Path:
             raise FileNotFoundError(f"no runs under {root}")
         return runs[-1]
     for candidate in (Path(ref), root / ref):
-        if (candidate / "manifest.json").exists():
+        if _has_manifest(candidate):
             return candidate
     raise FileNotFoundError(f"no run {ref!r} (neither a folder nor a run id under {root})")
