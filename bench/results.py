@@ -3,6 +3,9 @@
 A run lives in `results/<run-id>/`: `manifest.json` (what was asked, what ran, what was
 skipped and why, provenance) and `records/NNNN-<kind>-<cell>.json`, one file per
 record, each written as it completes so that a failure or a Ctrl-C loses nothing.
+Every command reads them through one loader (`read_run`, `read_runs`), which checks each
+file and skips a damaged one with a `LoadWarning` naming it, so one bad file never stops
+a report of the rest.
 """
 
 from __future__ import annotations
