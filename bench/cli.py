@@ -11,7 +11,7 @@ import argparse
 import json
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -20,7 +20,7 @@ from rich.table import Table
 
 from bench import __version__
 from bench.engine.matrix import ORDERS, split_values
-from bench.engine.results import DEFAULT_RESULTS
+from bench.engine.results import DEFAULT_RESULTS, LoadWarning, StoredRun
 from bench.errors import ArchbenchError, HostNotReady, UsageError
 from bench.platforms import Platform, parse_platform
 from bench.report import EXPORT_FORMATS
@@ -50,6 +50,18 @@ class _Parser(argparse.ArgumentParser):
 
 def _say(message: str) -> None:
     err.print(message, markup=False)
+
+
+class _Warnings:
+    """Prints each warning about a damaged stored result once, and keeps them."""
+
+    def __init__(self) -> None:
+        self.given: list[LoadWarning] = []
+
+    def __call__(self, warning: LoadWarning) -> None:
+        if warning not in self.given:
+            self.given.append(warning)
+            _say(f"warning: {warning}")
 
 
 def _sizes(values: Sequence[str]) -> tuple[int, ...]:
@@ -308,13 +320,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from bench.analysis import show
-    from bench.engine import results
 
-    try:
-        run_dir = results.resolve_run(args.run, args.results)
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from exc
-    manifest, records = results.load_run(run_dir)
+    run = _runs([args.run] if args.run else [], args.results, _Warnings())[0]
+    manifest, records = run.manifest, list(run.records)
     rows = show.cell_rows(records)
     if args.json:
         print(
@@ -486,21 +494,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         cpus=cpus,
         retries=args.retries,
     )
+    if args.reports is not None:
+        report.check_report_folder(args.reports)  # before the run, not after it
     summary = runner.execute(req, _say)
     reports_dir = args.reports or (report.DEFAULT_REPORTS / summary.store.run_id)
-    written = report.write_basic_report(summary.store.path, reports_dir)
-    from bench.report import writer as htmlreport
-
-    try:
-        # The full report (charts, recommendation, report.html) beside the first CSVs; a
-        # chart that fails must not cost the run its stored results or its exit code.
-        htmlreport.write_report([summary.store.path], reports_dir)
-        written.append(reports_dir / "report.html")
-    except Exception as exc:  # noqa: BLE001
-        _say(
-            f"archbench: the full report could not be written ({exc}); "
-            f"`archbench report {summary.store.run_id}` retries it"
-        )
+    written = _write_run_report(summary.store.path, reports_dir, summary.store.run_id)
     df = report.wall_summary(report.frame(summary.records))
     table = Table("scenario", "size", "kind", "strategy", "cache", "platform", "median s", "n",
                   "vs native", title=f"run {summary.store.run_id}")  # fmt: skip
@@ -519,31 +517,84 @@ def cmd_run(args: argparse.Namespace) -> int:
                 f"({r.failure_class}); log {r.log_file or '-'}"
             )
     _say(f"results: {summary.store.path}")
-    _say("report: " + ", ".join(str(p) for p in written))
+    if written:
+        _say("report: " + ", ".join(str(p) for p in written))
     return EXIT_FAILED if summary.failed else EXIT_OK
 
 
-def _runs(refs: Sequence[str], root: Path) -> list[Path]:
+def _write_run_report(run_dir: Path, reports_dir: Path, run_id: str) -> list[Path]:
+    """Write the report at the end of `run`: the CSVs, the wall-time chart and the full
+    report together, staged and moved into place whole; if the full report fails, the
+    first CSVs and chart alone. A chart that fails must not cost the run its stored
+    results or its exit code, nor leave a half-written folder."""
+    from bench.report import frame as report
+    from bench.report import writer as htmlreport
+
+    try:
+        with report.staged_folder(reports_dir) as stage:
+            htmlreport.write_report_files([run_dir], stage, _Warnings())
+        names = ("cells.csv", "walltime.csv", "walltime.png", "report.html")
+        return [reports_dir / n for n in names if (reports_dir / n).exists()]
+    except Exception as exc:  # noqa: BLE001
+        _say(
+            f"archbench: the full report could not be written ({exc}); "
+            f"`archbench report {run_id}` retries it"
+        )
+    try:
+        with report.staged_folder(reports_dir) as stage:
+            written = report.write_basic_report(run_dir, stage)
+    except Exception as exc:  # noqa: BLE001
+        _say(f"archbench: no report could be written ({exc}); the results are kept")
+        return []
+    return [reports_dir / p.relative_to(stage) for p in written]
+
+
+def _runs(
+    refs: Sequence[str], root: Path, warn: Callable[[LoadWarning], None]
+) -> list[StoredRun]:
+    """Return the runs named by `refs` (run ids or folders), read through the one
+    tolerant loader, or with no `refs` the latest run that can be read. Each damaged
+    file is passed to `warn`; a run whose manifest cannot be used is skipped.
+
+    Raises UsageError when a run named does not exist, or no run is left to use.
+    """
     from bench.engine import results
 
     try:
-        return [results.resolve_run(r, root) for r in refs] or [results.resolve_run(None, root)]
+        paths = [results.resolve_run(r, root) for r in refs]
+        if not paths:
+            paths = list(reversed(results.list_runs(root)))
+            if not paths:
+                raise FileNotFoundError(f"no runs under {root}")
+            paths_to_try = [[p] for p in paths]  # the newest run that reads
+        else:
+            paths_to_try = [paths]
+        for group in paths_to_try:
+            runs, warnings = results.read_runs(group)
+            for warning in warnings:
+                warn(warning)
+            if runs:
+                return runs
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from exc
+    where = ", ".join(refs) if refs else f"under {root}"
+    raise UsageError(f"no run that can be read ({where}); see the warnings above")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from bench.report import frame as report
 
-    _, df = report.load_runs(_runs(args.run, args.results))
+    _, df = report.load_runs(_runs(args.run, args.results, _Warnings()))
     try:
         text = report.export_frame(df, args.format, args.out)
     except (ValueError, report.ExportUnavailable) as exc:
         raise UsageError(str(exc)) from exc
-    if text is not None:
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.out}: {exc.strerror or exc}") from exc
+    if isinstance(text, str):
         sys.stdout.write(text)
     else:
-        _say(f"export: {len(df)} rows to {args.out}")
+        _say(f"export: {len(df)} rows to {args.out}" + (f"; replaced {args.out}" if text else ""))
     return EXIT_OK
 
 
@@ -551,10 +602,22 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bench.report import frame as report
     from bench.report import writer as htmlreport
 
-    runs = _runs(args.run, args.results)
-    out_dir = args.out or (report.DEFAULT_REPORTS / runs[-1].name)
-    written = htmlreport.write_report(runs, out_dir)
-    _say(f"report: {len(written)} files in {out_dir}")
+    warn = _Warnings()
+    runs = _runs(args.run, args.results, warn)
+    out_dir = args.out or (report.DEFAULT_REPORTS / runs[-1].path.name)
+    replaced = out_dir.exists()
+    try:
+        written = htmlreport.write_report(runs, out_dir, warn, skipped=warn.given)
+    except ArchbenchError:
+        raise
+    except Exception as exc:
+        # write_report stages the report: whatever failed, `out_dir` is as it was.
+        raise ArchbenchError(
+            f"the report could not be written ({type(exc).__name__}: {exc}); "
+            f"{out_dir} is left as it was"
+        ) from exc
+    _say(f"report: {len(written)} files in {out_dir}"
+         + (f"; replaced {out_dir}" if replaced else ""))  # fmt: skip
     print(out_dir / "report.html")
     return EXIT_OK
 
@@ -562,7 +625,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from bench.analysis import compare
 
-    base, new = _runs([args.base], args.results)[0], _runs([args.new], args.results)[0]
+    warn = _Warnings()
+    base, new = _runs([args.base], args.results, warn)[0], _runs([args.new], args.results, warn)[0]
     try:
         threshold = compare.parse_threshold(args.threshold)
     except ValueError as exc:
@@ -605,9 +669,15 @@ def cmd_history(args: argparse.Namespace) -> int:
     from bench.analysis import history
     from bench.engine import results
 
-    runs = results.list_runs(args.results)
-    if not runs:
+    stored = results.list_runs(args.results)
+    if not stored:
         raise UsageError(f"no runs under {args.results}")
+    runs, warnings = results.read_runs(stored)
+    warn = _Warnings()
+    for warning in warnings:
+        warn(warning)
+    if not runs:
+        raise UsageError(f"no run that can be read under {args.results}; see the warnings above")
     series, steps = history.analyse(runs, args.cell, alpha=args.alpha)
     missing = [c for c in args.cell if c not in series]
     if missing:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import mannwhitneyu
 
-from bench.engine.results import Record, load_run
+from bench.engine.results import Record, StoredRun, as_run
 
 BOOTSTRAP_RESAMPLES = 5000
 BOOTSTRAP_SEED = 20240607
@@ -195,14 +195,19 @@ def _differences(name: str, base: Sequence[Record], new: Sequence[Record]) -> li
 
 
 def compare_runs(
-    base_dir: Path, new_dir: Path, threshold: float = 0.10, alpha: float = 0.05
+    base_dir: Path | StoredRun,
+    new_dir: Path | StoredRun,
+    threshold: float = 0.10,
+    alpha: float = 0.05,
 ) -> RunComparison:
-    """Return the comparison of the runs in `base_dir` and `new_dir`.
+    """Return the comparison of the runs in `base_dir` and `new_dir` (folders, or runs
+    already read).
 
-    Raises FileNotFoundError when a folder is not a run.
+    Raises FileNotFoundError when a folder is not a run, DamagedRun when its manifest
+    cannot be used.
     """
-    base_manifest, base_records = load_run(base_dir)
-    new_manifest, new_records = load_run(new_dir)
+    base_run, new_run = as_run(base_dir), as_run(new_dir)
+    base_records, new_records = list(base_run.records), list(new_run.records)
     base, new = _groups(base_records), _groups(new_records)
     cells: list[CellComparison] = []
     warnings: list[str] = []
@@ -214,8 +219,8 @@ def compare_runs(
                           threshold, alpha)
         )  # fmt: skip
     return RunComparison(
-        str(base_manifest.get("run_id", base_dir.name)),
-        str(new_manifest.get("run_id", new_dir.name)),
+        base_run.run_id,
+        new_run.run_id,
         threshold,
         alpha,
         tuple(cells),

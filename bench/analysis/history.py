@@ -21,7 +21,7 @@ import pandas as pd
 from scipy.stats import mannwhitneyu
 
 from bench.engine.matrix import Cell
-from bench.engine.results import load_run
+from bench.engine.results import StoredRun, as_run
 
 DEFAULT_ALPHA = 0.05
 DEFAULT_MIN_STEP = 0.05
@@ -68,15 +68,17 @@ class Step:
         return asdict(self)
 
 
-def collect(run_dirs: Sequence[Path]) -> dict[str, list[RunPoint]]:
-    """Return, per cell key, the points of every run in `run_dirs` that measured it ok,
-    ordered by run start time (then run id).
+def collect(run_dirs: Sequence[Path | StoredRun]) -> dict[str, list[RunPoint]]:
+    """Return, per cell key, the points of every run in `run_dirs` (folders, or runs
+    already read) that measured it ok, ordered by run start time (then run id).
 
-    Raises FileNotFoundError when a folder is not a run.
+    Raises FileNotFoundError when a folder is not a run, DamagedRun when its manifest
+    cannot be used.
     """
     series: dict[str, list[RunPoint]] = {}
     for run_dir in run_dirs:
-        manifest, records = load_run(run_dir)
+        run = as_run(run_dir)
+        manifest, records = run.manifest, run.records
         groups: dict[str, list[float]] = {}
         strategy: dict[str, str] = {}
         first_start = ""
@@ -90,7 +92,7 @@ def collect(run_dirs: Sequence[Path]) -> dict[str, list[RunPoint]]:
             first_start = first_start or r.started_at
             commit = commit or str(r.provenance.get("harness_commit", ""))
         started = str(manifest.get("started_at") or first_start)
-        run_id = str(manifest.get("run_id") or run_dir.name)
+        run_id = run.run_id
         for key, samples in groups.items():
             point = RunPoint(key, strategy[key], run_id, started, commit, tuple(samples))
             series.setdefault(key, []).append(point)
@@ -165,7 +167,7 @@ def steps_frame(steps: Sequence[Step]) -> pd.DataFrame:
 
 
 def analyse(
-    run_dirs: Sequence[Path],
+    run_dirs: Sequence[Path | StoredRun],
     cells: Sequence[str] = (),
     alpha: float = DEFAULT_ALPHA,
     min_step: float = DEFAULT_MIN_STEP,

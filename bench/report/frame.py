@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -15,7 +20,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from bench.engine.results import Record, load_run  # noqa: E402
+from bench.engine.results import Record, StoredRun, as_run, replace_file  # noqa: E402
+from bench.errors import UsageError  # noqa: E402
 from bench.report import EXPORT_FORMATS  # noqa: E402
 from bench.strategies import REGISTRY  # noqa: E402
 
@@ -169,13 +175,20 @@ def wall_chart(summary: pd.DataFrame) -> Figure:
     return fig
 
 
-def write_basic_report(run_dir: Path, out_dir: Path) -> list[Path]:
+def write_basic_report(run_dir: Path | StoredRun, out_dir: Path) -> list[Path]:
     """Write `walltime.csv`, `cells.csv` and `walltime.png` for the run at `run_dir`.
+
+    Returns the written paths. Raises FileNotFoundError or DamagedRun like `read_run`.
+    """
+    return write_basic_files(frame(list(as_run(run_dir).records)), out_dir)
+
+
+def write_basic_files(df: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Write `cells.csv` (the frame `df`), `walltime.csv` (its `wall_summary`) and, when
+    any cell ran ok, `walltime.png` into `out_dir`.
 
     Returns the written paths.
     """
-    _, records = load_run(run_dir)
-    df = frame(records)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     cells_csv = out_dir / "cells.csv"
@@ -198,32 +211,102 @@ CELL_KEYS = ["scenario", "size", "strategy", "variant", "cpu", "cache", "platfor
 """The columns that name a cell in `frame()` rows."""
 
 
-def load_runs(run_dirs: list[Path]) -> tuple[list[dict[str, Any]], pd.DataFrame]:
-    """Return the manifests of the run folders `run_dirs` and one `frame()` of all their
-    records, in the order given.
+def load_runs(
+    run_dirs: Sequence[Path | StoredRun],
+) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+    """Return the manifests of the runs `run_dirs` (folders, or runs already read) and one
+    `frame()` of all their usable records, in the order given.
 
-    Raises FileNotFoundError when a folder is not a run.
+    Raises FileNotFoundError when a folder is not a run, DamagedRun when its manifest
+    cannot be used.
     """
     manifests: list[dict[str, Any]] = []
     records: list[Record] = []
     for run_dir in run_dirs:
-        manifest, recs = load_run(run_dir)
-        manifests.append(manifest)
-        records.extend(recs)
+        run = as_run(run_dir)
+        manifests.append(run.manifest)
+        records.extend(run.records)
     return manifests, frame(records)
+
+
+_REPORT_SUFFIXES = {".png", ".svg", ".csv", ".md", ".html"}
+
+
+def check_report_folder(out_dir: Path) -> None:
+    """Check that `out_dir` may be written as a report folder: it is absent, empty, or
+    an earlier report (only charts, CSV, Markdown and HTML files, with `cells.csv` or
+    `report.html` among them), which a new report replaces.
+
+    Raises UsageError otherwise, so that no other folder is ever replaced.
+    """
+    if not out_dir.exists() and not out_dir.is_symlink():
+        return
+    if out_dir.is_symlink() or not out_dir.is_dir():
+        raise UsageError(f"{out_dir} exists and is not a folder; choose another report folder")
+    try:
+        entries = list(out_dir.iterdir())
+    except OSError as exc:
+        raise UsageError(f"{out_dir} cannot be listed: {exc.strerror or exc}") from None
+    names = {e.name for e in entries}
+    looks_like_report = all(
+        e.is_file() and not e.is_symlink() and e.suffix in _REPORT_SUFFIXES for e in entries
+    ) and bool(names & {"cells.csv", "report.html"})
+    if entries and not looks_like_report:
+        raise UsageError(
+            f"{out_dir} exists and is not an archbench report; choose another report folder"
+        )
+
+
+@contextmanager
+def staged_folder(out_dir: Path) -> Iterator[Path]:
+    """Yield a new temp folder beside `out_dir` to write a report into; when the block
+    ends without error, move it to `out_dir` (an earlier report there is renamed away
+    first and removed last), else remove it and leave `out_dir` as it was. A report that
+    fails half-way leaves no half-written folder behind.
+
+    Raises UsageError (before anything is written) when `out_dir` is not a folder a
+    report may replace (see `check_report_folder`).
+    """
+    check_report_folder(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".new"))
+    try:
+        yield stage
+        stage.chmod(0o755)  # mkdtemp makes it private; a report is for reading
+        old = None
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.",
+                                        suffix=".old"))  # fmt: skip
+            os.replace(out_dir, old / out_dir.name)
+        try:
+            os.replace(stage, out_dir)
+        except BaseException:
+            if old is not None:
+                os.replace(old / out_dir.name, out_dir)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+
 
 
 class ExportUnavailable(RuntimeError):
     """The export format needs a library that is not installed."""
 
 
-def export_frame(df: pd.DataFrame, fmt: str, out: Path | None) -> str | None:
-    """Write `df` as `fmt` (csv, parquet or json: an array of row objects) to `out`.
+def export_frame(df: pd.DataFrame, fmt: str, out: Path | None) -> str | bool:
+    """Write `df` as `fmt` (csv, parquet or json: an array of row objects) to `out`,
+    atomically (temp file + os.replace).
 
-    Returns the text instead when `out` is None (csv and json only). Raises ValueError for
-    an unknown format or parquet without `out`, ExportUnavailable when parquet is asked
-    for and pyarrow is missing.
+    Returns the text instead when `out` is None (csv and json only), else whether an
+    existing file was replaced. Raises ValueError for an unknown format, parquet without
+    `out` or an `out` that is a folder, ExportUnavailable when parquet is asked for and
+    pyarrow is missing.
     """
+    if out is not None and out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give a file name")
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"unknown format {fmt!r}; valid: {', '.join(EXPORT_FORMATS)}")
     if fmt == "parquet":
@@ -233,15 +316,11 @@ def export_frame(df: pd.DataFrame, fmt: str, out: Path | None) -> str | None:
             raise ExportUnavailable(
                 "parquet needs pyarrow: pip install pyarrow (or use --format csv)"
             )
-        out.parent.mkdir(parents=True, exist_ok=True)
-        df.to_parquet(out, index=False)
-        return None
+        return replace_file(out, lambda tmp: df.to_parquet(tmp, index=False))
     text = df.to_csv(index=False) if fmt == "csv" else df.to_json(orient="records", indent=2)
     if out is None:
         return text
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
-    return None
+    return replace_file(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 STAT_COLUMNS = [

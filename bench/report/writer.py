@@ -19,9 +19,9 @@ from matplotlib.figure import Figure
 
 from bench.analysis import history
 from bench.analysis.recommend import Recommendation, recommend
-from bench.engine.results import Record, list_runs, load_run
+from bench.engine.results import DamagedRun, LoadWarning, Record, StoredRun, list_runs, read_runs
 from bench.report import charts
-from bench.report.frame import cell_statistics, load_runs
+from bench.report.frame import cell_statistics, load_runs, staged_folder, write_basic_files
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,8 @@ class ReportPlan:
     blocks: list[Block] = field(default_factory=list)
     left_out: list[tuple[str, str]] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
+    skipped: list[LoadWarning] = field(default_factory=list)
+    frame: Any = None  # the tidy frame of every usable record (report.frame)
 
 
 def _save(fig: Figure, out_dir: Path, name: str) -> tuple[Path, Path]:
@@ -157,21 +159,28 @@ def _recommendation_blocks(recs: list[Recommendation]) -> list[Block]:
     return blocks
 
 
-def plan_report(run_dirs: Sequence[Path], out_dir: Path) -> ReportPlan:
-    """Write every chart the data of `run_dirs` allows into `out_dir` (PNG and SVG) and
-    return the plan of the summary: blocks, charts left out and why, files written.
+def plan_report(
+    run_dirs: Sequence[Path | StoredRun], out_dir: Path, skipped: Sequence[LoadWarning] = ()
+) -> ReportPlan:
+    """Write every chart the data of `run_dirs` (folders, or runs already read) allows
+    into `out_dir` (PNG and SVG) and return the plan of the summary: blocks, charts left
+    out and why, files written, and the stored results skipped as damaged (a run whose
+    manifest cannot be used is left out; the others are reported), after those the
+    caller already skipped (`skipped`).
 
-    Raises FileNotFoundError when a folder is not a run, ValueError when none is given.
+    Raises FileNotFoundError when a folder is not a run, ValueError when none is given,
+    DamagedRun when no run given can be used.
     """
     if not run_dirs:
         raise ValueError("no run to report on")
     out_dir.mkdir(parents=True, exist_ok=True)
-    manifests, df = load_runs(list(run_dirs))
-    records: list[Record] = []
-    for run_dir in run_dirs:
-        records.extend(load_run(run_dir)[1])
+    runs, damaged = read_runs(run_dirs)
+    if not runs:
+        raise DamagedRun(damaged[0])
+    manifests, df = load_runs(runs)
+    records: list[Record] = [r for run in runs for r in run.records]
     stats = cell_statistics(df)
-    plan = ReportPlan()
+    plan = ReportPlan(skipped=list(dict.fromkeys([*skipped, *damaged])), frame=df)
     latest = manifests[-1]
     prov = latest.get("provenance", {})
     ids = ", ".join(str(m.get("run_id")) for m in manifests)
@@ -250,7 +259,11 @@ def plan_report(run_dirs: Sequence[Path], out_dir: Path) -> ReportPlan:
            lambda: charts.scaling_chart(stats))  # fmt: skip
 
     plan.blocks.append(Heading("History"))
-    hist_runs = history_runs(list(run_dirs))
+    # Runs already read are not read again; the others' damaged files are named too.
+    given = {run.path: run for run in runs}
+    hist_runs, hist_skipped = read_runs([given.get(p, p) for p in history_runs(
+        [run.path for run in runs])])  # fmt: skip
+    plan.skipped = list(dict.fromkeys([*plan.skipped, *hist_skipped]))
     series, steps = history.analyse(hist_runs)
     all_steps = [s for v in steps.values() for s in v]
     if all_steps:
@@ -281,6 +294,9 @@ def plan_report(run_dirs: Sequence[Path], out_dir: Path) -> ReportPlan:
         plan.blocks.append(Heading("Unavailable cells"))
         plan.blocks.append(Bullets(tuple(dict.fromkeys(
             f"{c.get('cell')}: {c.get('reason', '')}" for c in unavailable))))  # fmt: skip
+    if plan.skipped:
+        plan.blocks.append(Heading("Stored results skipped"))
+        plan.blocks.append(Bullets(tuple(str(w) for w in plan.skipped)))
     plan.blocks.append(Heading("Charts left out"))
     plan.blocks.append(
         Bullets(tuple(f"{t}: {why}" for t, why in plan.left_out))
@@ -368,20 +384,47 @@ def render_html(blocks: Sequence[Block], title: str) -> str:
     )
 
 
-def write_report(run_dirs: Sequence[Path], out_dir: Path) -> list[Path]:
-    """Write the charts, `cells.csv`, `summary.md` and `report.html` of the runs
-    `run_dirs` into `out_dir`.
+def write_report(
+    run_dirs: Sequence[Path | StoredRun],
+    out_dir: Path,
+    warn: Callable[[LoadWarning], None] | None = None,
+    skipped: Sequence[LoadWarning] = (),
+) -> list[Path]:
+    """Write the charts, `cells.csv`, `walltime.csv`, `summary.md` and `report.html` of the runs
+    `run_dirs` (folders, or runs already read) into a temp folder beside `out_dir`, and
+    move it to `out_dir` once complete (replacing an earlier report there), so that a
+    report that fails leaves no half-written folder. `warn` is called with each stored
+    result skipped as damaged; the report lists them, after `skipped` (those the caller
+    already left out).
 
     Returns the written paths. Raises FileNotFoundError when a folder is not a run,
-    ValueError when none is given.
+    ValueError when none is given, DamagedRun when none can be used, UsageError when
+    `out_dir` is a folder other than a report.
     """
-    plan = plan_report(run_dirs, out_dir)
-    _, df = load_runs(list(run_dirs))
-    cells_csv = out_dir / "cells.csv"
-    df.to_csv(cells_csv, index=False)
+    with staged_folder(out_dir) as stage:
+        written = write_report_files(run_dirs, stage, warn, skipped)
+    return [out_dir / p.relative_to(stage) for p in written]
+
+
+def write_report_files(
+    run_dirs: Sequence[Path | StoredRun],
+    out_dir: Path,
+    warn: Callable[[LoadWarning], None] | None = None,
+    skipped: Sequence[LoadWarning] = (),
+) -> list[Path]:
+    """Write the report of `run_dirs` into the folder `out_dir` as it is (see
+    `write_report`, which stages it).
+
+    Returns the written paths. Raises like `write_report`.
+    """
+    plan = plan_report(run_dirs, out_dir, skipped)
+    for warning in plan.skipped:
+        if warn is not None:
+            warn(warning)
+    basic = write_basic_files(plan.frame, out_dir)
     summary = out_dir / "summary.md"
     summary.write_text(render_markdown(plan.blocks, out_dir), encoding="utf-8")
     page = out_dir / "report.html"
     title = next((b.text for b in plan.blocks if isinstance(b, Heading)), "archbench report")
     page.write_text(render_html(plan.blocks, title), encoding="utf-8")
-    return [*plan.written, cells_csv, summary, page]
+    return [*plan.written, *basic, summary, page]
