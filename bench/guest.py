@@ -35,6 +35,7 @@ from typing import Literal
 
 import psutil
 
+from bench import sources
 from bench.errors import ArchbenchError, CommandTimeout
 from bench.platforms import Platform, host_platform, parse_platform
 from bench.tools import e2fs, kmod, mmdebstrap, qemu_system
@@ -583,7 +584,7 @@ def _work_disk(
     env: Sequence[str],
 ) -> Path:
     tree = stage / "tree"
-    shutil.copytree(source_dir, tree / "src", ignore=shutil.ignore_patterns("build", ".git"))
+    sources.copy_tree(source_dir, tree / "src", ignore=shutil.ignore_patterns("build", ".git"))
     (tree / "out").mkdir()
     (tree / "build.sh").write_text(build_script(build_command, size, artifacts, env))
     image = stage / "work.img"

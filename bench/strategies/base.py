@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -9,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from bench import buildtrace
-from bench.errors import CommandTimeout, classify_failure
+from bench import buildtrace, inputs, sources
+from bench.errors import CommandTimeout, UsageError, classify_failure
 from bench.platforms import KNOWN, Platform, base_image_for
 from bench.resources import BuildkitMeter
 from bench.scenario import Scenario
@@ -99,7 +100,11 @@ class BuildxStrategy:
         raise NotImplementedError
 
     def dockerfile(self, scenario: Scenario, settings: BuildSettings) -> str:
-        """Return the whole Dockerfile for `scenario` under this strategy."""
+        """Return the whole Dockerfile for `scenario` under this strategy.
+
+        Raises UsageError when a value it would hold could end a Dockerfile line.
+        """
+        check_dockerfile_values(scenario, settings)
         bases = BaseStages.of(settings.base_image)
         if scenario.kind == "image":
             return bases.prelude + self.image_stages(scenario, settings, bases)
@@ -120,7 +125,7 @@ class BuildxStrategy:
         packages are installed and its `run` runs in the target's own image (natively,
         or emulated under qemu-user for a foreign platform)."""
         steps = scenario.image
-        run = toolchain_install(" ".join(steps.packages)) if steps.packages else "true"
+        run = toolchain_install(shell_words(steps.packages)) if steps.packages else "true"
         if steps.run:
             run += f" \\\n && {steps.run}"
         return (
@@ -133,16 +138,20 @@ class BuildxStrategy:
 
     def _context(self, scenario: Scenario, settings: BuildSettings) -> Path:
         ctx = Path(tempfile.mkdtemp(prefix=f"archbench-{self.name}-"))
-        shutil.copytree(
-            scenario.tree(), ctx / "src", ignore=shutil.ignore_patterns("build", ".git")
-        )
-        if settings.cache == "warm" and scenario.touch:
-            # A real edit, not only a new mtime: the COPY's content changes, so the build
-            # step runs, and make rebuilds only what depends on the touched file.
-            touched = ctx / "src" / scenario.touch
-            with touched.open("a") as f:
-                f.write(f"\n{scenario.touch_comment.format(nonce=settings.nonce)}\n")
-        (ctx / "Dockerfile").write_text(self.dockerfile(scenario, settings))
+        try:
+            sources.copy_tree(
+                scenario.tree(), ctx / "src", ignore=shutil.ignore_patterns("build", ".git")
+            )
+            if settings.cache == "warm" and scenario.touch:
+                # A real edit, not only a new mtime: the COPY's content changes, so the
+                # build step runs, and make rebuilds only what depends on the touched file.
+                touched = touched_file(scenario, ctx / "src")
+                with touched.open("a") as f:
+                    f.write(f"\n{scenario.touch_comment.replace('{nonce}', settings.nonce)}\n")
+            (ctx / "Dockerfile").write_text(self.dockerfile(scenario, settings))
+        except BaseException:
+            shutil.rmtree(ctx, ignore_errors=True)
+            raise
         return ctx
 
     def build_args(self, settings: BuildSettings, platforms: list[Platform]) -> dict[str, str]:
@@ -247,6 +256,53 @@ class BuildxStrategy:
         return BuildOutcome("ok", done.seconds, tag, digest=result.digest, extra=extra)
 
 
+def touched_file(scenario: Scenario, src: Path) -> Path:
+    """Return the file of the copied source folder `src` that a warm build edits.
+
+    Raises UsageError when build.touch leads out of `src` (absolute, `..` or through a
+    symlink) or names no regular file: the edit must never reach a file elsewhere.
+    """
+    try:
+        inputs.relative_path(scenario.touch)
+        touched = inputs.inside(src, scenario.touch)
+    except ValueError as exc:
+        raise UsageError(f"{scenario.file}: key build.touch {exc}") from exc
+    if (src / scenario.touch).is_symlink() or not touched.is_file():
+        raise UsageError(
+            f"{scenario.file}: key build.touch names {scenario.touch!r}, not a file of the "
+            f"source tree"
+        )
+    return touched
+
+
+def check_dockerfile_values(scenario: Scenario, settings: BuildSettings) -> None:
+    """Raise UsageError when a value a Dockerfile would hold has a control character (a
+    newline would start an instruction of its own). The loader refuses them already;
+    this holds for a Scenario made any other way too."""
+    values: list[tuple[str, str]] = [
+        ("base_image", settings.base_image),
+        ("build.command", scenario.build_command),
+        ("cross.run", scenario.cross_run),
+        ("image.run", scenario.image.run),
+    ]
+    values += [(f"artifacts.{a.built}", a.built + a.path) for a in scenario.artifacts]
+    values += [("smoke.command", v) for v in scenario.smoke_command]
+    values += [("toolchain.packages", p) for p in scenario.packages]
+    values += [("cross.packages", p) for p in scenario.cross_packages or ()]
+    values += [("image.packages", p) for p in scenario.image.packages]
+    values += [(f"image.add.{s}", s + d) for s, d in scenario.image.add]
+    pairs = scenario.build_env + scenario.cross_env + scenario.image.env
+    values += [(f"env.{k}", k + v) for k, v in pairs]
+    for key, value in values:
+        if inputs.has_control(value):
+            raise UsageError(f"{scenario.file}: key {key} holds a control character: {value!r}")
+
+
+def shell_words(values: tuple[str, ...] | list[str]) -> str:
+    """Return `values` as shell words, each quoted."""
+    return " ".join(shlex.quote(v) for v in values)
+
+
 def _tail(text: str, lines: int = 40) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
@@ -263,7 +319,8 @@ def build_stage(scenario: Scenario, settings: BuildSettings, strategy: str, cros
     target = "$TARGETARCH$TARGETVARIANT"
     mount_id = f"archbench-{scenario.name}-{strategy}{cpu}-s{settings.size}-{target}"
     copies = " && ".join(
-        f'mkdir -p "$(dirname /out/{a.built})" && cp -a {a.built} /out/{a.built}'
+        f"mkdir -p \"$(dirname {shlex.quote('/out/' + a.built)})\""
+        f" && cp -a -- {shlex.quote(a.built)} {shlex.quote('/out/' + a.built)}"
         for a in scenario.artifacts
     )
     qemu_cpu = "ARG QEMU_CPU\n" if settings.cpu else ""

@@ -10,6 +10,7 @@ from bench.strategies.base import (
     BuildSettings,
     BuildxStrategy,
     build_stage,
+    shell_words,
     toolchain_install,
 )
 
@@ -21,7 +22,7 @@ def emulatable_stages(
     on a node of that architecture, or under qemu-user for a foreign one."""
     return (
         f"FROM {bases.target} AS toolchain\n"
-        f"RUN {toolchain_install(' '.join(scenario.packages))}\n"
+        f"RUN {toolchain_install(shell_words(scenario.packages))}\n"
         "\n" + build_stage(scenario, settings, strategy, cross=False)
     )
 

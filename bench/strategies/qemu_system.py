@@ -25,6 +25,7 @@ from bench.strategies.base import (
     BuildSettings,
     BuildxStrategy,
     build_env,
+    check_dockerfile_values,
     compiler_echo,
     compiler_version,
     shell_json,
@@ -34,7 +35,11 @@ from bench.tools import docker, qemu_system
 
 def pack_dockerfile(scenario: Scenario, settings: BuildSettings) -> str:
     """Return the Dockerfile that puts the guest's artifacts (in `art/`) into the base
-    image: COPY only, no RUN, so packing never runs target code."""
+    image: COPY only, no RUN, so packing never runs target code.
+
+    Raises UsageError when a value it would hold could end a Dockerfile line.
+    """
+    check_dockerfile_values(scenario, settings)
     lines = [f"FROM {settings.base_image.replace('{suite}', guest.SUITE)}"]
     for art in scenario.artifacts:
         lines.append(f"COPY art/{Path(art.built).name} {art.path}")
