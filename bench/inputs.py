@@ -30,7 +30,8 @@ _PACKAGE = re.compile(
 )
 _IMAGE_REF = re.compile(r"[A-Za-z0-9{][A-Za-z0-9._/:@{}-]*")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 # A line continuation (backslash, newline) in a multi-line shell command: BuildKit's
 # parser and /bin/sh both drop the pair, so folding it out keeps the command's meaning.
 _CONTINUATION = re.compile(r"\\\r?\n")
@@ -187,8 +188,8 @@ def registry(value: str) -> str:
 
     Raises ValueError naming the value.
     """
-    bad = ValueError(f"must be HOST:PORT with a port from 1 to 65535, e.g. 127.0.0.1:5000, "
-                     f"not {value!r}")  # fmt: skip
+    bad = ValueError(f"bad registry {value!r}; expected HOST:PORT with a port from 1 to "
+                     "65535 and no scheme or path, e.g. 127.0.0.1:5000")  # fmt: skip
     host, sep, port = value.rpartition(":")
     if not sep or not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
         raise bad
@@ -239,9 +240,11 @@ def int_flag(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
-def float_flag(low: float, high: float, *, open_low: bool = False) -> Callable[[str], float]:
-    """Return an argparse type: a finite number from `low` (excluded with `open_low`)
-    to `high`."""
+def float_flag(
+    low: float, high: float, *, open_low: bool = False, open_high: bool = False
+) -> Callable[[str], float]:
+    """Return an argparse type: a finite number from `low` to `high` (each excluded with
+    `open_low` / `open_high`)."""
 
     def parse(text: str) -> float:
         try:
@@ -249,10 +252,12 @@ def float_flag(low: float, high: float, *, open_low: bool = False) -> Callable[[
         except ValueError:
             value = math.nan
         above = value > low if open_low else value >= low
-        if not math.isfinite(value) or not above or value > high:
+        below = value < high if open_high else value <= high
+        if not math.isfinite(value) or not above or not below:
             side = f"above {low:g}" if open_low else f"from {low:g}"
+            top = f"below {high:g}" if open_high else f"up to {high:g}"
             raise argparse.ArgumentTypeError(
-                f"expected a finite number {side} up to {high:g}, not {text!r}"
+                f"expected a finite number {side} {top}, not {text!r}"
             )
         return value
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import hostrecord, proc, services
-from bench.errors import ArchbenchError, CommandFailed, HostNotReady, UsageError
+from bench.errors import ArchbenchError, CommandFailed, HostNotReady
 from bench.platforms import Platform, host_platform, parse_platform
 from bench.tools import apt, docker, mmdebstrap, qemu, registry
 
@@ -264,12 +264,7 @@ def subprocess_run(argv: Sequence[str], check: bool = True) -> None:
 
 def ensure_registry(say: Say, address: str) -> StepOutcome:
     """Configure Debian's docker-registry on `address` (loopback only) and start it."""
-    host = address.rpartition(":")[0]
-    if not (host.startswith("127.") or host == "localhost"):
-        raise UsageError(
-            f"registry address {address!r} is not on loopback; archbench binds "
-            "its registry to 127.0.0.0/8 or localhost only"
-        )
+    registry.require_loopback(address)
     config = services.config_path(address)
     changed = _write_if_changed(config, registry.config_text(address, registry.STORAGE_DIR))
     if changed:

@@ -170,6 +170,12 @@ def fill(template: str, platform: Platform) -> str:
     )
 
 
+def _key(name: str) -> str:
+    """Return a table key as an error names it: as written, or quoted when it holds a
+    control character or a blank (so that the error stays one line)."""
+    return name if name.isprintable() and " " not in name and name else repr(name)
+
+
 class _Reader:
     """Typed access to one table of a scenario file; every error names file and key."""
 
@@ -199,7 +205,8 @@ class _Reader:
             full = f"{self.where}{key}"
             if full in _COMMAND_KEYS:
                 return self.check(key, value, inputs.shell_command)
-            return self.check(key, value, inputs.text_lines if full in _TEXT_KEYS else inputs.one_line)
+            text = inputs.text_lines if full in _TEXT_KEYS else inputs.one_line
+            return self.check(key, value, text)
         return value
 
     def check(self, key: str, value: str, check: Callable[[str], str]) -> str:
@@ -230,7 +237,7 @@ class _Reader:
         value = self.get(key, dict, {})
         for name, text in value.items():
             if not name.isidentifier() or not name.isascii() or not isinstance(text, str):
-                raise self.fail(f"{key}.{name!r}", 'must be NAME = "shell word"')
+                raise self.fail(f"{key}.{_key(name)}", 'must be NAME = "shell word"')
             self.check(f"{key}.{name}", text, inputs.env_value)
         return tuple(value.items())
 
@@ -280,7 +287,7 @@ def load_scenario_file(file: Path) -> Scenario:
             raise src.fail("path", f"{src.data['path']!r} is not a folder")
         if outside := inputs.links_out(source_dir):
             link, target = outside[0]
-            raise src.fail("path", f"{path!r} holds a symlink leading out of it: {link} -> {target}")
+            raise src.fail("path", f"{path!r} holds a symlink leading out: {link} -> {target}")
     main = _fetch(src, main=True) if "url" in src.data else None
     if main is None and ("sha256" in src.data or "strip" in src.data):
         raise src.fail("url", "is missing (sha256 and strip describe a download)")
@@ -334,9 +341,9 @@ def _compile_scenario(top: _Reader, common: dict[str, Any]) -> Scenario:
     artifacts = []
     for built, path in arts.items():
         if not isinstance(path, str) or not path.startswith("/"):
-            raise top.fail(f"artifacts.{built!r}", "must be an absolute image path")
-        top.check(f"artifacts.{built!r}", built, inputs.relative_path)
-        top.check(f"artifacts.{built!r}", path, inputs.image_path)
+            raise top.fail(f"artifacts.{_key(built)}", "must be an absolute image path")
+        top.check(f"artifacts.{_key(built)}", built, inputs.relative_path)
+        top.check(f"artifacts.{_key(built)}", path, inputs.image_path)
         artifacts.append(Artifact(built, path))
     if not artifacts:
         raise top.fail("artifacts", "must name at least one file")
@@ -377,9 +384,9 @@ def _image_scenario(top: _Reader, common: dict[str, Any]) -> Scenario:
     add = image.get("add", dict, {})
     for src, dest in add.items():
         if not isinstance(dest, str) or not dest.startswith("/"):
-            raise image.fail(f"add.{src!r}", "must be an absolute image path")
-        image.check(f"add.{src!r}", src, lambda p: inputs.relative_path(p, build_args=True))
-        image.check(f"add.{src!r}", dest, inputs.image_path)
+            raise image.fail(f"add.{_key(src)}", "must be an absolute image path")
+        image.check(f"add.{_key(src)}", src, lambda p: inputs.relative_path(p, build_args=True))
+        image.check(f"add.{_key(src)}", dest, inputs.image_path)
     return Scenario(
         packages=(),
         build_command="",

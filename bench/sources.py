@@ -146,7 +146,9 @@ def unpack_tarball(archive: Path, target: Path, strip: int) -> None:
             if m.islnk():
                 link = Path(m.linkname).parts[strip:]
                 if not link:
-                    raise tarfile.TarError(f"{archive}: hard link {m.name} points into a stripped folder")
+                    raise tarfile.TarError(
+                        f"{archive}: hard link {m.name} points into a stripped folder"
+                    )
                 m.linkname = str(Path(*link))
             members.append(m)
         tar.extractall(target, members=members, filter="data")
@@ -179,9 +181,9 @@ def check_image_tarball(data: bytes) -> None:
     try:
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
             for m in check_members(tar):
-                for what, path in (("member", m.name), ("hard link", m.linkname if m.islnk() else "")):
-                    parts = Path(path.lstrip("/")).parts
-                    if ".." in parts:
+                hard = m.linkname if m.islnk() else ""
+                for what, path in (("member", m.name), ("hard link", hard)):
+                    if ".." in Path(path.lstrip("/")).parts:
                         raise ValueError(f"{what} {path!r} leads out of the image root")
                 if m.isdev():
                     raise ValueError(f"member {m.name!r} is a device file")
