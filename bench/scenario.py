@@ -55,6 +55,8 @@ _KEYS: dict[str, set[str]] = {
 # string is one line with no control character.
 _TEXT_KEYS = {"description", "smoke.expect", "test.expect"}
 _COMMAND_KEYS = {"build.command", "cross.run", "image.run"}
+# An empty value is a mistake (not a silent default) everywhere but in these.
+_MAY_BE_EMPTY = {"description", "smoke.expect", "test.expect"}
 STRIP_MAX = 32
 
 
@@ -203,6 +205,8 @@ class _Reader:
             raise self.fail(key, f"must be a {kind.__name__}, not {type(value).__name__}")
         if isinstance(value, str):
             full = f"{self.where}{key}"
+            if not value.strip() and full not in _MAY_BE_EMPTY:
+                raise self.fail(key, f"must not be empty, not {value!r}")
             if full in _COMMAND_KEYS:
                 return self.check(key, value, inputs.shell_command)
             text = inputs.text_lines if full in _TEXT_KEYS else inputs.one_line
@@ -224,6 +228,8 @@ class _Reader:
             return None
         if not all(isinstance(v, str) for v in value):
             raise self.fail(key, "must be a list of strings")
+        if not all(v.strip() for v in value):
+            raise self.fail(key, f"must not hold an empty string, not {value!r}")
         return tuple(self.check(key, v, check) for v in value)
 
     def packages(self, key: str, *, required: bool = False) -> tuple[str, ...] | None:
@@ -240,6 +246,10 @@ class _Reader:
                 raise self.fail(f"{key}.{_key(name)}", 'must be NAME = "shell word"')
             self.check(f"{key}.{name}", text, inputs.env_value)
         return tuple(value.items())
+
+
+def _empty(r: _Reader, key: str) -> tuple[str, ...]:
+    raise r.fail(key, "must not be empty")
 
 
 def _fetch(r: _Reader, *, main: bool) -> sources.Fetch:
@@ -317,7 +327,7 @@ def load_scenario_file(file: Path) -> Scenario:
         "base_image": top.check(
             "base_image", top.get("base_image", str, DEFAULT_BASE_IMAGE), inputs.image_ref
         ),
-        "smoke_command": smoke.strings("command", required=True),
+        "smoke_command": smoke.strings("command", required=True) or _empty(smoke, "command"),
         "smoke_expect": smoke.get("expect", str, required=True),
         "kind": kind,
         "cross_packages": cross.packages("packages"),
