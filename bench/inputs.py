@@ -271,7 +271,7 @@ def text_flag(check: Callable[[str], str] | None = None) -> Callable[[str], str]
     def parse(text: str) -> str:
         try:
             if not text.strip():
-                raise ValueError("must not be empty")
+                raise ValueError(f"must not be empty, not {text!r}")
             one_line(text)
             return check(text) if check else text
         except ValueError as exc:
