@@ -72,8 +72,7 @@ def shell_command(value: str) -> str:
     folded = _CONTINUATION.sub("", value).strip()
     if "\n" in folded:
         raise ValueError(
-            f"must be one line (join the lines with && or end them with a backslash), "
-            f"not {value!r}"
+            f"must be one line (join the lines with && or end them with a backslash), not {value!r}"
         )
     return one_line(folded)
 
@@ -256,9 +255,7 @@ def float_flag(
         if not math.isfinite(value) or not above or not below:
             side = f"above {low:g}" if open_low else f"from {low:g}"
             top = f"below {high:g}" if open_high else f"up to {high:g}"
-            raise argparse.ArgumentTypeError(
-                f"expected a finite number {side} {top}, not {text!r}"
-            )
+            raise argparse.ArgumentTypeError(f"expected a finite number {side} {top}, not {text!r}")
         return value
 
     return parse

