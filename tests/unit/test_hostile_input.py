@@ -225,17 +225,31 @@ def test_a_newline_in_a_value_cannot_add_a_dockerfile_instruction(tmp_path):
     settings = BuildSettings(
         "127.0.0.1:5000", 1, "debian:{suite}", 60, host=parse_platform("linux/amd64")
     )
+    pkgimage = load_scenario_file(ROOT / "scenarios" / "pkgimage" / "scenario.toml")
+    image_final = ["ARG", "ARG", "ADD", "ENV", "ENV", "CMD"]
+    expected = {
+        # The last stage of a compile scenario copies files and names its CMD: it is
+        # documented to run nothing. An image scenario's recipe runs there (one RUN),
+        # except under cross, which runs no target code.
+        (scenario, "native"): ["COPY", "CMD"],
+        (scenario, "qemu-user"): ["COPY", "CMD"],
+        (scenario, "cross"): ["COPY", "CMD"],
+        (pkgimage, "native"): ["ARG", "ARG", "RUN", *image_final],
+        (pkgimage, "qemu-user"): ["ARG", "ARG", "RUN", *image_final],
+        (pkgimage, "cross"): ["COPY", *image_final],
+    }
+    for (s, name), final in expected.items():
+        lines = dockerfile_instructions(REGISTRY[name].dockerfile(s, settings))
+        start = max(i for i, line in enumerate(lines) if line.startswith("FROM "))
+        assert [line.split()[0] for line in lines[start + 1 :]] == final, (name, s.name)
     strategy = REGISTRY["cross"]
-    clean = dockerfile_instructions(strategy.dockerfile(scenario, settings))
-    # The last stage copies and names its CMD; it is documented to run nothing.
-    last = clean[max(i for i, line in enumerate(clean) if line.startswith("FROM ")) :]
-    assert [line.split()[0] for line in last] == ["FROM", "COPY", "CMD"]
     for hostile in (
         dataclasses.replace(scenario, build_command="make\nRUN id"),
         dataclasses.replace(
             scenario, artifacts=(dataclasses.replace(scenario.artifacts[0], path="/t\nRUN id"),)
         ),
         dataclasses.replace(scenario, build_env=(("OPT", "x\nRUN id"),)),
+        dataclasses.replace(pkgimage, image=dataclasses.replace(pkgimage.image, run="x\nRUN id")),
     ):
         with pytest.raises(UsageError, match="control character"):
             strategy.dockerfile(hostile, settings)
