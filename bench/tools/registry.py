@@ -78,9 +78,14 @@ def config_text(address: str, storage: Path = STORAGE_DIR) -> str:
         f"  filesystem:\n    rootdirectory: {storage}\n"
         "  delete:\n    enabled: true\n"
         "http:\n"
-        f"  addr: {address}\n"
+        f"  addr: {_yaml_scalar(address)}\n"
         "  headers:\n    X-Content-Type-Options: [nosniff]\n"
     )
+
+
+def _yaml_scalar(text: str) -> str:
+    # A bracketed IPv6 host would read as a YAML list: quote it (nothing else needs it).
+    return f'"{text}"' if text.startswith("[") else text
 
 
 def ping(address: str, timeout: float = 3) -> bool:
