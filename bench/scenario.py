@@ -51,12 +51,11 @@ _KEYS: dict[str, set[str]] = {
     "test": {"command", "expect"},
 }
 # Text that is matched or shown, never written into a Dockerfile or a shell: it may hold
-# newlines. Shell commands are folded to one line (inputs.shell_command). Every other
-# string is one line with no control character.
+# newlines, and may be empty. Shell commands are folded to one line
+# (inputs.shell_command). Every other string is one line with no control character, and
+# an empty one is a mistake, not a silent default.
 _TEXT_KEYS = {"description", "smoke.expect", "test.expect"}
 _COMMAND_KEYS = {"build.command", "cross.run", "image.run"}
-# An empty value is a mistake (not a silent default) everywhere but in these.
-_MAY_BE_EMPTY = {"description", "smoke.expect", "test.expect"}
 STRIP_MAX = 32
 
 
@@ -205,7 +204,7 @@ class _Reader:
             raise self.fail(key, f"must be a {kind.__name__}, not {type(value).__name__}")
         if isinstance(value, str):
             full = f"{self.where}{key}"
-            if not value.strip() and full not in _MAY_BE_EMPTY:
+            if not value.strip() and full not in _TEXT_KEYS:
                 raise self.fail(key, f"must not be empty, not {value!r}")
             if full in _COMMAND_KEYS:
                 return self.check(key, value, inputs.shell_command)
@@ -246,10 +245,6 @@ class _Reader:
                 raise self.fail(f"{key}.{_key(name)}", 'must be NAME = "shell word"')
             self.check(f"{key}.{name}", text, inputs.env_value)
         return tuple(value.items())
-
-
-def _empty(r: _Reader, key: str) -> tuple[str, ...]:
-    raise r.fail(key, "must not be empty")
 
 
 def _fetch(r: _Reader, *, main: bool) -> sources.Fetch:
@@ -318,6 +313,9 @@ def load_scenario_file(file: Path) -> Scenario:
     test = top.table("test") or _Reader(file, {}, "test.")
     smoke = top.table("smoke", required=True)
     assert smoke is not None
+    smoke_command = smoke.strings("command", required=True) or ()
+    if not smoke_command:
+        raise smoke.fail("command", "must not be empty (it is the image's CMD)")
     common: dict[str, Any] = {
         "name": name,
         "description": top.get("description", str, ""),
@@ -327,7 +325,7 @@ def load_scenario_file(file: Path) -> Scenario:
         "base_image": top.check(
             "base_image", top.get("base_image", str, DEFAULT_BASE_IMAGE), inputs.image_ref
         ),
-        "smoke_command": smoke.strings("command", required=True) or _empty(smoke, "command"),
+        "smoke_command": smoke_command,
         "smoke_expect": smoke.get("expect", str, required=True),
         "kind": kind,
         "cross_packages": cross.packages("packages"),

@@ -253,7 +253,10 @@ def materialize(
     work = Path(tempfile.mkdtemp(dir=tree.parent, prefix=".partial-"))
     try:
         if main is not None and main_file is not None:
-            unpack_tarball(main_file, work, main.strip)
+            try:
+                unpack_tarball(main_file, work, main.strip)
+            except tarfile.TarError as exc:
+                raise SourceUnavailable(f"{main.url}: cannot unpack: {exc}") from exc
         if local is not None:
             copy_tree(local, work)
         for item, path in extra_files:

@@ -443,3 +443,17 @@ def test_a_download_s_cached_name_stays_in_the_cache():
     assert sources.cache_name("http://x/..") == "download"
     assert sources.cache_name("http://x/a/..%2F..%2Fetc") == "_2F.._2Fetc"
     assert sources.cache_name("http://x/zlib_1.2.13.orig.tar.gz") == "zlib_1.2.13.orig.tar.gz"
+
+
+def test_a_source_tarball_with_a_link_out_fails_naming_its_url(tmp_path):
+    import hashlib
+
+    archive = tarball(
+        tmp_path / "l.tar.gz",
+        [member("p/x", type=tarfile.SYMTYPE, linkname="/etc/passwd")],
+    )
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    main = sources.Fetch(archive.as_uri(), digest, strip=1)
+    with pytest.raises(SourceUnavailable, match=f"{archive.as_uri()}: cannot unpack"):
+        sources.materialize(main, None, (), cache=tmp_path / "cache")
+    assert not list((tmp_path / "cache" / "trees").iterdir())
