@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -16,9 +17,10 @@ from pathlib import Path
 from typing import NoReturn
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from bench import __version__
+from bench import __version__, inputs
 from bench.engine.matrix import ORDERS, split_values
 from bench.engine.results import DEFAULT_RESULTS, LoadWarning, StoredRun
 from bench.errors import ArchbenchError, HostNotReady, UsageError
@@ -64,13 +66,44 @@ class _Warnings:
             _say(f"warning: {warning}")
 
 
+SIZE_MAX = 1024
+REPS_MAX = 1000
+WARMUP_MAX = 100
+RETRIES_MAX = 20
+TIMEOUT_MAX_S = 7 * 24 * 3600.0
+
+
+def _size(text: str) -> str:
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= SIZE_MAX:
+        raise ValueError(f"bad --size {text!r}; expected a whole number from 1 to {SIZE_MAX}")
+    return text
+
+
 def _sizes(values: Sequence[str]) -> tuple[int, ...]:
     sizes = []
     for v in split_values(values):
-        if not v.isdigit() or int(v) < 1:
-            raise UsageError(f"bad --size {v!r}; expected a whole number of at least 1")
-        sizes.append(int(v))
+        try:
+            sizes.append(int(_size(v)))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     return tuple(sizes) or (1,)
+
+
+def _threshold(text: str) -> str:
+    from bench.analysis.compare import parse_threshold
+
+    value = parse_threshold(text)
+    if not math.isfinite(value) or value > 100:
+        raise ValueError(f"bad threshold {text!r}; expected a finite value from 0 to 10000%")
+    return text
+
+
+def _path(text: str) -> Path:
+    return Path(inputs.text_flag()(text))
+
+
+_TEXT = inputs.text_flag()
+_LIST = inputs.list_flag()
 
 
 def _platforms(values: Sequence[str]) -> tuple[Platform, ...]:
@@ -90,16 +123,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("setup", help="provision this host idempotently")
     s.add_argument(
-        "--registry", help="HOST:PORT on loopback (default $ARCHBENCH_REGISTRY or 127.0.0.1:5000)"
+        "--registry",
+        type=inputs.text_flag(inputs.registry),
+        help="HOST:PORT on loopback (default $ARCHBENCH_REGISTRY or 127.0.0.1:5000)",
     )
     s.add_argument(
         "--platform",
         action="append",
         default=[],
+        type=_LIST,
         help="platforms to provision base images for (default linux/amd64,linux/arm64)",
     )
     s.add_argument(
         "--builder-image",
+        type=inputs.text_flag(inputs.image_ref),
         help="a reachable moby/buildkit image: creates the "
         "docker-container builder `archbench-container`",
     )
@@ -114,65 +151,90 @@ def build_parser() -> argparse.ArgumentParser:
         "gc", help="remove registry images and build caches that no stored run refers to"
     )
     g.add_argument(
-        "--results", type=Path, default=DEFAULT_RESULTS, help="results folder (default results/)"
+        "--results", type=_path, default=DEFAULT_RESULTS, help="results folder (default results/)"
     )
-    g.add_argument("--registry")
+    g.add_argument("--registry", type=inputs.text_flag(inputs.registry))
     g.add_argument("--dry-run", action="store_true", help="say what would be removed, only")
 
     d = sub.add_parser("doctor", help="what this host can do, and what fixes the rest")
     d.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    d.add_argument("--registry")
-    d.add_argument("--platform", action="append", default=[])
+    d.add_argument("--registry", type=inputs.text_flag(inputs.registry))
+    d.add_argument("--platform", action="append", default=[], type=_LIST)
 
     r = sub.add_parser("run", help="build, time, validate and store a matrix of cells")
     r.add_argument(
-        "scenario", nargs="*", help=f"scenario names or files (default {DEFAULT_SCENARIO})"
+        "scenario",
+        nargs="*",
+        type=_TEXT,
+        help=f"scenario names or files (default {DEFAULT_SCENARIO})",
     )
     r.add_argument(
         "--strategy",
         action="append",
         default=[],
+        type=_LIST,
         help=f"repeatable or comma list; one of {', '.join(REGISTRY)} (default all)",
     )
     r.add_argument(
         "--platform",
         action="append",
         default=[],
+        type=_LIST,
         help="repeatable or comma list (default: the scenario's platforms)",
     )
     r.add_argument(
         "--size",
         action="append",
         default=[],
-        help="work size N (N times the work of size 1); a comma list scans sizes",
-    )
-    r.add_argument("--reps", type=int, default=3, help="repetitions per cell (default 3)")
-    r.add_argument(
-        "--results", type=Path, default=DEFAULT_RESULTS, help="results folder (default results/)"
+        type=inputs.list_flag(_size),
+        help=f"work size N from 1 to {SIZE_MAX} (N times the work of size 1); "
+        "a comma list scans sizes",
     )
     r.add_argument(
-        "--reports", type=Path, default=None, help="report folder (default reports/<run-id>/)"
+        "--reps",
+        type=inputs.int_flag(1, REPS_MAX),
+        default=3,
+        help="repetitions per cell (default 3)",
     )
-    r.add_argument("--registry")
-    r.add_argument("--base-image", help="base image for every stage instead of the scenario's own")
-    r.add_argument("--builder", help="buildx builder name (default: the engine's own)")
     r.add_argument(
-        "--timeout", type=float, default=3600.0, help="seconds one build may take (default 3600)"
+        "--results", type=_path, default=DEFAULT_RESULTS, help="results folder (default results/)"
+    )
+    r.add_argument(
+        "--reports", type=_path, default=None, help="report folder (default reports/<run-id>/)"
+    )
+    r.add_argument("--registry", type=inputs.text_flag(inputs.registry))
+    r.add_argument(
+        "--base-image",
+        type=inputs.text_flag(inputs.image_ref),
+        help="base image for every stage instead of the scenario's own",
+    )
+    r.add_argument(
+        "--builder",
+        type=inputs.text_flag(inputs.name),
+        help="buildx builder name (default: the engine's own)",
+    )
+    r.add_argument(
+        "--timeout",
+        type=inputs.float_flag(0, TIMEOUT_MAX_S, open_low=True),
+        default=3600.0,
+        help="seconds one build may take (default 3600)",
     )
     r.add_argument(
         "--warmup",
-        type=int,
+        type=inputs.int_flag(0, WARMUP_MAX),
         default=0,
         help="unmeasured repetitions per cell before the measured ones (default 0)",
     )
     r.add_argument(
         "--order",
+        type=_TEXT,
         default="interleaved",
         choices=ORDERS,
         help="interleaved (round-robin over cells, the default) or sequential",
     )
     r.add_argument(
         "--cache",
+        type=_TEXT,
         default="cold",
         choices=CACHES,
         help="cold (empty build folder, the default), warm (incremental: one "
@@ -182,12 +244,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--cpu",
         action="append",
         default=[],
+        type=_LIST,
         help="emulated CPU variant for qemu-user and qemu-system; repeatable; "
         "one of default, " + ", ".join(CPU_MODELS),
     )
     r.add_argument(
         "--retries",
-        type=int,
+        type=inputs.int_flag(0, RETRIES_MAX),
         default=0,
         help="rebuilds of a repetition that failed in a known flaky way "
         "(emulator crash); flakes are counted per cell",
@@ -200,43 +263,68 @@ def build_parser() -> argparse.ArgumentParser:
     sh = sub.add_parser(
         "show", help="print a stored run: samples, statistics, steps, resources, provenance"
     )
-    sh.add_argument("run", nargs="?", help="run id or run folder (default: the latest run)")
-    sh.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    sh.add_argument(
+        "run", nargs="?", type=_TEXT, help="run id or run folder (default: the latest run)"
+    )
+    sh.add_argument("--results", type=_path, default=DEFAULT_RESULTS)
     sh.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
     ex = sub.add_parser(
         "export", help="write the tidy table of stored runs (one row per repetition)"
     )
-    ex.add_argument("run", nargs="*", help="run ids or run folders (default: the latest run)")
-    ex.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     ex.add_argument(
-        "--format", default="csv", choices=EXPORT_FORMATS, help="csv (default), parquet or json"
+        "run", nargs="*", type=_TEXT, help="run ids or run folders (default: the latest run)"
     )
-    ex.add_argument("--out", type=Path, help="file to write (default: standard output)")
+    ex.add_argument("--results", type=_path, default=DEFAULT_RESULTS)
+    ex.add_argument(
+        "--format",
+        type=_TEXT,
+        default="csv",
+        choices=EXPORT_FORMATS,
+        help="csv (default), parquet or json",
+    )
+    ex.add_argument("--out", type=_path, help="file to write (default: standard output)")
 
     rp = sub.add_parser(
         "report", help="charts, summary.md and a self-contained report.html of stored runs"
     )
-    rp.add_argument("run", nargs="*", help="run ids or run folders (default: the latest run)")
-    rp.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     rp.add_argument(
-        "--out", type=Path, help="report folder (default reports/<run-id>/ of the last run)"
+        "run", nargs="*", type=_TEXT, help="run ids or run folders (default: the latest run)"
+    )
+    rp.add_argument("--results", type=_path, default=DEFAULT_RESULTS)
+    rp.add_argument(
+        "--out", type=_path, help="report folder (default reports/<run-id>/ of the last run)"
     )
 
     cp = sub.add_parser(
         "compare", help="is NEW slower than BASE? per cell: ratio, CI, Mann-Whitney test"
     )
-    cp.add_argument("base", help="run id or run folder")
-    cp.add_argument("new", help="run id or run folder")
-    cp.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
-    cp.add_argument("--threshold", default="10%", help="smallest change that counts (default 10%%)")
-    cp.add_argument("--alpha", type=float, default=0.05, help="significance level (0.05)")
+    cp.add_argument("base", type=_TEXT, help="run id or run folder")
+    cp.add_argument("new", type=_TEXT, help="run id or run folder")
+    cp.add_argument("--results", type=_path, default=DEFAULT_RESULTS)
+    cp.add_argument(
+        "--threshold",
+        type=inputs.text_flag(_threshold),
+        default="10%",
+        help="smallest change that counts (default 10%%)",
+    )
+    cp.add_argument(
+        "--alpha",
+        type=inputs.float_flag(0, 1, open_low=True, open_high=True),
+        default=0.05,
+        help="significance level (0.05)",
+    )
     cp.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
     hi = sub.add_parser("history", help="change points in each cell's time across stored runs")
-    hi.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
-    hi.add_argument("--cell", action="append", default=[], help="cell key; repeatable")
-    hi.add_argument("--alpha", type=float, default=0.05, help="significance level (0.05)")
+    hi.add_argument("--results", type=_path, default=DEFAULT_RESULTS)
+    hi.add_argument("--cell", action="append", default=[], type=_TEXT, help="cell key; repeatable")
+    hi.add_argument(
+        "--alpha",
+        type=inputs.float_flag(0, 1, open_low=True, open_high=True),
+        default=0.05,
+        help="significance level (0.05)",
+    )
     hi.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
     v = sub.add_parser(
@@ -247,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument(
         "image",
         nargs="+",
+        type=_TEXT,
         help="image references (several: artifacts are also compared across them)",
     )
     v.add_argument(
@@ -254,16 +343,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         required=True,
+        type=_LIST,
         help="expected platform; repeatable or comma list",
     )
     v.add_argument(
         "--artifact",
         action="append",
         default=[],
+        type=_TEXT,
         help="absolute path of a binary in the image to check; repeatable",
     )
     v.add_argument(
         "--expect-output",
+        type=_TEXT,
         help="text the smoke run must print; {arch} is the "
         "platform's uname -m (without it, exit 0 passes)",
     )
@@ -301,14 +393,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
         )
     else:
         for ref, report in reports.items():
-            table = Table("check", "platform", "result", "detail", title=ref)
+            table = Table("check", "platform", "result", "detail", title=escape(ref))
             for c in report.checks:
                 result = (
                     "[yellow]skipped[/]"
                     if c.skipped
                     else ("[green]pass[/]" if c.passed else "[red]FAIL[/]")
                 )
-                table.add_row(c.name, c.platform or "-", result, c.detail)
+                table.add_row(escape(c.name), escape(c.platform or "-"), result, escape(c.detail))
             out.print(table)
         for c in comparison:
             out.print(f"compare {c.platform}: {c.detail}", markup=False)
@@ -350,18 +442,18 @@ def cmd_show(args: argparse.Namespace) -> int:
         "steps (median s)",
         "CPU s",
         "peak MiB",
-        title=f"run {manifest.get('run_id')} ({manifest.get('status')})",
+        title=escape(f"run {manifest.get('run_id')} ({manifest.get('status')})"),
     )
     for row in rows:
         st = row["stats"]
         table.add_row(
-            row["cell"], row["status"], str(row["n"]),
+            escape(str(row["cell"])), escape(str(row["status"])), str(row["n"]),
             " ".join(f"{x:.1f}" for x in row["samples"]),
             f"{st['median']:.2f}" if st else "-",
             f"{st['minimum']:.1f}-{st['maximum']:.1f}" if st else "-",
             f"{st['cv']:.1%}" if st else "-",
             f"[{st['ci_low']:.1f}, {st['ci_high']:.1f}] ({st['ci_coverage']:.0%})" if st else "-",
-            " ".join(f"{k} {v:.1f}" for k, v in row["steps"].items() if v >= 0.05),
+            escape(" ".join(f"{k} {v:.1f}" for k, v in row["steps"].items() if v >= 0.05)),
             f"{row['cpu_s']:.1f}" if row["cpu_s"] is not None else "-",
             f"{row['peak_mib']:.0f}" if row["peak_mib"] is not None else "-",
         )  # fmt: skip
@@ -395,7 +487,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
     outcomes = provision.setup(options, lambda m: _say(f"setup: {m}"))
     table = Table("step", "state", "detail", title="archbench setup")
     for o in outcomes:
-        table.add_row(o.name, "changed" if o.changed else "ok", o.detail)
+        table.add_row(escape(o.name), "changed" if o.changed else "ok", escape(o.detail))
     out.print(table)
     changed = [o.name for o in outcomes if o.changed]
     _say("setup: changed " + ", ".join(changed) if changed else "setup: nothing to change")
@@ -438,7 +530,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
                 if row.ok
                 else ("[red]MISSING[/]" if row.required else "[yellow]no[/]")
             )
-            table.add_row(row.name, state, row.detail, "" if row.ok else row.fix)
+            table.add_row(
+                escape(row.name), state, escape(row.detail), "" if row.ok else escape(row.fix)
+            )
         out.print(table)
         g = Table("strategy", *[p.name for p in platforms], title="strategy x platform")
         for name in REGISTRY:
@@ -448,8 +542,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
                 cells.append(
                     "[green]available[/]"
                     if entry["available"]
-                    else f"[yellow]{entry['reason']}[/]"
-                    + (f" (fix: {entry['fix']})" if entry["fix"] else "")
+                    else f"[yellow]{escape(entry['reason'])}[/]"
+                    + (f" (fix: {escape(entry['fix'])})" if entry["fix"] else "")
                 )
             g.add_row(name, *cells)
         out.print(g)
@@ -505,8 +599,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     for _, row in df.iterrows():
         ratio = row["vs_native"]
         table.add_row(
-            str(row["scenario"]), str(row["size"]), str(row["kind"]), str(row["variant"]),
-            str(row["cache"]), str(row["platform"]), f"{row['median_s']:.1f}", str(row["n"]),
+            *(escape(str(row[k])) for k in ("scenario", "size", "kind", "variant", "cache",
+                                             "platform")),
+            f"{row['median_s']:.1f}", str(row["n"]),
             "" if ratio != ratio else f"{ratio:.2f}",
         )  # fmt: skip
     out.print(table)
@@ -639,15 +734,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     else:
         table = Table("cell", "n base/new", "median base s", "median new s", "ratio new/base",
                       "95% CI (bootstrap)", "p slower", "p faster", "verdict",
-                      title=f"compare {result.base_run} -> {result.new_run} "
-                      f"(threshold {threshold:.0%}, alpha {args.alpha:g})")  # fmt: skip
+                      title=escape(f"compare {result.base_run} -> {result.new_run} (threshold "
+                                   f"{threshold:.0%}, alpha {args.alpha:g})"))  # fmt: skip
         for c in result.cells:
             verdict = c.verdict + (" (threshold only)" if c.threshold_only else "")
             table.add_row(
-                c.cell, f"{c.base_n}/{c.new_n}", f"{c.base_median_s:.3f}",
+                escape(c.cell), f"{c.base_n}/{c.new_n}", f"{c.base_median_s:.3f}",
                 f"{c.new_median_s:.3f}", f"{c.ratio:.3f}", f"[{c.ci_low:.3f}, {c.ci_high:.3f}]",
                 "-" if c.p_slower is None else f"{c.p_slower:.3g}",
-                "-" if c.p_faster is None else f"{c.p_faster:.3g}", verdict,
+                "-" if c.p_faster is None else f"{c.p_faster:.3g}", escape(verdict),
             )  # fmt: skip
         out.print(table)
         out.print(f"CI: {compare.CI_METHOD}; test: one-sided exact Mann-Whitney U", markup=False)
@@ -697,15 +792,15 @@ def cmd_history(args: argparse.Namespace) -> int:
         }, indent=2))  # fmt: skip
         return EXIT_OK
     table = Table("cell", "runs", "first median s", "last median s", "change points",
-                  title=f"history of {len(runs)} runs under {args.results}")  # fmt: skip
+                  title=escape(f"history of {len(runs)} runs under {args.results}"))  # fmt: skip
     for key, points in series.items():
         found = "; ".join(
             f"{s.ratio:.2f}x at {s.run_id} ({s.started_at}, {s.commit[:10] or '-'}), "
             f"p {s.p_value:.2g}"
             for s in steps[key]
         ) or "none"  # fmt: skip
-        table.add_row(key, str(len(points)), f"{points[0].median_s:.3f}",
-                      f"{points[-1].median_s:.3f}", found)  # fmt: skip
+        table.add_row(escape(key), str(len(points)), f"{points[0].median_s:.3f}",
+                      f"{points[-1].median_s:.3f}", escape(found))  # fmt: skip
     out.print(table)
     out.print("method: binary segmentation on the runs' repetitions, two-sided exact "
               "Mann-Whitney U per split, Bonferroni-corrected", markup=False)  # fmt: skip

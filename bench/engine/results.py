@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import secrets
 import stat
 import tempfile
@@ -74,6 +75,13 @@ def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
+def file_safe(name: str) -> str:
+    """Return `name` as one file name: anything but letters, digits, `.`, `_` and `-`
+    (a `/` or `..` included) becomes `_`, so that it never leads out of its folder."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)[:200]
+    return "_" + safe if safe.startswith(".") or not safe else safe
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write `data` as JSON to `path` through a temp file and os.replace."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -125,8 +133,8 @@ class RunStore:
         self._seq = 0
 
     def log_path(self, name: str) -> Path:
-        """Return where the log called `name` of this run goes."""
-        return self.path / "logs" / f"{name}.log"
+        """Return where the log called `name` of this run goes (always in its logs/)."""
+        return self.path / "logs" / f"{file_safe(name)}.log"
 
     def add(self, record: Record) -> Path:
         """Store `record` as a new file; never replaces an existing one."""
@@ -135,11 +143,11 @@ class RunStore:
         cpu = f"-{record.cpu}" if record.cpu else ""
         cache = "" if record.cache == "cold" else f"-{record.cache}"
         warm = "w" if record.warmup else "r"
-        name = (
+        name = file_safe(
             f"{self._seq:04d}-{record.kind}-{record.scenario}-s{record.size}-"
-            f"{record.strategy}{cpu}-{plat}{cache}-{warm}{record.rep}.json"
+            f"{record.strategy}{cpu}-{plat}{cache}-{warm}{record.rep}"
         )
-        target = self.path / "records" / name
+        target = self.path / "records" / f"{name}.json"
         if target.exists():
             raise FileExistsError(target)
         write_json_atomic(target, asdict(record))

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.errors import ArchbenchError, CommandFailed, HostNotReady, UsageError
+from bench.errors import ArchbenchError, CommandFailed, HostNotReady
 from bench.host import record as hostrecord
 from bench.host import services
 from bench.paths import CACHE_DIR
@@ -305,12 +305,7 @@ def subprocess_run(argv: Sequence[str], check: bool = True) -> None:
 
 def configure_registry(say: Say, address: str) -> StepOutcome:
     """Configure Debian's docker-registry on `address` (loopback only) and start it."""
-    host = address.rpartition(":")[0]
-    if not (host.startswith("127.") or host == "localhost"):
-        raise UsageError(
-            f"registry address {address!r} is not on loopback; archbench binds "
-            "its registry to 127.0.0.0/8 or localhost only"
-        )
+    registry.require_loopback(address)
     config = services.config_path(address)
     storage = registry.storage_dir(address)
     changed = _write_if_changed(config, registry.config_text(address, storage))

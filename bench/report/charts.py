@@ -54,6 +54,8 @@ plt.rcParams.update(
         "axes.spines.right": False,
         "svg.fonttype": "none",
         "svg.hashsalt": "archbench",
+        # Labels carry names from scenario files: a `$` there is text, not mathtext.
+        "text.parse_math": False,
     }
 )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -306,8 +307,18 @@ def plan_report(
     return plan
 
 
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _md_line(text: str) -> str:
+    # A value shown in a heading, paragraph or list item stays on its line: a newline
+    # in it could otherwise start a heading, a list or a table of its own.
+    return _CONTROLS.sub(" ", text)
+
+
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    # One table row per line, and a pipe escaped so that it cannot open a cell.
+    return _md_line(text).replace("|", "\\|")
 
 
 def render_markdown(blocks: Sequence[Block], out_dir: Path) -> str:
@@ -315,11 +326,11 @@ def render_markdown(blocks: Sequence[Block], out_dir: Path) -> str:
     lines: list[str] = []
     for b in blocks:
         if isinstance(b, Heading):
-            lines += ["#" * b.level + " " + b.text, ""]
+            lines += ["#" * b.level + " " + _md_line(b.text), ""]
         elif isinstance(b, Para):
-            lines += [b.text, ""]
+            lines += [_md_line(b.text), ""]
         elif isinstance(b, Bullets):
-            lines += [f"- {item}" for item in b.items] + [""]
+            lines += [f"- {_md_line(item)}" for item in b.items] + [""]
         elif isinstance(b, Table):
             lines.append("| " + " | ".join(_md_cell(h) for h in b.headers) + " |")
             lines.append("|" + "|".join(" --- " for _ in b.headers) + "|")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from bench import inputs
 from bench.errors import UsageError
 from bench.platforms import Platform, parse_platform
 from bench.scenarios import sources
@@ -52,6 +53,13 @@ _KEYS: dict[str, set[str]] = {
     "smoke": {"command", "expect"},
     "test": {"command", "expect"},
 }
+# Text that is matched or shown, never written into a Dockerfile or a shell: it may hold
+# newlines, and may be empty. Shell commands are folded to one line
+# (inputs.shell_command). Every other string is one line with no control character, and
+# an empty one is a mistake, not a silent default.
+_TEXT_KEYS = {"description", "smoke.expect", "test.expect"}
+_COMMAND_KEYS = {"build.command", "cross.run", "image.run"}
+STRIP_MAX = 32
 
 
 @dataclass(frozen=True)
@@ -123,8 +131,15 @@ class Scenario:
         )
 
     def check_touch(self, tree: Path) -> None:
-        """Raise UsageError when build.touch names no file of the assembled `tree`."""
-        if self.touch and not (tree / self.touch).is_file():
+        """Raise UsageError when build.touch names no regular file of the assembled
+        `tree`, or one that resolves outside it (through `..` or a symlink)."""
+        if not self.touch:
+            return
+        try:
+            touched = inputs.inside(tree, self.touch)
+        except ValueError as exc:
+            raise UsageError(f"{self.file}: key build.touch {exc}") from exc
+        if not touched.is_file() or (tree / self.touch).is_symlink():
             raise UsageError(
                 f"{self.file}: key build.touch names {self.touch!r}, not a file of the "
                 f"source tree ({tree})"
@@ -159,6 +174,12 @@ def fill(template: str, platform: Platform) -> str:
     )
 
 
+def _key(name: str) -> str:
+    """Return a table key as an error names it: as written, or quoted when it holds a
+    control character or a blank (so that the error stays one line)."""
+    return name if name.isprintable() and " " not in name and name else repr(name)
+
+
 class _Reader:
     """Typed access to one table of a scenario file; every error names file and key."""
 
@@ -184,15 +205,37 @@ class _Reader:
         value = self.data[key]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise self.fail(key, f"must be a {kind.__name__}, not {type(value).__name__}")
+        if isinstance(value, str):
+            full = f"{self.where}{key}"
+            if not value.strip() and full not in _TEXT_KEYS:
+                raise self.fail(key, f"must not be empty, not {value!r}")
+            if full in _COMMAND_KEYS:
+                return self.check(key, value, inputs.shell_command)
+            text = inputs.text_lines if full in _TEXT_KEYS else inputs.one_line
+            return self.check(key, value, text)
         return value
 
-    def strings(self, key: str, *, required: bool = False) -> tuple[str, ...] | None:
+    def check(self, key: str, value: str, check: Callable[[str], str]) -> str:
+        """Return check(value); a ValueError becomes the one-line error naming the key."""
+        try:
+            return check(value)
+        except ValueError as exc:
+            raise self.fail(key, str(exc)) from None
+
+    def strings(
+        self, key: str, *, required: bool = False, check: Callable[[str], str] = inputs.one_line
+    ) -> tuple[str, ...] | None:
         value = self.get(key, list, required=required)
         if value is None:
             return None
         if not all(isinstance(v, str) for v in value):
             raise self.fail(key, "must be a list of strings")
-        return tuple(value)
+        if not all(v.strip() for v in value):
+            raise self.fail(key, f"must not hold an empty string, not {value!r}")
+        return tuple(self.check(key, v, check) for v in value)
+
+    def packages(self, key: str, *, required: bool = False) -> tuple[str, ...] | None:
+        return self.strings(key, required=required, check=inputs.package)
 
     def table(self, key: str, *, required: bool = False) -> _Reader | None:
         value = self.get(key, dict, required=required)
@@ -201,24 +244,28 @@ class _Reader:
     def env(self, key: str) -> tuple[tuple[str, str], ...]:
         value = self.get(key, dict, {})
         for name, text in value.items():
-            if not name.isidentifier() or not isinstance(text, str):
-                raise self.fail(f"{key}.{name}", 'must be NAME = "shell word"')
+            if not name.isidentifier() or not name.isascii() or not isinstance(text, str):
+                raise self.fail(f"{key}.{_key(name)}", 'must be NAME = "shell word"')
+            self.check(f"{key}.{name}", text, inputs.env_value)
         return tuple(value.items())
 
 
 def _fetch(r: _Reader, *, main: bool) -> sources.Fetch:
     url = r.get("url", str, required=True)
-    if not url.startswith(("http://", "https://", "file://")):
+    if not url.startswith(("http://", "https://", "file://")) or " " in url:
         raise r.fail("url", f"must be an http(s) or file URL, not {url!r}")
     sha = r.get("sha256", str, required=True).lower()
     if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
         raise r.fail("sha256", f"must be 64 hex digits, not {sha!r}")
     if main:
         strip = r.get("strip", int, 1)
+        if not 0 <= strip <= STRIP_MAX:
+            raise r.fail("strip", f"must be a whole number from 0 to {STRIP_MAX}, not {strip!r}")
         return sources.Fetch(url, sha, strip=strip)
     dest = r.get("dest", str, required=True)
     if dest.startswith("/") or ".." in Path(dest).parts:
         raise r.fail("dest", f"must be a path inside the source tree, not {dest!r}")
+    r.check("dest", dest, inputs.relative_path)
     return sources.Fetch(url, sha, dest=dest, deb_data=r.get("deb_data", bool, False))
 
 
@@ -231,7 +278,7 @@ def load_scenario_file(file: Path) -> Scenario:
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{file}: not valid TOML: {exc}") from exc
     top = _Reader(file, data)
-    name = top.get("name", str, required=True)
+    name = top.check("name", top.get("name", str, required=True), inputs.slug)
     kind = top.get("kind", str, "compile")
     if kind not in KINDS:
         raise top.fail("kind", f"is {kind!r}; valid: {', '.join(KINDS)}")
@@ -240,9 +287,15 @@ def load_scenario_file(file: Path) -> Scenario:
     assert src is not None
     source_dir = None
     if "path" in src.data:
-        source_dir = (file.parent / src.get("path", str)).resolve()
+        # The source folder is the scenario's own: inside the folder of its file, after
+        # `..` and symlinks are resolved, and with no symlink in it leading out.
+        path = src.get("path", str)
+        source_dir = Path(src.check("path", path, lambda p: str(inputs.inside(file.parent, p))))
         if not source_dir.is_dir():
             raise src.fail("path", f"{src.data['path']!r} is not a folder")
+        if outside := inputs.links_out(source_dir):
+            link, target = outside[0]
+            raise src.fail("path", f"{path!r} holds a symlink leading out: {link} -> {target}")
     main = _fetch(src, main=True) if "url" in src.data else None
     if main is None and ("sha256" in src.data or "strip" in src.data):
         raise src.fail("url", "is missing (sha256 and strip describe a download)")
@@ -263,17 +316,22 @@ def load_scenario_file(file: Path) -> Scenario:
     test = top.table("test") or _Reader(file, {}, "test.")
     smoke = top.table("smoke", required=True)
     assert smoke is not None
+    smoke_command = smoke.strings("command", required=True) or ()
+    if not smoke_command:
+        raise smoke.fail("command", "must not be empty (it is the image's CMD)")
     common: dict[str, Any] = {
         "name": name,
         "description": top.get("description", str, ""),
         "file": file.resolve(),
         "source_dir": source_dir,
         "platforms": platforms,
-        "base_image": top.get("base_image", str, DEFAULT_BASE_IMAGE),
-        "smoke_command": smoke.strings("command", required=True),
+        "base_image": top.check(
+            "base_image", top.get("base_image", str, DEFAULT_BASE_IMAGE), inputs.image_ref
+        ),
+        "smoke_command": smoke_command,
         "smoke_expect": smoke.get("expect", str, required=True),
         "kind": kind,
-        "cross_packages": cross.strings("packages"),
+        "cross_packages": cross.packages("packages"),
         "cross_env": cross.env("env"),
         "cross_run": cross.get("run", str, ""),
         "test_command": test.strings("command") or (),
@@ -294,15 +352,19 @@ def _compile_scenario(top: _Reader, common: dict[str, Any]) -> Scenario:
     artifacts = []
     for built, path in arts.items():
         if not isinstance(path, str) or not path.startswith("/"):
-            raise top.fail(f"artifacts.{built}", "must be an absolute image path")
+            raise top.fail(f"artifacts.{_key(built)}", "must be an absolute image path")
+        top.check(f"artifacts.{_key(built)}", built, inputs.relative_path)
+        top.check(f"artifacts.{_key(built)}", path, inputs.image_path)
         artifacts.append(Artifact(built, path))
     if not artifacts:
         raise top.fail("artifacts", "must name at least one file")
     if "image" in top.data:
         raise top.fail("image", 'belongs to kind = "image" scenarios')
     touch = build.get("touch", str, "")
+    if touch:
+        build.check("touch", touch, inputs.relative_path)
     scenario = Scenario(
-        packages=toolchain.strings("packages", required=True) or (),
+        packages=toolchain.packages("packages", required=True) or (),
         build_command=build.get("command", str, required=True),
         artifacts=tuple(artifacts),
         touch=touch,
@@ -314,6 +376,8 @@ def _compile_scenario(top: _Reader, common: dict[str, Any]) -> Scenario:
     src_dir = scenario.source_dir
     if touch and not scenario.fetched and (src_dir is None or not (src_dir / touch).is_file()):
         raise build.fail("touch", f"names {touch!r}, not a file in the local source folder")
+    if touch and src_dir is not None and not scenario.fetched:
+        scenario.check_touch(src_dir)
     return scenario
 
 
@@ -327,16 +391,19 @@ def _image_scenario(top: _Reader, common: dict[str, Any]) -> Scenario:
     for path in paths:
         if not path.startswith("/"):
             raise top.fail("artifacts", f"must list absolute image paths, not {path!r}")
+        top.check("artifacts", path, inputs.image_path)
     add = image.get("add", dict, {})
     for src, dest in add.items():
         if not isinstance(dest, str) or not dest.startswith("/"):
-            raise image.fail(f"add.{src}", "must be an absolute image path")
+            raise image.fail(f"add.{_key(src)}", "must be an absolute image path")
+        image.check(f"add.{_key(src)}", src, lambda p: inputs.relative_path(p, build_args=True))
+        image.check(f"add.{_key(src)}", dest, inputs.image_path)
     return Scenario(
         packages=(),
         build_command="",
         artifacts=tuple(Artifact("", p) for p in paths),
         image=ImageSteps(
-            packages=image.strings("packages") or (),
+            packages=image.packages("packages") or (),
             run=image.get("run", str, ""),
             add=tuple(add.items()),
             env=image.env("env"),

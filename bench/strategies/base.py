@@ -9,15 +9,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from bench import inputs
 from bench.engine.resources import BuildkitMeter
-from bench.errors import CommandTimeout, classify_failure
+from bench.errors import CommandTimeout, UsageError, classify_failure
 from bench.platforms import Platform
+from bench.scenarios import sources
 from bench.scenarios.loader import Scenario
 from bench.strategies.dockerfile import (
     CC_VERSION_MARK,
     BaseStages,
+    check_dockerfile_values,
     image_finish,
     shell_json,
+    shell_words,
     toolchain_install,
 )
 from bench.tools import buildtrace, docker
@@ -106,7 +110,11 @@ class BuildxStrategy:
         raise NotImplementedError
 
     def dockerfile(self, scenario: Scenario, settings: BuildSettings) -> str:
-        """Return the whole Dockerfile for `scenario` under this strategy."""
+        """Return the whole Dockerfile for `scenario` under this strategy.
+
+        Raises UsageError when a value it would hold could end a Dockerfile line.
+        """
+        check_dockerfile_values(scenario, settings)
         bases = BaseStages.of(settings.base_image)
         if scenario.kind == "image":
             return bases.prelude + self.image_stages(scenario, settings, bases)
@@ -127,7 +135,7 @@ class BuildxStrategy:
         packages are installed and its `run` runs in the target's own image (natively,
         or emulated under qemu-user for a foreign platform)."""
         steps = scenario.image
-        run = toolchain_install(" ".join(steps.packages)) if steps.packages else "true"
+        run = toolchain_install(shell_words(steps.packages)) if steps.packages else "true"
         if steps.run:
             run += f" \\\n && {steps.run}"
         return (
@@ -140,16 +148,20 @@ class BuildxStrategy:
 
     def _context(self, scenario: Scenario, settings: BuildSettings) -> Path:
         ctx = Path(tempfile.mkdtemp(prefix=f"archbench-{self.name}-"))
-        shutil.copytree(
-            scenario.tree(), ctx / "src", ignore=shutil.ignore_patterns("build", ".git")
-        )
-        if settings.cache == "warm" and scenario.touch:
-            # A real edit, not only a new mtime: the COPY's content changes, so the build
-            # step runs, and make rebuilds only what depends on the touched file.
-            touched = ctx / "src" / scenario.touch
-            with touched.open("a") as f:
-                f.write(f"\n{scenario.touch_comment.format(nonce=settings.nonce)}\n")
-        (ctx / "Dockerfile").write_text(self.dockerfile(scenario, settings))
+        try:
+            sources.copy_tree(
+                scenario.tree(), ctx / "src", ignore=shutil.ignore_patterns("build", ".git")
+            )
+            if settings.cache == "warm" and scenario.touch:
+                # A real edit, not only a new mtime: the COPY's content changes, so the
+                # build step runs, and make rebuilds only what depends on the touched file.
+                touched = touched_file(scenario, ctx / "src")
+                with touched.open("a") as f:
+                    f.write(f"\n{scenario.touch_comment.replace('{nonce}', settings.nonce)}\n")
+            (ctx / "Dockerfile").write_text(self.dockerfile(scenario, settings))
+        except BaseException:
+            shutil.rmtree(ctx, ignore_errors=True)
+            raise
         return ctx
 
     def build_args(self, settings: BuildSettings, platforms: list[Platform]) -> dict[str, str]:
@@ -252,6 +264,25 @@ class BuildxStrategy:
             # Nothing was compiled: a fully cached rebuild is not a build.
             return BuildOutcome("no-op", done.seconds, tag, digest=result.digest, extra=extra)
         return BuildOutcome("ok", done.seconds, tag, digest=result.digest, extra=extra)
+
+
+def touched_file(scenario: Scenario, src: Path) -> Path:
+    """Return the file of the copied source folder `src` that a warm build edits.
+
+    Raises UsageError when build.touch leads out of `src` (absolute, `..` or through a
+    symlink) or names no regular file: the edit must never reach a file elsewhere.
+    """
+    try:
+        inputs.relative_path(scenario.touch)
+        touched = inputs.inside(src, scenario.touch)
+    except ValueError as exc:
+        raise UsageError(f"{scenario.file}: key build.touch {exc}") from exc
+    if (src / scenario.touch).is_symlink() or not touched.is_file():
+        raise UsageError(
+            f"{scenario.file}: key build.touch names {scenario.touch!r}, not a file of the "
+            f"source tree"
+        )
+    return touched
 
 
 def _tail(text: str, lines: int = LOG_TAIL_LINES) -> str:

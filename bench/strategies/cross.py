@@ -15,6 +15,7 @@ from bench.strategies.dockerfile import (
     BaseStages,
     build_stage,
     image_finish,
+    shell_words,
     target_triplet_case,
     toolchain_install,
 )
@@ -113,11 +114,11 @@ class Cross(BuildxStrategy):
         files are in place, the packages are not registered as installed.
         """
         steps = scenario.image
-        tools = " ".join(scenario.cross_packages or ())
+        tools = shell_words(scenario.cross_packages or ())
         install = toolchain_install(tools) if tools else "true"
         unpack = "true"
         if steps.packages:
-            resolve = RESOLVE_TARGET_PACKAGES.format(packages=" ".join(steps.packages))
+            resolve = RESOLVE_TARGET_PACKAGES.format(packages=shell_words(steps.packages))
             unpack = (
                 'dpkg --add-architecture "$DEBIAN_ARCH" && apt-get update'
                 " && dpkg-query -W -f '${Package}\\n' > /tmp/installed"

@@ -4,9 +4,12 @@ the build environment and the image's last lines."""
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from bench import inputs
+from bench.errors import UsageError
 from bench.platforms import KNOWN, Platform, base_image_for
 from bench.scenarios.loader import Scenario
 
@@ -14,6 +17,34 @@ if TYPE_CHECKING:
     from bench.strategies.base import BuildSettings
 
 CC_VERSION_MARK = "archbench-cc:"
+
+
+def check_dockerfile_values(scenario: Scenario, settings: BuildSettings) -> None:
+    """Raise UsageError when a value a Dockerfile would hold has a control character (a
+    newline would start an instruction of its own). The loader refuses them already;
+    this holds for a Scenario made any other way too."""
+    values: list[tuple[str, str]] = [
+        ("base_image", settings.base_image),
+        ("build.command", scenario.build_command),
+        ("cross.run", scenario.cross_run),
+        ("image.run", scenario.image.run),
+    ]
+    values += [(f"artifacts.{a.built}", a.built + a.path) for a in scenario.artifacts]
+    values += [("smoke.command", v) for v in scenario.smoke_command]
+    values += [("toolchain.packages", p) for p in scenario.packages]
+    values += [("cross.packages", p) for p in scenario.cross_packages or ()]
+    values += [("image.packages", p) for p in scenario.image.packages]
+    values += [(f"image.add.{s}", s + d) for s, d in scenario.image.add]
+    pairs = scenario.build_env + scenario.cross_env + scenario.image.env
+    values += [(f"env.{k}", k + v) for k, v in pairs]
+    for key, value in values:
+        if inputs.has_control(value):
+            raise UsageError(f"{scenario.file}: key {key} holds a control character: {value!r}")
+
+
+def shell_words(values: tuple[str, ...] | list[str]) -> str:
+    """Return `values` as shell words, each quoted."""
+    return " ".join(shlex.quote(v) for v in values)
 
 
 def cache_mount_id(scenario: str, strategy: str, cpu: str, size: int, target: str) -> str:
@@ -35,7 +66,8 @@ def build_stage(scenario: Scenario, settings: BuildSettings, strategy: str, cros
         scenario.name, strategy, settings.cpu or "", settings.size, "$TARGETARCH$TARGETVARIANT"
     )
     copies = " && ".join(
-        f'mkdir -p "$(dirname /out/{a.built})" && cp -a {a.built} /out/{a.built}'
+        f"mkdir -p \"$(dirname {shlex.quote('/out/' + a.built)})\""
+        f" && cp -a -- {shlex.quote(a.built)} {shlex.quote('/out/' + a.built)}"
         for a in scenario.artifacts
     )
     qemu_cpu = "ARG QEMU_CPU\n" if settings.cpu else ""

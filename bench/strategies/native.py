@@ -5,7 +5,7 @@ from __future__ import annotations
 from bench.platforms import Platform
 from bench.scenarios.loader import Scenario
 from bench.strategies.base import Availability, BuildSettings, BuildxStrategy
-from bench.strategies.dockerfile import BaseStages, build_stage, toolchain_install
+from bench.strategies.dockerfile import BaseStages, build_stage, shell_words, toolchain_install
 
 
 def emulatable_stages(
@@ -15,7 +15,7 @@ def emulatable_stages(
     on a node of that architecture, or under qemu-user for a foreign one."""
     return (
         f"FROM {bases.target} AS toolchain\n"
-        f"RUN {toolchain_install(' '.join(scenario.packages))}\n"
+        f"RUN {toolchain_install(shell_words(scenario.packages))}\n"
         "\n" + build_stage(scenario, settings, strategy, cross=False)
     )
 

@@ -27,7 +27,13 @@ from bench.strategies.base import (
     BuildxStrategy,
     compiler_version,
 )
-from bench.strategies.dockerfile import BaseStages, build_env, compiler_echo, shell_json
+from bench.strategies.dockerfile import (
+    BaseStages,
+    build_env,
+    check_dockerfile_values,
+    compiler_echo,
+    shell_json,
+)
 from bench.strategies.guest.build import run_in_guest
 from bench.strategies.guest.cpu import DEFAULT_CPU
 from bench.strategies.guest.image import GUEST_PLATFORMS, SUITE, prepare_guest
@@ -36,7 +42,11 @@ from bench.tools import docker, qemu_system
 
 def pack_dockerfile(scenario: Scenario, settings: BuildSettings) -> str:
     """Return the Dockerfile that puts the guest's artifacts (in `art/`) into the base
-    image: COPY only, no RUN, so packing never runs target code."""
+    image: COPY only, no RUN, so packing never runs target code.
+
+    Raises UsageError when a value it would hold could end a Dockerfile line.
+    """
+    check_dockerfile_values(scenario, settings)
     lines = [f"FROM {settings.base_image.replace('{suite}', SUITE)}"]
     for art in scenario.artifacts:
         lines.append(f"COPY art/{Path(art.built).name} {art.path}")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import inputs
 from bench.errors import RegistryUnavailable, UsageError
 from bench.paths import STATE_DIR
 from bench.tools import proc
@@ -32,12 +33,36 @@ MANIFEST_TYPES = ", ".join(
 
 
 def registry_address(cli_value: str | None = None) -> str:
-    """Return the registry HOST:PORT: the flag, else $ARCHBENCH_REGISTRY, else the default."""
-    value = cli_value or os.environ.get("ARCHBENCH_REGISTRY") or DEFAULT_REGISTRY
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit():
-        raise UsageError(f"bad registry {value!r}; expected HOST:PORT, e.g. {DEFAULT_REGISTRY}")
-    return value
+    """Return the registry HOST:PORT: the flag, else $ARCHBENCH_REGISTRY, else the default.
+
+    Raises UsageError unless it is HOST:PORT with a port from 1 to 65535 (no scheme,
+    path, blank or control character).
+    """
+    env = os.environ.get("ARCHBENCH_REGISTRY")
+    value = cli_value or env or DEFAULT_REGISTRY
+    try:
+        return inputs.registry(value)
+    except ValueError as exc:
+        where = " (from $ARCHBENCH_REGISTRY)" if not cli_value and env else ""
+        raise UsageError(f"{exc}{where}") from None
+
+
+def require_loopback(address: str) -> str:
+    """Return `address` when it is a valid HOST:PORT on loopback (localhost,
+    127.0.0.0/8 or ::1): the only place archbench's own plain-HTTP registry listens.
+
+    Raises UsageError otherwise.
+    """
+    try:
+        inputs.registry(address)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if not inputs.is_loopback(address):
+        raise UsageError(
+            f"registry address {address!r} is not on loopback; archbench binds "
+            "its registry to 127.0.0.0/8, ::1 or localhost only"
+        )
+    return address
 
 
 def storage_dir(address: str) -> Path:
@@ -49,7 +74,13 @@ def storage_dir(address: str) -> Path:
 
 
 def config_text(address: str, storage: Path = STORAGE_DIR) -> str:
-    """Return a distribution config listening on `address` (loopback only) over HTTP."""
+    """Return a distribution config listening on `address` (loopback only) over HTTP.
+
+    Raises UsageError for an address off loopback, or a value that could add a line.
+    """
+    require_loopback(address)
+    if inputs.has_control(str(storage)):
+        raise UsageError(f"registry storage {str(storage)!r} cannot be written into its config")
     return (
         "version: 0.1\n"
         "log:\n  level: warn\n"
@@ -57,9 +88,14 @@ def config_text(address: str, storage: Path = STORAGE_DIR) -> str:
         f"  filesystem:\n    rootdirectory: {storage}\n"
         "  delete:\n    enabled: true\n"
         "http:\n"
-        f"  addr: {address}\n"
+        f"  addr: {_yaml_scalar(address)}\n"
         "  headers:\n    X-Content-Type-Options: [nosniff]\n"
     )
+
+
+def _yaml_scalar(text: str) -> str:
+    # A bracketed IPv6 host would read as a YAML list: quote it (nothing else needs it).
+    return f'"{text}"' if text.startswith("[") else text
 
 
 def ping(address: str, timeout: float = 3) -> bool:

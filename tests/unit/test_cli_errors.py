@@ -13,7 +13,7 @@ from bench.cli import main
         (["run", "--platform", "linux/mips"], "unknown platform 'linux/mips'; valid: linux/amd64"),
         (["run", "nosuch"], "unknown scenario 'nosuch'; valid: cbench"),
         (["run", "--size", "0"], "bad --size '0'"),
-        (["run", "--reps", "0"], "bad --reps 0"),
+        (["run", "--reps", "0"], "argument --reps: expected a whole number from 1 to 1000"),
         (["run", "--registry", "nope"], "bad registry 'nope'"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         (["run", "--order", "random"], "--order: invalid choice: 'random'"),

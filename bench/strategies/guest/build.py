@@ -22,6 +22,7 @@ import psutil
 
 from bench.errors import CommandTimeout
 from bench.platforms import parse_platform
+from bench.scenarios import sources
 from bench.strategies.guest.cpu import cpu_string
 from bench.strategies.guest.image import GuestImage, tree_bytes
 from bench.strategies.guest.kvm import kvm_works
@@ -71,7 +72,7 @@ def _work_disk(
     env: Sequence[str],
 ) -> Path:
     tree = stage / "tree"
-    shutil.copytree(source_dir, tree / "src", ignore=shutil.ignore_patterns("build", ".git"))
+    sources.copy_tree(source_dir, tree / "src", ignore=shutil.ignore_patterns("build", ".git"))
     (tree / "out").mkdir()
     (tree / "build.sh").write_text(build_script(build_command, size, artifacts, env))
     image = stage / "work.img"
