@@ -354,9 +354,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     for row in rows:
         for warning in (row["stats"] or {}).get("warnings", []):
             out.print(f"warning: {row['cell']}: {warning}", markup=False)
-        if row["stats"] and row["stats"]["reps_for_5pct"]:
-            out.print(f"{row['cell']}: a 5 % difference needs about "
-                      f"{row['stats']['reps_for_5pct']} repetitions per side at this spread",
+        if row["stats"] and row["stats"]["reps_for_gate"]:
+            out.print(f"{row['cell']}: `archbench compare` (one cell, threshold 10 %, alpha "
+                      f"0.05) finds a 20 % slowdown 90 % of the time with about "
+                      f"{row['stats']['reps_for_gate']} repetitions per side at this spread",
                       markup=False)  # fmt: skip
     prov = manifest.get("provenance", {})
     out.print(

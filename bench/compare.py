@@ -115,7 +115,7 @@ def holm(pvalues: Sequence[float | None], alpha: float) -> list[bool]:
 
 
 @lru_cache(maxsize=256)
-def _u_cdf(n: int, m: int) -> tuple[float, ...]:
+def u_null_cdf(n: int, m: int) -> tuple[float, ...]:
     """Return P(U <= u) for u = 0..n*m under the null, exactly (counting arrangements)."""
     # Recurrence over (i, j): f(i, j, u) = f(i - 1, j, u - j) + f(i, j - 1, u).
     f = [[np.zeros(1) for _ in range(m + 1)] for _ in range(n + 1)]
@@ -149,7 +149,7 @@ def p_greater(new: Sequence[float], base: Sequence[float]) -> float:
         return float(mannwhitneyu(new, base, alternative="greater").pvalue)
     a, b = np.asarray(new, float), np.asarray(base, float)
     u = float((a[:, None] > b[None, :]).sum() + 0.5 * (a[:, None] == b[None, :]).sum())
-    cdf = _u_cdf(n, m)
+    cdf = u_null_cdf(n, m)
     k = math.ceil(u) - 1  # P(U >= u) = 1 - P(U <= ceil(u) - 1)
     return 1.0 if k < 0 else max(0.0, 1.0 - cdf[k])
 
@@ -165,7 +165,7 @@ def ratio_interval(
     n, m = lb.size, ln.size
     tail = (1 - confidence) / 2
     if n <= EXACT_U_LIMIT and m <= EXACT_U_LIMIT:
-        cdf = _u_cdf(n, m)
+        cdf = u_null_cdf(n, m)
         # Largest k with P(U <= k - 1) <= tail; interval [D_(k), D_(N-k+1)] (1-based).
         k = 1
         while k < len(cdf) and cdf[k] <= tail:
