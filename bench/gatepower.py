@@ -118,7 +118,7 @@ def main() -> None:
     print(f"| reps per side | A/A: any cell flagged | +20 % on one cell: found | "
           f"'possible regression' shown (+20 %) |  ({n} trials each)")  # fmt: skip
     print("| --- | --- | --- | --- |")
-    for reps in (3, 5, 7, 10):
+    for reps in (3, 5, 7, 8, 10):
         aa = unpaired(reps, trials=n, seed=10 + reps)
         hit = unpaired(reps, slowdown=1.2, trials=n, seed=20 + reps)
         print(f"| {reps} | {aa.any_slower:.1%} | {hit.first_slower:.1%} | "
