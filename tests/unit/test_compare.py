@@ -193,6 +193,28 @@ def test_a_cell_that_stops_building_fails_the_gate_with_status_and_log(tmp_path,
     assert "expected ';'" in out
 
 
+def test_a_cell_unavailable_in_new_is_breakage(tmp_path, capsys):
+    store_run(tmp_path, "base", noisy(1, 5))
+    store_run(tmp_path, "new", noisy(2, 5),
+              status_for=lambda strategy, _rep: "unavailable" if strategy == "cross" else "ok")
+    assert main(["compare", "base", "new", "--results", str(tmp_path)]) == 1
+    assert "BROKEN: cbench-s1-cross-linux-arm64: unavailable in 5 of 5" in capsys.readouterr().out
+
+
+def test_older_records_fail_on_a_combined_recipe_hash_only_when_sources_did_not_change(tmp_path):
+    for run_id, recipe, digest in (("base", "h1", "s1"), ("new", "h2", "s1"), ("src", "h3", "s2")):
+        path = store_run(tmp_path, run_id, noisy(1, 5), digest=digest)
+        for f in (path / "records").glob("*.json"):
+            data = json.loads(f.read_text())
+            data["extra"] = {"recipe_sha256": recipe}
+            f.write_text(json.dumps(data))
+    recipe = compare_runs(tmp_path / "base", tmp_path / "new")
+    assert recipe.recipe_changes and recipe.failed()
+    source = compare_runs(tmp_path / "base", tmp_path / "src")
+    assert not source.recipe_changes and not source.failed()
+    assert any("cannot tell a recipe change apart" in w for w in source.warnings)
+
+
 def test_a_base_cell_new_did_not_request_is_listed_not_failed(tmp_path, capsys):
     store_run(tmp_path, "base", noisy(1, 5))
     store_run(tmp_path, "new", noisy(2, 5), cells=CELLS[:1])
