@@ -216,7 +216,10 @@ def compare_pairs(
         recs_b = groups.get(cell_b, [])
         ok_b = {r.rep: r.wall_s for r in recs_b if r.status == "ok"}
         bad_b = [r for r in recs_b if r.status != "ok"]
-        if ok_a and bad_b:
+        bad_a = [r for r in groups[cell_a] if r.status != "ok"]
+        # As between runs: B breaks when it fails where A always built, or never builds;
+        # a failure both share (the registry went away) is not B's.
+        if ok_a and bad_b and (not ok_b or not bad_a):
             worst = bad_b[-1]
             tail = " | ".join(worst.log_tail.strip().splitlines()[-5:]) or worst.reason or "-"
             broken.append(Breakage(cell_b.key, f"{worst.status} in {len(bad_b)} of "

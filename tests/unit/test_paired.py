@@ -9,11 +9,12 @@ from scipy.stats import wilcoxon
 from bench.cli import main
 from bench.compare import SLOWER
 from bench.gatepower import paired
-from bench.paired import compare_paired_samples, paired_t, parse_pair
+from bench.paired import compare_paired_samples, compare_pairs, paired_t, parse_pair
 from bench.results import Record, RunStore
 
 
-def store_pair_run(root, run_id, factor=1.0, reps=7, seed=0, b_status="ok", order="interleaved"):
+def store_pair_run(root, run_id, factor=1.0, reps=7, seed=0, b_status="ok", order="interleaved",
+                   a_fails=()):  # fmt: skip
     rng = np.random.default_rng(seed)
     store = RunStore(root, run_id)
     store.write_manifest({"request": {"order": order}})
@@ -23,6 +24,8 @@ def store_pair_run(root, run_id, factor=1.0, reps=7, seed=0, b_status="ok", orde
             drift *= 1 + 0.01 * rng.standard_normal()
             wall = 50 * drift * (1 + 0.03 * rng.standard_normal())
             status = b_status if scenario == "new" else "ok"
+            if scenario == "old" and rep in a_fails:
+                status = "failed"
             tail = "" if status == "ok" else "error: undefined reference"
             store.add(Record("cell", run_id, scenario, 1, "cross", "linux/arm64", rep, status,
                              wall * (factor if scenario == "new" else 1.0), "",
@@ -115,3 +118,17 @@ def test_the_paired_interval_holds_its_95_percent_under_drift():
         _, low, high, _, _ = paired_t(a, b)
         hits += low <= 1.2 <= high
     assert hits / 1000 >= 0.93
+
+
+def test_a_failure_both_variants_share_is_not_breakage_of_b(tmp_path):
+    # B failed everywhere: breakage, even though A failed once too.
+    assert compare_pairs(store_pair_run(tmp_path, "all", b_status="failed", a_fails=(3,)),
+                         "scenario", "old", "new").broken  # fmt: skip
+    # Both failed at repetition 3 only (the registry went away): not B's breakage.
+    path = store_pair_run(tmp_path, "shared", a_fails=(3,))
+    for f in (path / "records").glob("*-cell-new-*-r3.json"):
+        data = json.loads(f.read_text())
+        f.write_text(json.dumps({**data, "status": "failed"}))
+    result = compare_pairs(path, "scenario", "old", "new")
+    assert not result.broken
+    assert result.pairs[0].pairs == 6
