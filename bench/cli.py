@@ -297,10 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     cp = sub.add_parser(
-        "compare", help="is NEW slower than BASE? per cell: ratio, CI, Mann-Whitney test"
+        "compare",
+        help="the regression gate: is NEW slower than BASE, or broken? (or, with --pair, "
+        "variant B against A within one run)",
     )
-    cp.add_argument("base", type=_TEXT, help="run id or run folder")
-    cp.add_argument("new", type=_TEXT, help="run id or run folder")
+    cp.add_argument("base", type=_TEXT, help="run id or run folder (with --pair: the run)")
+    cp.add_argument("new", nargs="?", type=_TEXT, help="run id or run folder (not with --pair)")
     cp.add_argument("--results", type=_path, default=DEFAULT_RESULTS)
     cp.add_argument(
         "--threshold",
@@ -312,7 +314,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--alpha",
         type=inputs.float_flag(0, 1, open_low=True, open_high=True),
         default=0.05,
-        help="significance level (0.05)",
+        help="family-wise significance level (0.05)",
+    )
+    cp.add_argument(
+        "--pair",
+        metavar="AXIS=A,B",
+        type=_TEXT,
+        help="paired compare within one run: cells with AXIS=B against the same cells with "
+        "AXIS=A, repetition by repetition (AXIS: scenario, cpu, strategy, platform, cache, size)",
+    )
+    cp.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail on 'possible regression' verdicts too (too few repetitions to tell)",
+    )
+    cp.add_argument(
+        "--allow-recipe-change",
+        action="store_true",
+        help="do not fail when the harness recipe (Dockerfile, base image, emulator) changed",
     )
     cp.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
@@ -461,9 +480,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     for row in rows:
         for warning in (row["stats"] or {}).get("warnings", []):
             out.print(f"warning: {row['cell']}: {warning}", markup=False)
-        if row["stats"] and row["stats"]["reps_for_5pct"]:
-            out.print(f"{row['cell']}: a 5 % difference needs about "
-                      f"{row['stats']['reps_for_5pct']} repetitions per side at this spread",
+        if row["stats"] and row["stats"]["reps_for_gate"]:
+            out.print(f"{row['cell']}: `archbench compare` (one cell, threshold 10 %, alpha "
+                      f"0.05) finds a 20 % slowdown 90 % of the time with about "
+                      f"{row['stats']['reps_for_gate']} repetitions per side at this spread",
                       markup=False)  # fmt: skip
     prov = manifest.get("provenance", {})
     out.print(
@@ -717,47 +737,114 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _gate_args(args: argparse.Namespace) -> float:
+    from bench.analysis import compare
+
+    try:
+        threshold = compare.parse_threshold(args.threshold)
+        compare.check_gate(threshold, args.alpha)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    return threshold
+
+
+def _fmt(x: float | None, spec: str = ".3f") -> str:
+    return "-" if x is None or x != x else format(x, spec)
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from bench.analysis import compare
 
+    threshold = _gate_args(args)
+    if args.pair:
+        if args.new:
+            raise UsageError("--pair compares within one run: give one run, not two")
+        return _compare_pairs(args, threshold)
+    if not args.new:
+        raise UsageError("compare needs BASE and NEW runs (or one run and --pair AXIS=A,B)")
     warn = _Warnings()
     base, new = _runs([args.base], args.results, warn)[0], _runs([args.new], args.results, warn)[0]
-    try:
-        threshold = compare.parse_threshold(args.threshold)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
-    if not 0 < args.alpha < 1:
-        raise UsageError(f"bad --alpha {args.alpha}; expected a value between 0 and 1")
-    result = compare.compare_runs(base, new, threshold, args.alpha)
+    result = compare.compare_runs(base, new, threshold, args.alpha, args.allow_recipe_change)
+    failed = result.failed(args.strict)
     if args.json:
-        print(json.dumps(result.as_dict(), indent=2))
+        data = result.as_dict()
+        data["failed"] = failed
+        print(json.dumps(data, indent=2))
     else:
         table = Table("cell", "n base/new", "median base s", "median new s", "ratio new/base",
-                      "95% CI (bootstrap)", "p slower", "p faster", "verdict",
+                      "interval (coverage)", "p slower", "p faster", "verdict",
                       title=escape(f"compare {result.base_run} -> {result.new_run} (threshold "
-                                   f"{threshold:.0%}, alpha {args.alpha:g})"))  # fmt: skip
+                                   f"{threshold:.0%}, alpha {args.alpha:g} family-wise)"),
+                      )  # fmt: skip
         for c in result.cells:
-            verdict = c.verdict + (" (threshold only)" if c.threshold_only else "")
             table.add_row(
-                escape(c.cell), f"{c.base_n}/{c.new_n}", f"{c.base_median_s:.3f}",
-                f"{c.new_median_s:.3f}", f"{c.ratio:.3f}", f"[{c.ci_low:.3f}, {c.ci_high:.3f}]",
-                "-" if c.p_slower is None else f"{c.p_slower:.3g}",
-                "-" if c.p_faster is None else f"{c.p_faster:.3g}", escape(verdict),
+                escape(c.cell), f"{c.base_n}/{c.new_n}", _fmt(c.base_median_s),
+                _fmt(c.new_median_s), _fmt(c.ratio),
+                f"[{_fmt(c.ci_low)}, {_fmt(c.ci_high)}] ({c.ci_coverage:.0%})",
+                _fmt(c.p_slower, ".3g"), _fmt(c.p_faster, ".3g"), escape(c.verdict),
             )  # fmt: skip
         out.print(table)
-        out.print(f"CI: {compare.CI_METHOD}; test: one-sided exact Mann-Whitney U", markup=False)
+        out.print(f"test: {compare.TEST_METHOD}; interval: {compare.CI_METHOD}", markup=False)
+        out.print(f"{len(result.cells)} cell(s) compared: a verdict needs at least "
+                  f"{result.min_reps} repetitions per side (C(2n, n) >= cells / alpha)",
+                  markup=False)  # fmt: skip
         for c in result.cells:
             for note in c.notes:
                 out.print(f"note: {c.cell}: {note}", markup=False)
+        for b in result.broken:
+            out.print(f"BROKEN: {b.cell}: {b.status}: {b.detail}", markup=False)
+        for line in result.recipe_changes:
+            allowed = " (allowed)" if args.allow_recipe_change else ""
+            out.print(f"RECIPE CHANGED{allowed}: {line}", markup=False)
+        for line in result.source_changes:
+            out.print(f"measured change: {line}", markup=False)
         for name in result.only_base:
-            out.print(f"only in base: {name}", markup=False)
+            out.print(f"only in base (not requested by new): {name}", markup=False)
         for name in result.only_new:
             out.print(f"only in new: {name}", markup=False)
     for warning in result.warnings:
         _say(f"warning: {warning}")
-    if not result.cells:
+    if not result.cells and not result.broken:
         _say("compare: no cell ran ok in both runs")
-    return EXIT_FAILED if result.regressed else EXIT_OK
+    if result.advisory and not args.strict:
+        _say("compare: possible regression: too few repetitions to tell (exit 0; --strict fails)")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _compare_pairs(args: argparse.Namespace, threshold: float) -> int:
+    from bench.analysis import paired
+
+    try:
+        axis, a, b = paired.parse_pair(args.pair)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    run = _runs([args.base], args.results, _Warnings())[0]
+    try:
+        result = paired.compare_pairs(run, axis, a, b, threshold, args.alpha)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    failed = result.failed(args.strict)
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        table = Table("A", "B", "pairs", "ratio B/A", "95% interval", "p slower", "p faster",
+                      "verdict", title=escape(f"paired compare in run {result.run_id}: {axis} "
+                      f"{b} against {a} (threshold {threshold:.0%}, alpha {args.alpha:g} "
+                      "family-wise)"))  # fmt: skip
+        for p in result.pairs:
+            table.add_row(escape(p.cell_a), escape(p.cell_b), str(p.pairs), _fmt(p.ratio),
+                          f"[{_fmt(p.ci_low)}, {_fmt(p.ci_high)}]", _fmt(p.p_slower, ".3g"),
+                          _fmt(p.p_faster, ".3g"), escape(p.verdict))  # fmt: skip
+        out.print(table)
+        out.print(f"test: {paired.TEST_METHOD}", markup=False)
+        for p in result.pairs:
+            for note in p.notes:
+                out.print(f"note: {p.cell_b}: {note}", markup=False)
+        for x in result.broken:
+            out.print(f"BROKEN: {x.cell}: {x.status}: {x.detail}", markup=False)
+    for warning in result.warnings:
+        _say(f"warning: {warning}")
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -779,31 +866,35 @@ def cmd_history(args: argparse.Namespace) -> int:
         raise UsageError(f"no stored run measured cell {missing[0]!r}")
     if args.json:
         print(json.dumps({
-            "method": "binary segmentation, two-sided exact Mann-Whitney U per split, "
-                      "Bonferroni-corrected over the splits tried",
+            "method": history.METHOD,
             "alpha": args.alpha,
             "cells": {
                 k: {"runs": [{"run_id": p.run_id, "started_at": p.started_at,
                               "commit": p.commit, "n": len(p.samples),
                               "median_s": p.median_s} for p in v],
+                    "run_noise": history.run_noise([p.median_s for p in v]),
+                    "min_step": history.minimum_step([p.median_s for p in v]),
                     "steps": [s.as_dict() for s in steps[k]]}
                 for k, v in series.items()
             },
         }, indent=2))  # fmt: skip
         return EXIT_OK
-    table = Table("cell", "runs", "first median s", "last median s", "change points",
+    table = Table("cell", "runs", "first median s", "last median s", "run noise",
+                  "min step", "change points",
                   title=escape(f"history of {len(runs)} runs under {args.results}"))  # fmt: skip
     for key, points in series.items():
+        medians = [p.median_s for p in points]
         found = "; ".join(
-            f"{s.ratio:.2f}x at {s.run_id} ({s.started_at}, {s.commit[:10] or '-'}), "
-            f"p {s.p_value:.2g}"
+            f"{s.ratio:.2f}x [{s.ci_low:.2f}, {s.ci_high:.2f}] ({s.ci_coverage:.0%}) at "
+            f"{s.run_id} ({s.started_at}, {s.commit[:10] or '-'}), "
+            f"{s.n_before}/{s.n_after} runs, p {s.p_value:.2g}"
             for s in steps[key]
         ) or "none"  # fmt: skip
         table.add_row(escape(key), str(len(points)), f"{points[0].median_s:.3f}",
-                      f"{points[-1].median_s:.3f}", escape(found))  # fmt: skip
+                      f"{points[-1].median_s:.3f}", f"{history.run_noise(medians):.1%}",
+                      f"{history.minimum_step(medians):.1%}", escape(found))  # fmt: skip
     out.print(table)
-    out.print("method: binary segmentation on the runs' repetitions, two-sided exact "
-              "Mann-Whitney U per split, Bonferroni-corrected", markup=False)  # fmt: skip
+    out.print(f"method: {history.METHOD}", markup=False)
     return EXIT_OK
 
 

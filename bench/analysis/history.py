@@ -1,16 +1,26 @@
 """Change points in the build time of each cell across stored runs.
 
-Method: binary segmentation on the pooled repetitions of consecutive runs. For a stretch
-of runs, every split between two runs is tried; the repetitions before and after the split
-are compared with a two-sided Mann-Whitney U test (exact for small samples). The split
-with the smallest p-value is a change point when that p-value, Bonferroni-corrected for
-the number of splits tried, is under `alpha` and the medians on either side differ by at
-least `min_step` (relative); the search then recurses into both sides. A run's
-repetitions stay together, so a change is always placed at a run.
+Runs are the unit: repetitions within one run share that run's machine state (load, cache,
+thermal), so they are not independent across runs, and pooling them would count a run's
+offset as many times as it has repetitions. Each run contributes its median.
+
+Method: binary segmentation on the per-run medians. For a stretch of runs, every split
+between two runs is tried; the run medians before and after the split are compared with a
+two-sided Mann-Whitney U test (exact for small samples). The split with the smallest
+p-value is a change point when that p-value, Bonferroni-corrected for the number of
+splits tried, is under `alpha` and the step (ratio of the medians of the run medians either
+side) is at least the minimum step: `min_step`, or twice the measured run-to-run noise if
+that is larger (the noise is the robust spread of successive run medians, 1.4826 * the
+median absolute difference of successive log medians / sqrt 2, which a step barely
+moves). The search then recurses into both sides. Each step is given with the exact
+distribution-free interval of its ratio (`bench.analysis.compare.ratio_interval`) and that
+interval's coverage. With Bonferroni over 19 splits (20 runs), a step needs at least 3
+runs on each side to be found.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -20,11 +30,17 @@ from typing import Any
 import pandas as pd
 from scipy.stats import mannwhitneyu
 
-from bench.engine.matrix import Cell
+from bench.analysis.compare import p_greater, ratio_interval
+from bench.engine.matrix import cell_of
 from bench.engine.results import StoredRun, as_run
 
 DEFAULT_ALPHA = 0.05
 DEFAULT_MIN_STEP = 0.05
+METHOD = (
+    "binary segmentation on per-run medians (runs are the unit), two-sided exact "
+    "Mann-Whitney U per split, Bonferroni-corrected over the splits tried; minimum step "
+    "max(5 %, twice the run-to-run noise); step interval: exact distribution-free"
+)
 EXACT_LIMIT = 60
 """Pooled sample sizes up to this use the exact Mann-Whitney distribution."""
 
@@ -49,7 +65,9 @@ class RunPoint:
 @dataclass(frozen=True)
 class Step:
     """A change point: the cell's time changes from `before_s` to `after_s` (medians of
-    the pooled repetitions either side) at run `run_id`, the first run after the change."""
+    the run medians either side) at run `run_id`, the first run after the change; `ratio`
+    with its interval [ci_low, ci_high] (coverage `ci_coverage`), `n_before`/`n_after`
+    runs, and the minimum step that applied (from the measured run-to-run noise)."""
 
     cell: str
     run_id: str
@@ -62,6 +80,10 @@ class Step:
     p_value: float
     n_before: int
     n_after: int
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    ci_coverage: float = 0.0
+    min_step: float = DEFAULT_MIN_STEP
 
     def as_dict(self) -> dict[str, Any]:
         """Return the step as a JSON-ready dict."""
@@ -86,7 +108,7 @@ def collect(run_dirs: Sequence[Path | StoredRun]) -> dict[str, list[RunPoint]]:
         for r in records:
             if r.kind != "cell" or r.warmup or r.status != "ok":
                 continue
-            key = Cell(r.scenario, r.size, r.strategy, r.platform, r.cache, r.cpu).key
+            key = cell_of(r).key
             groups.setdefault(key, []).append(r.wall_s)
             strategy[key] = r.strategy
             first_start = first_start or r.started_at
@@ -101,16 +123,41 @@ def collect(run_dirs: Sequence[Path | StoredRun]) -> dict[str, list[RunPoint]]:
     return series
 
 
-def _p_value(left: Sequence[float], right: Sequence[float]) -> float:
-    method = "exact" if len(left) + len(right) <= EXACT_LIMIT else "asymptotic"
-    return float(mannwhitneyu(left, right, alternative="two-sided", method=method).pvalue)
+def two_sided_p(left: Sequence[float], right: Sequence[float]) -> float:
+    """Return the two-sided Mann-Whitney p-value of `left` against `right`: exact (twice
+    the smaller one-sided exact p, as scipy's method='exact') up to EXACT_LIMIT values
+    in all, asymptotic beyond."""
+    if len(left) + len(right) > EXACT_LIMIT:
+        return float(mannwhitneyu(left, right, alternative="two-sided").pvalue)
+    return min(1.0, 2 * min(p_greater(left, right), p_greater(right, left)))
+
+
+def run_noise(medians: Sequence[float]) -> float:
+    """Return the run-to-run noise of a series of run medians (relative, log scale): the
+    robust spread of successive differences, 1.4826 * median |d log m| / sqrt 2; 0 with
+    fewer than 3 runs."""
+    logs = [math.log(m) for m in medians if m > 0 and math.isfinite(m)]
+    if len(logs) < 3:
+        return 0.0
+    diffs = [abs(b - a) for a, b in zip(logs, logs[1:], strict=False)]
+    return 1.4826 * statistics.median(diffs) / math.sqrt(2)
+
+
+def minimum_step(medians: Sequence[float], min_step: float = DEFAULT_MIN_STEP) -> float:
+    """Return the smallest step (relative) history reports for these run medians:
+    `min_step`, or twice the measured run-to-run noise when that is larger."""
+    return max(min_step, math.exp(2 * run_noise(medians)) - 1)
 
 
 def detect(
     points: Sequence[RunPoint], alpha: float = DEFAULT_ALPHA, min_step: float = DEFAULT_MIN_STEP
 ) -> list[Step]:
     """Return the change points of one cell's `points` (ordered runs), earliest first, by
-    binary segmentation with a Mann-Whitney test per split (see the module docstring)."""
+    binary segmentation on the per-run medians (see the module docstring)."""
+    medians = [p.median_s for p in points]
+    if not all(m > 0 and math.isfinite(m) for m in medians):
+        return []  # a time that cannot be judged is rejected where it is loaded
+    floor = minimum_step(medians, min_step)
     found: list[Step] = []
 
     def segment(lo: int, hi: int) -> None:
@@ -118,12 +165,11 @@ def detect(
             return
         best: tuple[float, int] | None = None
         for k in range(lo + 1, hi):
-            left = [x for p in points[lo:k] for x in p.samples]
-            right = [x for p in points[k:hi] for x in p.samples]
+            left, right = medians[lo:k], medians[k:hi]
             before, after = statistics.median(left), statistics.median(right)
-            if before <= 0 or abs(after / before - 1) < min_step:
+            if abs(after / before - 1) < floor:
                 continue
-            p = _p_value(left, right)
+            p = two_sided_p(left, right)
             if best is None or p < best[0]:
                 best = (p, k)
         if best is None:
@@ -132,13 +178,13 @@ def detect(
         if p_adj >= alpha:
             return
         k = best[1]
-        left = [x for p in points[lo:k] for x in p.samples]
-        right = [x for p in points[k:hi] for x in p.samples]
+        left, right = medians[lo:k], medians[k:hi]
         before, after = float(statistics.median(left)), float(statistics.median(right))
+        low, high, coverage = ratio_interval(left, right)
         at = points[k]
         found.append(
             Step(at.cell, at.run_id, at.started_at, at.commit, k, before, after,
-                 after / before, p_adj, len(left), len(right))
+                 after / before, p_adj, len(left), len(right), low, high, coverage, floor)
         )  # fmt: skip
         segment(lo, k)
         segment(k, hi)

@@ -10,6 +10,17 @@ import pandas as pd
 
 from bench.report.charts import slowdown_table
 
+PRECEDENCE = ("native", "hybrid", "cross", "qemu-user", "qemu-system")
+"""Among strategies that tie (their medians' intervals overlap), the pick follows this
+order, after faithful before approximate: the least machinery first."""
+HOST_SAME_KIND = frozenset({"native", "qemu-user", "cross"})
+"""On the host's own platform these run the same kind of build: a native compiler, no
+emulation, no cross toolchain."""
+
+
+def _rank(strategy: str) -> int:
+    return PRECEDENCE.index(strategy) if strategy in PRECEDENCE else len(PRECEDENCE)
+
 
 @dataclass(frozen=True)
 class Option:
@@ -134,11 +145,28 @@ def recommend(
         pick: Option | None = None
         alternatives: list[Option] = []
         if options:
-            # The fastest faithful option is the pick: one whose image is what building
-            # on the target gives. An approximate one (cross unpacking packages without
-            # their scripts) is picked only when nothing faithful built the platform.
+            # The fastest faithful option leads: one whose image is what building on the
+            # target gives. An approximate one (cross unpacking packages without their
+            # scripts) is picked only when nothing faithful built the platform. Options
+            # whose median intervals overlap the leader's tie with it, and among them
+            # the pick follows PRECEDENCE: a 2 % difference inside the noise is no reason
+            # to prefer emulation over a native build.
             order = sorted(options, key=lambda o: (bool(_approx(o[0])), float(o[0]["median_s"])))
-            best = float(order[0][0]["median_s"])
+            lead = order[0][0]
+            tied = [o for o in order if bool(_approx(o[0])) == bool(_approx(lead))
+                    and float(o[0]["ci_low_s"]) <= float(lead["ci_high_s"])
+                    and float(lead["ci_low_s"]) <= float(o[0]["ci_high_s"])]  # fmt: skip
+            on_host = any(str(o[0]["strategy"]) == "native" for o in options)
+            if on_host:
+                # native only runs on the host's own platform, where qemu-user and cross
+                # build natively too: they are one kind of build, and native names it.
+                tied += [o for o in order if all(o is not t for t in tied) and not _approx(o[0])
+                         and str(o[0]["strategy"]) in HOST_SAME_KIND
+                         and str(lead["strategy"]) in HOST_SAME_KIND]  # fmt: skip
+            chosen = min(tied, key=lambda o: (_rank(str(o[0]["strategy"])),
+                                              float(o[0]["median_s"])))  # fmt: skip
+            order = [chosen] + [o for o in order if o is not chosen]
+            best = float(chosen[0]["median_s"])
             built = [
                 Option(str(r["variant"]), str(r["strategy"]), float(r["median_s"]),
                        float(r["ci_low_s"]), float(r["ci_high_s"]), int(r["n"]), v,
@@ -152,11 +180,22 @@ def recommend(
                 caveats.append(
                     f"{pick.variant} has {pick.n} repetition(s): too few to trust the ranking"
                 )
-            runner_up = next((o for o in alternatives if not o.approximate), None)
-            if runner_up is not None and runner_up.ci_low_s <= pick.ci_high_s:
+            rest = [o for o in tied if o is not chosen]
+            host_kind = on_host and str(chosen[0]["strategy"]) in HOST_SAME_KIND
+            same = [str(o[0]["variant"]) for o in rest
+                    if host_kind and str(o[0]["strategy"]) in HOST_SAME_KIND]  # fmt: skip
+            others = [str(o[0]["variant"]) for o in rest if str(o[0]["variant"]) not in same]
+            if same:
                 caveats.append(
-                    f"the confidence intervals of {pick.variant} and {runner_up.variant} "
-                    "overlap: the pick is not clearly faster"
+                    f"on the host's own platform {', '.join([pick.variant, *same])} run the "
+                    f"same kind of build (a native compiler, no emulation): {pick.variant} "
+                    "is picked"
+                )
+            if others:
+                caveats.append(
+                    f"{pick.variant} ties with {', '.join(others)} (their median intervals "
+                    "overlap); the pick follows the precedence faithful before approximate, "
+                    "then " + ", ".join(PRECEDENCE)
                 )
         failed = df[
             (df["kind"] == "cell")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from bench.engine.matrix import Cell
+from bench.engine.matrix import cell_of
 from bench.engine.results import Record
 from bench.engine.stats import describe
 
@@ -16,7 +16,7 @@ def cell_rows(records: list[Record]) -> list[dict[str, Any]]:
     groups: dict[str, list[Record]] = {}
     for r in records:
         if r.kind == "cell" and not r.warmup:
-            key = Cell(r.scenario, r.size, r.strategy, r.platform, r.cache, r.cpu).key
+            key = cell_of(r).key
             groups.setdefault(key, []).append(r)
     rows = []
     for key, recs in groups.items():

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bench.engine.results import Record
 
 
 @dataclass(frozen=True, order=True)
@@ -29,6 +33,18 @@ class Cell:
     def variant(self) -> str:
         """The strategy with its CPU variant, as tags and reports name it: qemu-user-max."""
         return self.strategy + (f"-{self.cpu}" if self.cpu else "")
+
+
+AXES = tuple(f.name for f in fields(Cell))
+"""The axes of a cell key: scenario, size, strategy, platform, cache, cpu."""
+
+
+def cell_of(record: Record) -> Cell:
+    """Return the cell a record measured: the one key the runner, show, compare and
+    history group by, so that nothing the run kept apart (a size, a CPU variant, a cache
+    mode) is ever pooled."""
+    return Cell(record.scenario, record.size, record.strategy, record.platform, record.cache,
+                record.cpu)  # fmt: skip
 
 
 def split_values(values: Iterable[str]) -> list[str]:
@@ -85,11 +101,30 @@ def schedule(
     """Return (repetition, is_warmup, cell) in the order they run.
 
     Interleaved (the default) goes round-robin: every cell's first repetition, then
-    every cell's second, so slow drift of a shared machine spreads over all cells.
-    Sequential runs each cell's repetitions back to back. Warm-up repetitions come first
-    and are numbered apart from the measured ones.
+    every cell's second, so slow drift of a shared machine spreads over all cells. Cells
+    that differ only in scenario or CPU variant (the two sides of a paired compare) sit
+    next to each other, and every other round runs backwards, so each pair of variants
+    is adjacent in time and its order alternates (A B, B A, A B, ...): neither variant
+    always goes first, and a linear drift cancels over two rounds. Sequential runs each
+    cell's repetitions back to back. Warm-up repetitions come first and are numbered
+    apart from the measured ones.
     """
     plan = [(w, True) for w in range(1, warmup + 1)] + [(r, False) for r in range(1, reps + 1)]
     if order == "sequential":
         return [(rep, warm, cell) for cell in cells for rep, warm in plan]
-    return [(rep, warm, cell) for rep, warm in plan for cell in cells]
+    ordered = pair_adjacent(cells)
+    return [
+        (rep, warm, cell)
+        for rep, warm in plan
+        for cell in (ordered if rep % 2 == 1 else ordered[::-1])
+    ]
+
+
+def pair_adjacent(cells: Sequence[Cell]) -> list[Cell]:
+    """Return `cells` regrouped so that cells differing only in scenario or CPU variant
+    are adjacent, groups in first-seen order, each group in the caller's order."""
+    groups: dict[tuple[int, str, str, str], list[Cell]] = {}
+    for c in cells:
+        groups.setdefault((c.size, c.strategy, c.platform, c.cache), []).append(c)
+    return [c for group in groups.values() for c in group]
+

@@ -159,6 +159,14 @@ def recipe_digest(scenario: Scenario, cell: Cell, settings: BuildSettings) -> st
     return h.hexdigest()
 
 
+def harness_recipe_digest(scenario: Scenario, cell: Cell, settings: BuildSettings) -> str:
+    """Return a sha256 of the harness's own recipe for a cell: the generated Dockerfile
+    (base image, toolchain packages, build steps) without the project's sources, so a
+    compare can tell a recipe change (fails the gate) from a source change (measured)."""
+    dockerfile = REGISTRY[cell.strategy].dockerfile(scenario, settings)
+    return hashlib.sha256(dockerfile.encode()).hexdigest()
+
+
 class Engine:
     """The one measuring engine, used by `archbench run` and by pytest-benchmark alike.
 
@@ -562,6 +570,7 @@ def _run_cell(
     )
     extra = dict(outcome.extra)
     extra["recipe_sha256"] = recipe_digest(scenario, c, settings)
+    extra["harness_recipe_sha256"] = harness_recipe_digest(scenario, c, settings)
     if flakes:
         extra["flakes"] = len(flakes)
         extra["flake_classes"] = flakes

@@ -85,3 +85,31 @@ def test_the_report_tables_each_workloads_emulation_cost():
     table = [b for b in blocks if isinstance(b, Table)][-1]
     assert table.headers[2] == "qemu-user vs native"
     assert table.rows == (("s", "linux/arm64", "16.0x", "cross", "1.10x"),)
+
+
+def test_on_the_hosts_platform_native_is_picked_over_an_equal_qemu_user_build():
+    got = recs([
+        stats_row("native", "linux/amd64", 20.0),
+        stats_row("qemu-user", "linux/amd64", 19.6),
+        stats_row("cross", "linux/amd64", 19.9),
+    ])["linux/amd64"]  # fmt: skip
+    assert got.pick is not None and got.pick.variant == "native"
+    assert any("same kind of build" in c and "native is picked" in c for c in got.caveats)
+    assert "0.98x" not in got.sentence()
+
+
+def test_overlapping_intervals_are_a_tie_settled_by_precedence():
+    got = recs([
+        stats_row("native", "linux/amd64", 4.0),
+        stats_row("qemu-system", "linux/arm64", 60.0),
+        stats_row("qemu-user", "linux/arm64", 63.0),
+    ])["linux/arm64"]  # fmt: skip
+    assert got.pick is not None and got.pick.variant == "qemu-user"
+    assert any("ties with qemu-system" in c for c in got.caveats)
+    apart = recs([
+        stats_row("native", "linux/amd64", 4.0),
+        stats_row("qemu-system", "linux/arm64", 50.0),
+        stats_row("qemu-user", "linux/arm64", 63.0),
+    ])["linux/arm64"]  # fmt: skip
+    assert apart.pick is not None and apart.pick.variant == "qemu-system"
+    assert not any("ties" in c for c in apart.caveats)

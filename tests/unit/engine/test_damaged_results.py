@@ -172,11 +172,11 @@ def test_a_damaged_record_is_skipped_by_every_command(damage, results, tmp_path,
     assert code == 0
     assert_warned(err, damaged, why)
     compared = {c["cell"]: c for c in json.loads(out)["cells"]}
-    assert (compared["cbench cross linux/amd64"]["base_n"],
-            compared["cbench cross linux/amd64"]["new_n"]) == (3, 2)  # fmt: skip
-    assert compared["cbench qemu-user linux/arm64"]["ratio"] == pytest.approx(1.0)
+    assert (compared["cbench-s1-cross-linux-amd64"]["base_n"],
+            compared["cbench-s1-cross-linux-amd64"]["new_n"]) == (3, 2)  # fmt: skip
+    assert compared["cbench-s1-qemu-user-linux-arm64"]["ratio"] == pytest.approx(1.0)
     code, out, err = run_cli(capsys, "compare", OLD, COPY, *r)
-    assert code == 0 and "cbench cross linux/amd64" in out
+    assert code == 0 and "cbench-s1-cross-linux-amd64" in out
 
     code, out, err = run_cli(capsys, "history", *r, "--json")
     assert code == 0

@@ -35,10 +35,27 @@ def test_expand_drops_duplicate_cells():
     assert cells == [Cell("a", 1, "cross", "linux/amd64")]
 
 
-def test_schedule_is_round_robin_by_repetition():
+def test_schedule_is_round_robin_by_repetition_alternating_direction():
     a, b = Cell("s", 1, "x", "p"), Cell("s", 1, "y", "p")
-    assert schedule([a, b], 2) == [(1, False, a), (1, False, b), (2, False, a), (2, False, b)]
+    assert schedule([a, b], 3) == [
+        (1, False, a), (1, False, b), (2, False, b), (2, False, a), (3, False, a), (3, False, b)
+    ]
     assert schedule([a], 0) == []
+
+
+def test_paired_variants_are_adjacent_and_alternate_which_goes_first():
+    # Two scenario files (old, new) over two strategies: expand lists old's cells first.
+    cells = expand([("old", ["p"]), ("new", ["p"])], ["x", "y"], [1])
+    plan = [(rep, cell) for rep, _, cell in schedule(cells, 4)]
+    for rep in range(1, 5):
+        names = [(c.strategy, c.scenario) for r, c in plan if r == rep]
+        first = "old" if rep % 2 == 1 else "new"
+        second = "new" if first == "old" else "old"
+        # Each strategy's two scenarios run back to back, in alternating order.
+        pairs = [names[0:2], names[2:4]]
+        assert all(p[0][0] == p[1][0] for p in pairs)
+        assert [p[0][1] for p in pairs] == [first, first]
+        assert [p[1][1] for p in pairs] == [second, second]
 
 
 def test_cell_key_is_file_safe():
@@ -52,8 +69,8 @@ def test_schedule_interleaves_warmups_first_or_runs_sequentially():
         (1, True, b),
         (1, False, a),
         (1, False, b),
-        (2, False, a),
         (2, False, b),
+        (2, False, a),
     ]
     assert schedule([a, b], 2, order="sequential") == [
         (1, False, a),

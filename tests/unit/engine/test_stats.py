@@ -1,6 +1,7 @@
 import pytest
 
-from bench.engine.stats import describe, median_ci, reps_for_difference
+from bench.analysis.gatepower import unpaired
+from bench.engine.stats import describe, gate_power, median_ci, reps_for_difference, reps_for_gate
 
 
 def test_three_samples_give_min_max_at_75_percent():
@@ -36,3 +37,19 @@ def test_single_sample_has_no_spread():
     st = describe([5.0])
     assert st.stdev == 0 and st.ci_coverage == 0
     assert any("only 1" in w for w in st.warnings)
+
+
+def test_reps_for_gate_are_for_the_gates_own_test_at_its_threshold():
+    # The exact rank test cannot pass Holm's first step over 7 cells below 5 reps.
+    assert gate_power(4, 0.07, cells=7) == 0.0
+    n = reps_for_gate(0.07, change=0.20, threshold=0.10, cells=7, power=0.90)
+    assert n in (7, 8)
+    # The gate itself, simulated (600 seeded compares), reaches about 90 % there and
+    # clearly less two repetitions below.
+    assert unpaired(n, cells=7, cv=0.07, slowdown=1.2, trials=600, seed=7).first_slower >= 0.88
+    assert unpaired(n - 2, cells=7, cv=0.07, slowdown=1.2, trials=600, seed=8).first_slower < 0.85
+    assert reps_for_gate(0.15) > reps_for_gate(0.07)
+    assert reps_for_gate(0.07, change=0.10, threshold=0.10) is None
+    assert describe([10.0, 10.5, 9.6, 10.2, 9.9]).reps_for_gate == reps_for_gate(
+        describe([10.0, 10.5, 9.6, 10.2, 9.9]).cv
+    )
