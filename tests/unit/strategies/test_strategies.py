@@ -1,5 +1,5 @@
-import shutil
-
+from bench.engine.matrix import Cell
+from bench.host.facts import Host
 from bench.platforms import KNOWN
 from bench.scenarios.loader import resolve_scenario
 from bench.strategies import REGISTRY, get_strategy
@@ -17,20 +17,24 @@ def test_registry_is_plain_and_ordered():
     assert get_strategy("cross") is REGISTRY["cross"]
 
 
+def _probe(strategy: str, platform: str, host: Host):
+    scenario = resolve_scenario("cbench")
+    return REGISTRY[strategy].probe(scenario, Cell(scenario.name, 1, strategy, platform), host)
+
+
 def test_native_never_fakes_a_foreign_platform():
-    native = REGISTRY["native"]
-    assert native.probe(AMD64, AMD64).available
-    a = native.probe(ARM64, AMD64)
+    assert _probe("native", "linux/amd64", Host(AMD64)).available
+    a = _probe("native", "linux/arm64", Host(AMD64))
     assert not a.available and "no native linux/arm64 node" in a.reason
 
 
 def test_qemu_system_needs_its_emulator():
-    a = REGISTRY["qemu-system"].probe(ARM64, AMD64)
-    if shutil.which("qemu-system-aarch64"):
-        assert a.available
-    else:
-        assert not a.available and "qemu-system-aarch64 is not installed" in a.reason
-        assert "apt-get install qemu-system-arm" in a.fix
+    # Both branches, each on a host that has (or lacks) qemu-system-aarch64.
+    a = _probe("qemu-system", "linux/arm64", Host(AMD64, qemu_system=frozenset({"aarch64"})))
+    assert a.available
+    a = _probe("qemu-system", "linux/arm64", Host(AMD64, qemu_system=frozenset({"x86_64"})))
+    assert not a.available and "qemu-system-aarch64 is not installed" in a.reason
+    assert "apt-get install qemu-system-arm" in a.fix
 
 
 def test_cross_dockerfile_builds_on_the_build_platform():
