@@ -178,3 +178,16 @@ def test_the_platform_limit_comes_before_the_cell_limit():
     a = REGISTRY["native"].probe(scenario, cell, full_host())
     assert a.reason == "unavailable here (no native linux/arm64 node)"
     assert a.fix == "add a native node of that architecture as a buildx builder"
+
+
+def test_the_base_is_abstract_and_only_buildx_strategies_write_build_stages():
+    from bench.strategies import BuildxStrategy, Strategy
+
+    with pytest.raises(TypeError, match="abstract"):
+        Strategy()
+    assert all(isinstance(s, Strategy) for s in REGISTRY.values())
+    assert not isinstance(REGISTRY["qemu-system"], BuildxStrategy)
+    assert not hasattr(REGISTRY["qemu-system"], "build_stages")
+    assert {n for n, s in REGISTRY.items() if isinstance(s, BuildxStrategy)} == {
+        "native", "qemu-user", "cross"
+    }
