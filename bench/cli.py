@@ -531,14 +531,14 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from bench.host import doctor
+    from bench.host import doctor, facts
 
     address = registry_address(args.registry)
-    platforms = list(_platforms(args.platform)) or list(
-        resolve_scenario(DEFAULT_SCENARIO).platforms
-    )
-    rows = doctor.collect(address, platforms)
-    grid = doctor.strategy_grid(platforms)
+    scenario = resolve_scenario(DEFAULT_SCENARIO)
+    platforms = list(_platforms(args.platform)) or list(scenario.platforms)
+    host = facts.gather()
+    rows = doctor.collect(address, platforms, host)
+    grid = doctor.strategy_grid(scenario, platforms, host)
     ready = doctor.ready(rows)
     if args.json:
         print(json.dumps(doctor.as_json(rows, grid, ready), indent=2))

@@ -15,16 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.engine import stats
+from bench.engine.manifest import ManifestCell, RequestInfo, RunManifest
 from bench.engine.matrix import Cell, expand, schedule
 from bench.engine.results import Record, RunStore, now_iso
-from bench.errors import ArchbenchError
-from bench.host import provenance, services
-from bench.platforms import Platform, host_platform, parse_platform
+from bench.host import facts, provenance, services
+from bench.platforms import Platform, parse_platform
 from bench.scenarios.loader import Scenario
-from bench.strategies import REGISTRY, Availability
-from bench.strategies.base import LOG_TAIL_CHARS, BuildOutcome, BuildSettings, image_repo
-from bench.strategies.guest.cpu import CPU_MODELS
-from bench.tools import docker
+from bench.strategies import REGISTRY, probe_cells
+from bench.strategies.base import BuildOutcome, BuildSettings, image_repo, join_index
 from bench.validate.image import ValidationReport, compare_artifacts, validate_image
 
 Say = Callable[[str], None]
@@ -82,37 +80,16 @@ def strategy_tag(repo: str, variant: str, size: int, suffix: str = "") -> str:
     return f"{repo}:{'-'.join(parts)}"
 
 
-def probe_cells(
-    cells: list[Cell], host: Platform, scenarios: dict[str, Scenario]
-) -> dict[Cell, Availability]:
-    """Return each cell's availability on this host."""
-    found = {}
-    for c in cells:
-        a = REGISTRY[c.strategy].probe(parse_platform(c.platform), host)
-        if a.available and c.cache == "warm":
-            if c.strategy == "qemu-system":
-                a = Availability(
-                    False,
-                    "warm builds need a build folder kept between guest "
-                    "boots; each guest starts from its pristine image",
-                )
-            elif not scenarios[c.scenario].touch:
-                a = Availability(
-                    False, "the scenario names no build.touch file to edit for a warm build"
-                )
-        if a.available and c.strategy == "qemu-system" and scenarios[c.scenario].kind == "image":
-            a = Availability(
-                False,
-                "an image scenario installs packages into the target's image; the guest "
-                "builds files, and has no container engine to build an image in",
-            )
-        if a.available and c.cpu and c.cpu != "default":
-            model = CPU_MODELS.get(c.cpu, {}).get(parse_platform(c.platform).qemu_name)
-            emulated = c.strategy == "qemu-system" or parse_platform(c.platform) != host
-            if model is None and emulated:
-                a = Availability(False, f"CPU variant {c.cpu!r} has no model for {c.platform}")
-        found[c] = a
-    return found
+def request_cells(req: RunRequest) -> list[Cell]:
+    """Return the matrix `req` asks for, in run order (no I/O)."""
+    return expand(
+        [(s.name, [p.name for p in s.platforms]) for s in req.scenarios],
+        req.strategies,
+        req.sizes,
+        [p.name for p in req.platforms],
+        req.caches,
+        req.cpus,
+    )
 
 
 def _settings(
@@ -175,20 +152,17 @@ class Engine:
     then do the work, each storing its records as they complete; `finish` closes the run.
     """
 
-    def __init__(self, req: RunRequest, say: Say, mode: str = "cli") -> None:
+    def __init__(
+        self, req: RunRequest, say: Say, mode: str = "cli", host: facts.Host | None = None
+    ) -> None:
         self.req = req
         self.say = say
-        self.host = host_platform()
+        # What the strategies probe, read once; `host` (the platform) is what builds use.
+        self.host_facts = host or facts.gather()
+        self.host = self.host_facts.platform
         self.scenarios = {s.name: s for s in req.scenarios}
-        self.cells = expand(
-            [(s.name, [p.name for p in s.platforms]) for s in req.scenarios],
-            req.strategies,
-            req.sizes,
-            [p.name for p in req.platforms],
-            req.caches,
-            req.cpus,
-        )
-        self.availability = probe_cells(self.cells, self.host, self.scenarios)
+        self.cells = request_cells(req)
+        self.availability = probe_cells(self.cells, self.scenarios, self.host_facts)
         self.runnable = [c for c in self.cells if self.availability[c].available]
         if self.runnable:
             # Downloads first: a bad URL or checksum stops the run before any cell.
@@ -200,45 +174,45 @@ class Engine:
         self.summary = RunSummary(self.store)
         self.prov = provenance.collect(sorted({parse_platform(c.platform) for c in self.cells}))
         self.broken: dict[Cell, str] = {}
-        self.manifest: dict[str, Any] = {
-            "status": "running",
-            "started_at": now_iso(),
-            "mode": mode,
-            "request": {
-                "scenarios": [s.name for s in req.scenarios],
-                "scenario_digests": {s.name: s.digest() for s in req.scenarios},
-                "strategies": list(req.strategies),
-                "platforms": [p.name for p in req.platforms],
-                "sizes": list(req.sizes),
-                "reps": req.reps,
-                "warmup": req.warmup,
-                "order": req.order,
-                "caches": list(req.caches),
-                "cpus": list(req.cpus),
-                "retries": req.retries,
-                "registry": req.registry,
-                "base_image": req.base_image,
-                "builder": req.builder,
-                "timeout": req.timeout,
-            },
-            "cells": [
-                {
-                    "cell": c.key,
-                    "scenario": c.scenario,
-                    "size": c.size,
-                    "strategy": c.strategy,
-                    "platform": c.platform,
-                    "cache": c.cache,
-                    "cpu": c.cpu,
-                    "available": self.availability[c].available,
-                    "reason": self.availability[c].reason,
-                    "recipe_sha256": recipe_digest(self.scenarios[c.scenario], c, self.settings(c)),
-                }
+        self.manifest = RunManifest(
+            status="running",
+            started_at=now_iso(),
+            mode=mode,
+            request=RequestInfo(
+                scenarios=[s.name for s in req.scenarios],
+                scenario_digests={s.name: s.digest() for s in req.scenarios},
+                strategies=list(req.strategies),
+                platforms=[p.name for p in req.platforms],
+                sizes=list(req.sizes),
+                reps=req.reps,
+                warmup=req.warmup,
+                order=req.order,
+                caches=list(req.caches),
+                cpus=list(req.cpus),
+                retries=req.retries,
+                registry=req.registry,
+                base_image=req.base_image,
+                builder=req.builder,
+                timeout=req.timeout,
+            ),
+            cells=[
+                ManifestCell(
+                    cell=c.key,
+                    scenario=c.scenario,
+                    size=c.size,
+                    strategy=c.strategy,
+                    platform=c.platform,
+                    cache=c.cache,
+                    cpu=c.cpu,
+                    available=self.availability[c].available,
+                    reason=self.availability[c].reason,
+                    recipe_sha256=recipe_digest(self.scenarios[c.scenario], c, self.settings(c)),
+                )
                 for c in self.cells
             ],
-            "provenance": self.prov,
-        }
-        self.store.write_manifest(self.manifest)
+            provenance=self.prov,
+        )
+        self.store.write_manifest(self.manifest.to_json())
 
     def settings(self, cell: Cell, nonce: str = "") -> BuildSettings:
         """Return the build settings of `cell`."""
@@ -286,23 +260,13 @@ class Engine:
                 provenance=self.prov,
             )
         else:
-            record = _run_cell(
-                self.req,
-                cell,
-                rep,
-                warmup,
-                self.scenarios[cell.scenario],
-                self.host,
-                self.store,
-                self.prov,
-                self.say,
-            )
+            record = self._run_cell(cell, rep, warmup)
         self.keep(record)
         return record
 
     def join_and_combine(self) -> None:
         """Join each strategy's cells into its index and time the combined builds."""
-        self.manifest["artifact_comparison"] = self._join_and_combine(self.runnable)
+        self.manifest.artifact_comparison = self._join_and_combine(self.runnable)
 
     def _provision_cells(self, runnable: list[Cell]) -> dict[Cell, str]:
         """Provision each (scenario, strategy, platform): its toolchain stage (or guest image)
@@ -391,16 +355,11 @@ class Engine:
             suffix = "" if cache == "cold" else cache
             target = strategy_tag(repo, first.variant, size, suffix)
             if ok:
-                record, report = _join(
+                record, report = self._join(
                     first,
                     target,
                     [last[p.name].tag for p in ok],
                     [parse_platform(c.platform) for c in group],
-                    scenario,
-                    self.store,
-                    self.prov,
-                    self.say,
-                    self.host,
                 )
                 self.keep(record)
                 if report is not None and cache == "cold":
@@ -440,10 +399,142 @@ class Engine:
 
     def finish(self, status: str | None = None) -> None:
         """Write the manifest's statistics and final status (ok, failed or `status`)."""
-        self.manifest["statistics"] = cell_statistics(self.summary.records)
-        final = status or ("failed" if self.summary.failed else "ok")
-        self.manifest.update(status=final, finished_at=now_iso())
-        self.store.write_manifest(self.manifest)
+        self.manifest.statistics = cell_statistics(self.summary.records)
+        self.manifest.status = status or ("failed" if self.summary.failed else "ok")
+        self.manifest.finished_at = now_iso()
+        self.store.write_manifest(self.manifest.to_json())
+
+    def _run_cell(self, c: Cell, rep: int, warmup: bool) -> Record:
+        """Build one cell once (again, for a flaky failure class, up to --retries times),
+        push it, validate it; return its record."""
+        scenario = self.scenarios[c.scenario]
+        strategy = REGISTRY[c.strategy]
+        platform = parse_platform(c.platform)
+        # The edit names the cell: BuildKit leaves cache mounts out of a step's cache key, so
+        # two cells whose Dockerfiles differ only in their mount (native and qemu-user on the
+        # host's platform) would otherwise share one cached warm build.
+        nonce = f"{c.key}-{self.store.run_id}-{'w' if warmup else 'r'}{rep}"
+        settings = self.settings(c, nonce=nonce)
+        tag = cell_tag(image_repo(settings, scenario), c, platform)
+        log = self.store.log_path(f"{c.key}-{'w' if warmup else 'r'}{rep}")
+        flakes: list[str] = []
+        while True:
+            started = now_iso()
+            outcome = strategy.build(scenario, [platform], settings, tag, log)
+            if outcome.failure_class in RETRYABLE and len(flakes) < self.req.retries:
+                flakes.append(outcome.failure_class)
+                self.say(
+                    f"    {outcome.failure_class}: retrying ({len(flakes)}/{self.req.retries})"
+                )
+                continue
+            break
+        status = outcome.status
+        validation: dict[str, Any] = {}
+        note = ""
+        if status in ("ok", "no-op"):
+            ref = f"{tag.rsplit(':', 1)[0]}@{outcome.digest}" if outcome.digest else tag
+            report = validate_image(
+                ref,
+                [platform],
+                host=self.host,
+                artifacts=[a.path for a in scenario.artifacts],
+                expect_output=scenario.smoke_expect,
+                test_command=scenario.test_command,
+                test_expect=scenario.test_expect,
+            )
+            validation = report.as_dict()
+            if report.passed:
+                note = next((x.detail for x in report.checks if x.name == "smoke"), "")
+            else:
+                # An image that fails validation is a failed cell, whatever its time.
+                status = "failed"
+                note = "; ".join(f"{x.name}: {x.detail}" for x in report.failures())
+        failure = outcome.failure_class or ("validation" if status == "failed" else "")
+        self.say(
+            f"    {status} in {outcome.wall_s:.1f} s"
+            + (f" ({failure})" if failure else "")
+            + (f": {note}" if note else "")
+        )
+        extra = dict(outcome.extra)
+        extra["recipe_sha256"] = recipe_digest(scenario, c, settings)
+        extra["harness_recipe_sha256"] = harness_recipe_digest(scenario, c, settings)
+        if flakes:
+            extra["flakes"] = len(flakes)
+            extra["flake_classes"] = flakes
+        return _record(
+            c,
+            self.store.run_id,
+            rep,
+            status,
+            outcome.wall_s,
+            started_at=started,
+            tag=tag,
+            digest=outcome.digest,
+            failure_class=failure,
+            log_tail=outcome.log_tail,
+            log_file=str(log),
+            validation=validation,
+            extra=extra,
+            provenance=self.prov,
+            warmup=warmup,
+        )
+
+    def _join(
+        self, cell: Cell, target: str, sources: list[str], expected: list[Platform]
+    ) -> tuple[Record, ValidationReport | None]:
+        """Join per-cell tags into the index `target` (timed), then validate the index
+        against every requested and available platform, without smoke runs (each cell's
+        image was already run by digest). Returns the record and the validation report."""
+        scenario = self.scenarios[cell.scenario]
+        self.say(f"  joining {cell.variant} into {target}")
+        started = now_iso()
+        joined = join_index(target, sources)
+        if joined.status != "ok":
+            failed = _record(
+                cell,
+                self.store.run_id,
+                1,
+                "failed",
+                joined.wall_s,
+                kind="merge",
+                platform="",
+                started_at=started,
+                tag=target,
+                failure_class=joined.failure_class,
+                log_tail=joined.log_tail,
+                provenance=self.prov,
+            )
+            return failed, None
+        wall = joined.wall_s
+        report = validate_image(
+            target,
+            expected,
+            host=self.host,
+            artifacts=[a.path for a in scenario.artifacts],
+            smoke=False,
+        )
+        problems = "; ".join(f"{c.name} {c.platform}: {c.detail}" for c in report.failures())
+        self.say(
+            f"    {'ok' if report.passed else 'failed'} in {wall:.1f} s"
+            + (f": {problems}" if problems else f": {', '.join(sorted(report.platform_digests))}")
+        )
+        record = _record(
+            cell,
+            self.store.run_id,
+            1,
+            "ok" if report.passed else "failed",
+            wall,
+            kind="merge",
+            platform="",
+            started_at=started,
+            tag=target,
+            digest=report.index_digest,
+            platform_digests=report.platform_digests,
+            failure_class="" if report.passed else "validation",
+            validation=report.as_dict(),
+            provenance=self.prov,
+        )
+        return record, report
 
 
 def execute(req: RunRequest, say: Say) -> RunSummary:
@@ -479,7 +570,7 @@ def execute(req: RunRequest, say: Say) -> RunSummary:
         engine.finish("interrupted")
         raise
     engine.finish()
-    for key, st in engine.manifest["statistics"].items():
+    for key, st in (engine.manifest.statistics or {}).items():
         for warning in st["warnings"]:
             say(f"  warning: {key}: {warning}")
     return engine.summary
@@ -508,149 +599,3 @@ def cell_statistics(records: list[Record]) -> dict[str, dict[str, Any]]:
             c = Cell(r.scenario, r.size, r.strategy, r.platform, r.cache, r.cpu)
             samples.setdefault(c.key, []).append(r.wall_s)
     return {key: stats.describe(xs).as_dict() for key, xs in samples.items()}
-
-
-def _run_cell(
-    req: RunRequest,
-    c: Cell,
-    rep: int,
-    warmup: bool,
-    scenario: Scenario,
-    host: Platform,
-    store: RunStore,
-    prov: dict[str, Any],
-    say: Say,
-) -> Record:
-    """Build one cell once (again, for a flaky failure class, up to --retries times),
-    push it, validate it; return its record."""
-    strategy = REGISTRY[c.strategy]
-    platform = parse_platform(c.platform)
-    # The edit names the cell: BuildKit leaves cache mounts out of a step's cache key, so
-    # two cells whose Dockerfiles differ only in their mount (native and qemu-user on the
-    # host's platform) would otherwise share one cached warm build.
-    nonce = f"{c.key}-{store.run_id}-{'w' if warmup else 'r'}{rep}"
-    settings = _settings(req, scenario, c, host, nonce=nonce)
-    tag = cell_tag(image_repo(settings, scenario), c, platform)
-    log = store.log_path(f"{c.key}-{'w' if warmup else 'r'}{rep}")
-    flakes: list[str] = []
-    while True:
-        started = now_iso()
-        outcome = strategy.build(scenario, [platform], settings, tag, log)
-        if outcome.failure_class in RETRYABLE and len(flakes) < req.retries:
-            flakes.append(outcome.failure_class)
-            say(f"    {outcome.failure_class}: retrying ({len(flakes)}/{req.retries})")
-            continue
-        break
-    status = outcome.status
-    validation: dict[str, Any] = {}
-    note = ""
-    if status in ("ok", "no-op"):
-        ref = f"{tag.rsplit(':', 1)[0]}@{outcome.digest}" if outcome.digest else tag
-        report = validate_image(
-            ref,
-            [platform],
-            host=host,
-            artifacts=[a.path for a in scenario.artifacts],
-            expect_output=scenario.smoke_expect,
-            test_command=scenario.test_command,
-            test_expect=scenario.test_expect,
-        )
-        validation = report.as_dict()
-        if report.passed:
-            note = next((x.detail for x in report.checks if x.name == "smoke"), "")
-        else:
-            # An image that fails validation is a failed cell, whatever its time.
-            status = "failed"
-            note = "; ".join(f"{x.name}: {x.detail}" for x in report.failures())
-    failure = outcome.failure_class or ("validation" if status == "failed" else "")
-    say(
-        f"    {status} in {outcome.wall_s:.1f} s"
-        + (f" ({failure})" if failure else "")
-        + (f": {note}" if note else "")
-    )
-    extra = dict(outcome.extra)
-    extra["recipe_sha256"] = recipe_digest(scenario, c, settings)
-    extra["harness_recipe_sha256"] = harness_recipe_digest(scenario, c, settings)
-    if flakes:
-        extra["flakes"] = len(flakes)
-        extra["flake_classes"] = flakes
-    return _record(
-        c,
-        store.run_id,
-        rep,
-        status,
-        outcome.wall_s,
-        started_at=started,
-        tag=tag,
-        digest=outcome.digest,
-        failure_class=failure,
-        log_tail=outcome.log_tail,
-        log_file=str(log),
-        validation=validation,
-        extra=extra,
-        provenance=prov,
-        warmup=warmup,
-    )
-
-
-def _join(
-    cell: Cell,
-    target: str,
-    sources: list[str],
-    expected: list[Platform],
-    scenario: Scenario,
-    store: RunStore,
-    prov: dict[str, Any],
-    say: Say,
-    host: Platform,
-) -> tuple[Record, ValidationReport | None]:
-    """Join per-cell tags into the index `target` (timed), then validate the index
-    against every requested and available platform, without smoke runs (each cell's
-    image was already run by digest). Returns the record and the validation report."""
-    say(f"  joining {cell.variant} into {target}")
-    started = now_iso()
-    t0 = time.monotonic()
-    try:
-        docker.imagetools_create(target, sources)
-    except ArchbenchError as exc:
-        failed = _record(
-            cell,
-            store.run_id,
-            1,
-            "failed",
-            time.monotonic() - t0,
-            kind="merge",
-            platform="",
-            started_at=started,
-            tag=target,
-            failure_class="merge",
-            log_tail=str(exc)[-LOG_TAIL_CHARS:],
-            provenance=prov,
-        )
-        return failed, None
-    wall = time.monotonic() - t0
-    report = validate_image(
-        target, expected, host=host, artifacts=[a.path for a in scenario.artifacts], smoke=False
-    )
-    problems = "; ".join(f"{c.name} {c.platform}: {c.detail}" for c in report.failures())
-    say(
-        f"    {'ok' if report.passed else 'failed'} in {wall:.1f} s"
-        + (f": {problems}" if problems else f": {', '.join(sorted(report.platform_digests))}")
-    )
-    record = _record(
-        cell,
-        store.run_id,
-        1,
-        "ok" if report.passed else "failed",
-        wall,
-        kind="merge",
-        platform="",
-        started_at=started,
-        tag=target,
-        digest=report.index_digest,
-        platform_digests=report.platform_digests,
-        failure_class="" if report.passed else "validation",
-        validation=report.as_dict(),
-        provenance=prov,
-    )
-    return record, report

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from bench.engine.matrix import expand
 from bench.errors import ArchbenchError
 from bench.host import services
 from bench.host import setup as provision
-from bench.platforms import KNOWN, Platform, host_platform
-from bench.strategies import REGISTRY
+from bench.host.facts import Host
+from bench.platforms import KNOWN, Platform
+from bench.scenarios.loader import Scenario
+from bench.strategies import REGISTRY, probe_cells
 from bench.tools import apt, docker, mmdebstrap, qemu, registry
 from bench.validate.image import image_platforms
 
@@ -65,15 +67,15 @@ def _engine_rows(say: Any) -> list[Capability]:
     return rows
 
 
-def collect(address: str, platforms: list[Platform]) -> list[Capability]:
-    """Return every capability row for this host."""
+def collect(address: str, platforms: list[Platform], facts: Host) -> list[Capability]:
+    """Return every capability row for this host (`facts`: what it was found to have)."""
     say = lambda _m: None  # noqa: E731
     rows = _engine_rows(say)
-    host = host_platform()
+    host = facts.platform
     for p in KNOWN.values():
         if p == host:
             continue
-        entry = qemu.read_binfmt(p.qemu_name)
+        entry = facts.binfmt_entry(p.qemu_name)
         if entry is None:
             rows.append(
                 Capability(
@@ -115,7 +117,7 @@ def collect(address: str, platforms: list[Platform]) -> list[Capability]:
                 "apt-get install qemu-system-arm qemu-system-x86",
             )
         )
-    kvm = os.path.exists("/dev/kvm") and os.access("/dev/kvm", os.R_OK | os.W_OK)
+    kvm = facts.kvm
     rows.append(
         Capability(
             "/dev/kvm",
@@ -167,23 +169,26 @@ def collect(address: str, platforms: list[Platform]) -> list[Capability]:
     return rows
 
 
-def strategy_grid(platforms: list[Platform]) -> list[dict[str, Any]]:
-    """Return one row per strategy and platform: available, or why not and the fix."""
-    host = host_platform()
-    grid = []
-    for name, strategy in REGISTRY.items():
-        for p in platforms:
-            a = strategy.probe(p, host)
-            grid.append(
-                {
-                    "strategy": name,
-                    "platform": p.name,
-                    "available": a.available,
-                    "reason": a.reason,
-                    "fix": a.fix,
-                }
-            )
-    return grid
+def strategy_grid(
+    scenario: Scenario, platforms: list[Platform], host: Host
+) -> list[dict[str, Any]]:
+    """Return one row per strategy and platform: available, or why not and the fix.
+
+    The cells are those `run` expands for `scenario` (size 1, cold, default CPU), and
+    each is judged by the same `probe_cells` the run asks, so the two agree.
+    """
+    cells = expand([(scenario.name, [p.name for p in platforms])], list(REGISTRY), [1])
+    found = probe_cells(cells, {scenario.name: scenario}, host)
+    return [
+        {
+            "strategy": c.strategy,
+            "platform": c.platform,
+            "available": a.available,
+            "reason": a.reason,
+            "fix": a.fix,
+        }
+        for c, a in found.items()
+    ]
 
 
 def as_json(rows: list[Capability], grid: list[dict[str, Any]], ready: bool) -> dict[str, Any]:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
+from bench.engine.matrix import Cell
 from bench.errors import UsageError
-from bench.strategies.base import Availability, BuildxStrategy
+from bench.host.facts import Host
+from bench.scenarios.loader import Scenario
+from bench.strategies.base import Availability, BuildxStrategy, Strategy
 from bench.strategies.cross import Cross
 from bench.strategies.native import Native
 from bench.strategies.qemu_system import QemuSystem
 from bench.strategies.qemu_user import QemuUser
-
-Strategy = BuildxStrategy | QemuSystem
 
 REGISTRY: dict[str, Strategy] = {
     "native": Native(),
@@ -27,4 +30,22 @@ def get_strategy(name: str) -> Strategy:
         raise UsageError(f"unknown strategy {name!r}; valid: {', '.join(REGISTRY)}") from None
 
 
-__all__ = ["REGISTRY", "Availability", "BuildxStrategy", "Strategy", "get_strategy"]
+def probe_cells(
+    cells: Sequence[Cell], scenarios: Mapping[str, Scenario], host: Host
+) -> dict[Cell, Availability]:
+    """Return each cell's availability on `host`, as its strategy's `probe` judges it.
+
+    `run` and `doctor` both ask through here. Raises KeyError for a cell whose strategy
+    or scenario is not known.
+    """
+    return {c: REGISTRY[c.strategy].probe(scenarios[c.scenario], c, host) for c in cells}
+
+
+__all__ = [
+    "REGISTRY",
+    "Availability",
+    "BuildxStrategy",
+    "Strategy",
+    "get_strategy",
+    "probe_cells",
+]

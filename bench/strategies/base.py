@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import abc
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from bench import inputs
+from bench.engine.matrix import Cell
 from bench.engine.resources import BuildkitMeter
-from bench.errors import CommandTimeout, UsageError, classify_failure
-from bench.platforms import Platform
+from bench.errors import ArchbenchError, CommandTimeout, UsageError, classify_failure
+from bench.host.facts import Host
+from bench.platforms import Platform, parse_platform
 from bench.scenarios import sources
 from bench.scenarios.loader import Scenario
 from bench.strategies.dockerfile import (
@@ -24,6 +28,7 @@ from bench.strategies.dockerfile import (
     shell_words,
     toolchain_install,
 )
+from bench.strategies.guest.cpu import CPU_MODELS
 from bench.tools import buildtrace, docker
 
 Status = Literal["ok", "failed", "unavailable", "timeout", "no-op"]
@@ -86,19 +91,47 @@ def image_repo(settings: BuildSettings, scenario: Scenario) -> str:
     return f"{settings.registry}/archbench/{scenario.name}"
 
 
-class BuildxStrategy:
-    """A strategy whose build is one `docker buildx build` of a generated Dockerfile.
+class Strategy(abc.ABC):
+    """One way of building a multi-platform image, as the runner and `doctor` see it.
 
-    Subclasses say which platforms they serve (`probe`) and write the Dockerfile's
-    toolchain and build stages (`dockerfile`); the final stage is shared: the target's
-    base image with the artifacts copied in, no RUN, and the smoke program as CMD.
+    `probe` says whether a cell can run here; `dockerfile` is the recipe a result's
+    digest covers; `provision` prepares what builds reuse (timed apart); `build` times
+    one build and pushes its image.
     """
 
     name = ""
     description = ""
 
-    def probe(self, platform: Platform, host: Platform) -> Availability:
-        raise NotImplementedError
+    def probe(self, scenario: Scenario, cell: Cell, host: Host) -> Availability:
+        """Return whether `cell` of `scenario` can run on `host`, and if not why and what
+        fixes it. The one question `run` and `doctor` both ask: first the platform
+        (`probe_platform`), then what the cell asks beyond it (`cell_limit`)."""
+        platform = parse_platform(cell.platform)
+        found = self.probe_platform(platform, host)
+        if not found.available:
+            return found
+        limit = self.cell_limit(scenario, cell)
+        if not limit and cell.cpu and cell.cpu != "default":
+            model = CPU_MODELS.get(cell.cpu, {}).get(platform.qemu_name)
+            if model is None and self.emulates(platform, host):
+                limit = f"CPU variant {cell.cpu!r} has no model for {cell.platform}"
+        return Availability(False, limit) if limit else found
+
+    @abc.abstractmethod
+    def probe_platform(self, platform: Platform, host: Host) -> Availability:
+        """Return whether this strategy can build for `platform` on `host` at all."""
+
+    def cell_limit(self, scenario: Scenario, cell: Cell) -> str:
+        """Return why this strategy cannot run `cell` of `scenario` although it serves
+        its platform, or '' when nothing stands in the way."""
+        if cell.cache == "warm" and not scenario.touch:
+            return "the scenario names no build.touch file to edit for a warm build"
+        return ""
+
+    def emulates(self, platform: Platform, host: Host) -> bool:
+        """Return whether building for `platform` here runs an emulated CPU (so a CPU
+        variant must name a model for it)."""
+        return platform != host.platform
 
     def approximation(self, scenario: Scenario) -> str:
         """Return how this strategy's image of `scenario` differs from one built on the
@@ -106,8 +139,44 @@ class BuildxStrategy:
         speed against fidelity."""
         return ""
 
+    @abc.abstractmethod
+    def dockerfile(self, scenario: Scenario, settings: BuildSettings) -> str:
+        """Return the Dockerfile this strategy builds `scenario` with.
+
+        Raises UsageError when a value it would hold could end a Dockerfile line.
+        """
+
+    @abc.abstractmethod
+    def provision(
+        self, scenario: Scenario, platforms: list[Platform], settings: BuildSettings, log_path: Path
+    ) -> BuildOutcome:
+        """Prepare what builds of `platforms` reuse; return the timed outcome."""
+
+    @abc.abstractmethod
+    def build(
+        self,
+        scenario: Scenario,
+        platforms: list[Platform],
+        settings: BuildSettings,
+        tag: str,
+        log_path: Path,
+        on_line: Callable[[str], None] | None = None,
+    ) -> BuildOutcome:
+        """Build `scenario` for `platforms` and push it as `tag`; return the outcome."""
+
+
+class BuildxStrategy(Strategy):
+    """A strategy whose build is one `docker buildx build` of a generated Dockerfile.
+
+    Subclasses say which platforms they serve (`probe_platform`) and write the
+    Dockerfile's toolchain and build stages (`build_stages`); the final stage is shared:
+    the target's base image with the artifacts copied in, no RUN, and the smoke program
+    as CMD.
+    """
+
+    @abc.abstractmethod
     def build_stages(self, scenario: Scenario, settings: BuildSettings, bases: BaseStages) -> str:
-        raise NotImplementedError
+        """Return the Dockerfile's toolchain and build stages of a compile scenario."""
 
     def dockerfile(self, scenario: Scenario, settings: BuildSettings) -> str:
         """Return the whole Dockerfile for `scenario` under this strategy.
@@ -283,6 +352,26 @@ def touched_file(scenario: Scenario, src: Path) -> Path:
             f"source tree"
         )
     return touched
+
+
+def join_index(target: str, sources: list[str]) -> BuildOutcome:
+    """Join the pushed images `sources` into the index `target` with `imagetools create`.
+
+    Returns the timed outcome: ok (no digest: the caller reads or validates the index),
+    or failed with failure class `merge` and the error's tail.
+    """
+    t0 = time.monotonic()
+    try:
+        docker.imagetools_create(target, sources)
+    except ArchbenchError as exc:
+        return BuildOutcome(
+            "failed",
+            time.monotonic() - t0,
+            target,
+            failure_class="merge",
+            log_tail=str(exc)[-LOG_TAIL_CHARS:],
+        )
+    return BuildOutcome("ok", time.monotonic() - t0, target)
 
 
 def _tail(text: str, lines: int = LOG_TAIL_LINES) -> str:

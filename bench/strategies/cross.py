@@ -8,6 +8,7 @@ target's packages are downloaded and unpacked on the build platform (`apt-get do
 
 from __future__ import annotations
 
+from bench.host.facts import Host
 from bench.platforms import KNOWN, Platform
 from bench.scenarios.loader import Scenario
 from bench.strategies.base import Availability, BuildSettings, BuildxStrategy
@@ -75,7 +76,7 @@ class Cross(BuildxStrategy):
     name = "cross"
     description = "a build-platform cross compiler emits target code"
 
-    def probe(self, platform: Platform, host: Platform) -> Availability:
+    def probe_platform(self, platform: Platform, host: Host) -> Availability:
         if platform.name in KNOWN:
             return Availability(True, f"{platform.gnu_triplet}-gcc from Debian's archive")
         return Availability(False, f"no cross compiler known for {platform.name}")

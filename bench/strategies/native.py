@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bench.host.facts import Host
 from bench.platforms import Platform
 from bench.scenarios.loader import Scenario
 from bench.strategies.base import Availability, BuildSettings, BuildxStrategy
@@ -26,8 +27,8 @@ class Native(BuildxStrategy):
     name = "native"
     description = "on hardware of the target architecture (the host's own platform)"
 
-    def probe(self, platform: Platform, host: Platform) -> Availability:
-        if platform == host:
+    def probe_platform(self, platform: Platform, host: Host) -> Availability:
+        if platform == host.platform:
             return Availability(True)
         return Availability(
             False,

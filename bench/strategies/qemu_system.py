@@ -11,11 +11,14 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from bench.engine import resources
+from bench.engine.matrix import Cell
 from bench.errors import ArchbenchError, CommandTimeout
+from bench.host.facts import Host
 from bench.platforms import Platform
 from bench.scenarios.loader import Scenario
 from bench.strategies.base import (
@@ -24,11 +27,11 @@ from bench.strategies.base import (
     Availability,
     BuildOutcome,
     BuildSettings,
-    BuildxStrategy,
+    Strategy,
     compiler_version,
+    join_index,
 )
 from bench.strategies.dockerfile import (
-    BaseStages,
     build_env,
     check_dockerfile_values,
     compiler_echo,
@@ -54,21 +57,21 @@ def pack_dockerfile(scenario: Scenario, settings: BuildSettings) -> str:
     return "\n".join(lines) + "\n"
 
 
-class QemuSystem(BuildxStrategy):
+class QemuSystem(Strategy):
     """Builds in a full-system guest of the target architecture (KVM when it works for
     the host's own architecture, else TCG), then packs the artifacts with buildx."""
 
     name = "qemu-system"
     description = "a whole guest OS for the target architecture under qemu-system"
 
-    def probe(self, platform: Platform, host: Platform) -> Availability:
+    def probe_platform(self, platform: Platform, host: Host) -> Availability:
         if platform.name not in GUEST_PLATFORMS:
             return Availability(
                 False,
                 f"no guest recipe for {platform.name} (guests: {', '.join(GUEST_PLATFORMS)})",
                 "",
             )
-        if not qemu_system.installed(platform.qemu_name):
+        if platform.qemu_name not in host.qemu_system:
             return Availability(
                 False,
                 f"{qemu_system.binary(platform.qemu_name)} is not installed",
@@ -76,8 +79,23 @@ class QemuSystem(BuildxStrategy):
             )
         return Availability(True)
 
-    def build_stages(self, scenario: Scenario, settings: BuildSettings, bases: BaseStages) -> str:
-        raise NotImplementedError("qemu-system builds in a guest, not in a build stage")
+    def cell_limit(self, scenario: Scenario, cell: Cell) -> str:
+        """Return why a guest cannot run `cell`: warm builds and image scenarios."""
+        if cell.cache == "warm":
+            return (
+                "warm builds need a build folder kept between guest "
+                "boots; each guest starts from its pristine image"
+            )
+        if scenario.kind == "image":
+            return (
+                "an image scenario installs packages into the target's image; the guest "
+                "builds files, and has no container engine to build an image in"
+            )
+        return ""
+
+    def emulates(self, platform: Platform, host: Host) -> bool:
+        """A guest always runs on an emulated CPU model, even under KVM."""
+        return True
 
     def dockerfile(self, scenario: Scenario, settings: BuildSettings) -> str:
         """Return the packing Dockerfile (the build itself happens in the guest)."""
@@ -142,18 +160,10 @@ class QemuSystem(BuildxStrategy):
                 )
         repo = tag.rsplit(":", 1)[0]
         sources = [f"{repo}@{o.digest}" if o.digest else o.tag for o in outcomes]
-        t0 = time.monotonic()
-        try:
-            docker.imagetools_create(tag, sources)
-        except ArchbenchError as exc:
-            return BuildOutcome(
-                "failed",
-                sum(o.wall_s for o in outcomes) + time.monotonic() - t0,
-                tag,
-                failure_class="merge",
-                log_tail=str(exc)[-LOG_TAIL_CHARS:],
-            )
-        join_s = time.monotonic() - t0
+        joined = join_index(tag, sources)
+        if joined.status != "ok":
+            return replace(joined, wall_s=sum(o.wall_s for o in outcomes) + joined.wall_s)
+        join_s = joined.wall_s
         digest = docker.imagetools_digest(tag)
         extra: dict[str, Any] = {
             "join_s": join_s,

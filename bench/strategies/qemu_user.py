@@ -3,13 +3,13 @@ user-mode emulator that the kernel calls through binfmt_misc."""
 
 from __future__ import annotations
 
+from bench.host.facts import Host
 from bench.platforms import Platform
 from bench.scenarios.loader import Scenario
 from bench.strategies.base import Availability, BuildSettings, BuildxStrategy
 from bench.strategies.dockerfile import BaseStages
 from bench.strategies.guest.cpu import CPU_MODELS
 from bench.strategies.native import emulatable_stages
-from bench.tools import qemu
 
 
 class QemuUser(BuildxStrategy):
@@ -18,10 +18,10 @@ class QemuUser(BuildxStrategy):
     name = "qemu-user"
     description = "foreign binaries run by qemu-user through binfmt_misc"
 
-    def probe(self, platform: Platform, host: Platform) -> Availability:
-        if platform == host:
+    def probe_platform(self, platform: Platform, host: Host) -> Availability:
+        if platform == host.platform:
             return Availability(True, "host platform: runs without emulation")
-        entry = qemu.read_binfmt(platform.qemu_name)
+        entry = host.binfmt_entry(platform.qemu_name)
         fix = "archbench setup"
         if entry is None:
             return Availability(False, f"no binfmt_misc handler qemu-{platform.qemu_name}", fix)

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from bench.errors import GuestError
+from bench.host.facts import Host
 from bench.platforms import KNOWN
 from bench.scenarios.loader import resolve_scenario
 from bench.strategies import REGISTRY
@@ -237,7 +238,8 @@ def _read_newc(data: bytes) -> dict[str, tuple[int, bytes, tuple[int, int]]]:
 
 def test_qemu_system_strategy_serves_amd64_and_arm64_only():
     strategy = REGISTRY["qemu-system"]
-    riscv = strategy.probe(KNOWN["linux/riscv64"], AMD64)
+    host = Host(AMD64, qemu_system=frozenset({"aarch64", "x86_64", "riscv64"}))
+    riscv = strategy.probe_platform(KNOWN["linux/riscv64"], host)
     assert not riscv.available and "no guest recipe for linux/riscv64" in riscv.reason
 
 
