@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.report.charts import slowdown_table
+from bench.report.frame import slowdown_table
 
 
 @dataclass(frozen=True)
