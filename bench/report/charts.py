@@ -18,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
@@ -128,6 +129,16 @@ def _subtitle(stats: pd.DataFrame) -> str:
     return f"{scen}, size {sizes}"
 
 
+def _log_scale(ax: Axes, which: str = "y") -> None:
+    """Make the `which` axis of `ax` logarithmic with plain-number tick labels: the default
+    labels are mathtext, which `text.parse_math: False` (set above, for names from
+    scenario files) would print raw, as `$\\mathdefault{10^{2}}$`."""
+    (ax.set_yscale if which == "y" else ax.set_xscale)("log")
+    axis = ax.yaxis if which == "y" else ax.xaxis
+    axis.set_major_formatter(ticker.FuncFormatter(lambda v, _pos: f"{v:g}"))
+    axis.set_minor_formatter(ticker.LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
+
+
 def needs_log_scale(values: Sequence[float]) -> bool:
     """Return True when the positive `values` span more than LOG_SCALE_RATIO."""
     pos = [v for v in values if v > 0]
@@ -187,7 +198,7 @@ def wall_chart(wall: pd.DataFrame) -> Figure:
     _xticks(ax, cells)
     log = needs_log_scale(list(medians))
     if log:
-        ax.set_yscale("log")
+        _log_scale(ax)
     ax.set_ylabel("median wall time (s)" + (", log scale" if log else ""))
     coverage = sorted({f"{c:.0%}" for c in cells["ci_coverage"]})
     ax.set_title(f"Build wall time per strategy and platform ({_subtitle(cells)})")
@@ -197,7 +208,7 @@ def wall_chart(wall: pd.DataFrame) -> Figure:
         f"(coverage {', '.join(coverage)}); n = {', '.join(sorted({str(n) for n in cells['n']}))}"
     )
     if refs:
-        note += f"; Nx: median / median of native {', '.join(refs)}"
+        note += f"\nNx: median / median of the native reference ({', '.join(refs)})"
     ax.text(0.0, -0.02, note, transform=fig.transFigure, fontsize=7, va="top")
     _strategy_legend(
         ax, list(cells["strategy"]), "warm" in set(cells["cache"]), any(combined), loc="best"
@@ -429,8 +440,8 @@ def scaling_chart(stats: pd.DataFrame) -> Figure:
         label = f"{fit['variant']}{cache} {fit['platform']}: b = {fit['exponent']:.2f}"
         style = "--" if fit["cache"] == "warm" else "-"
         ax.plot(sizes, line, style, color=colour, label=label)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    _log_scale(ax, "x")
+    _log_scale(ax)
     ax.set_xlabel("work size (times the work of size 1), log scale")
     ax.set_ylabel("median wall time (s), log scale")
     ax.set_title("Cost against work size: median = a * size^b")
@@ -469,7 +480,7 @@ def history_chart(series: pd.DataFrame, steps: pd.DataFrame) -> Figure:
                         textcoords="offset points", fontsize=8, color="black")  # fmt: skip
     values = series[series["cell"].isin(cells)]["median_s"].astype(float).tolist()
     if needs_log_scale(values):
-        ax.set_yscale("log")
+        _log_scale(ax)
     ax.set_xlabel("run start (UTC); dotted lines: detected change points")
     ax.set_ylabel("median wall time (s)")
     ax.set_title("Build time history per cell")

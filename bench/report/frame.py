@@ -233,7 +233,7 @@ def wall_summary(df: pd.DataFrame, stats: pd.DataFrame | None = None) -> pd.Data
     if not parts:
         return pd.DataFrame(columns=WALL_COLUMNS)
     table = versus_native(pd.concat(parts, ignore_index=True))
-    return table[WALL_COLUMNS].reset_index(drop=True)
+    return table[WALL_COLUMNS].sort_values(SUMMARY_KEYS, kind="stable").reset_index(drop=True)
 
 
 def history_runs(run_dirs: Sequence[Path]) -> list[Path]:

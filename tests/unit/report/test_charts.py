@@ -201,3 +201,25 @@ def test_history_chart_marks_change_points():
     assert list(ax.lines[0].get_ydata()) == [5.0, 5.0, 7.0, 7.0]
     assert any(t.get_text() == "1.40x" for t in ax.texts)
     assert len(ax.lines) == 2  # the series and one change-point line
+
+
+def test_log_axes_label_ticks_as_plain_numbers():
+    # text.parse_math is off (names from scenario files), so mathtext labels would print raw
+    fig = charts.wall_chart(wall_summary(frame(RECORDS)))
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log"
+    labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert "10" in labels and "100" in labels
+    assert not any("$" in label or "mathdefault" in label for label in labels)
+
+
+def test_wall_chart_shows_combined_builds_and_the_ratio_to_native():
+    combined = Record("combined", "r", "s", 1, "qemu-user", "", 1, "ok", 60.0, "t")
+    fig = charts.wall_chart(wall_summary(frame([*RECORDS, combined])))
+    ax = fig.axes[0]
+    bars = next(c for c in ax.containers if isinstance(c, BarContainer))
+    assert [p.get_height() for p in bars.patches] == pytest.approx([5.0, 115.0, 5.5, 60.0])
+    assert bars.patches[-1].get_hatch() == charts.COMBINED_HATCH
+    texts = [t.get_text() for t in ax.texts]
+    assert "115 s\n23.0x" in texts and "60 s\n12.0x" in texts
