@@ -99,8 +99,138 @@ def frame(records: list[Record]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+SUMMARY_KEYS = ["scenario", "size", "kind", "variant", "strategy", "cache", "platform"]
+WALL_COLUMNS = [
+    *SUMMARY_KEYS,
+    "median_s",
+    "n",
+    "vs_native",
+    "cpu",
+    "ci_low_s",
+    "ci_high_s",
+    "ci_coverage",
+    "reference",
+]
+"""The columns of `wall_summary`; walltime.csv holds them up to `vs_native` as before."""
+
+
+def wall_summary(df: pd.DataFrame, stats: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Return one row per cell and per combined build of the measured ok repetitions in
+    `df`: median wall time, n, the median's confidence interval and the ratio to native
+    (`versus_native`). `stats` is `cell_statistics(df)` when the caller has it already.
+
+    This table feeds walltime.csv, the wall-time chart and `run`'s closing table.
+    """
+    cells = cell_statistics(df) if stats is None else stats
+    combined = _describe_groups(_measured(df, "combined"))
+    parts = [t.assign(kind=k) for t, k in ((cells, "cell"), (combined, "combined")) if not t.empty]
+    if not parts:
+        return pd.DataFrame(columns=WALL_COLUMNS)
+    table = versus_native(pd.concat(parts, ignore_index=True))
+    return table[WALL_COLUMNS].sort_values(SUMMARY_KEYS, kind="stable").reset_index(drop=True)
+
+
 CELL_KEYS = ["scenario", "size", "strategy", "variant", "cpu", "cache", "platform"]
 """The columns that name a cell in `frame()` rows."""
+
+
+def history_runs(run_dirs: Sequence[Path]) -> list[Path]:
+    """Return the runs a history chart covers: the given runs when there are several,
+    else every run stored beside the one given (its results folder)."""
+    if len(run_dirs) > 1:
+        return list(run_dirs)
+    return list_runs(run_dirs[0].parent) if run_dirs else []
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """Everything one report shows, read from stored results once: the runs, the tidy
+    frame of their usable records and the tables derived from it, the runs the history
+    covers, and the stored results skipped as damaged."""
+
+    runs: tuple[StoredRun, ...]
+    frame: pd.DataFrame
+    stats: pd.DataFrame  # cell_statistics(frame)
+    wall: pd.DataFrame  # wall_summary(frame, stats)
+    slowdown: pd.DataFrame  # slowdown_table(stats)
+    history: tuple[StoredRun, ...]
+    skipped: tuple[LoadWarning, ...]
+
+    @property
+    def manifests(self) -> list[dict[str, Any]]:
+        """The manifests of the runs, in the order given."""
+        return [run.manifest for run in self.runs]
+
+    @property
+    def records(self) -> list[Record]:
+        """Every usable record of the runs, in the order given."""
+        return [r for run in self.runs for r in run.records]
+
+
+def load_report_data(
+    run_dirs: Sequence[Path | StoredRun], skipped: Sequence[LoadWarning] = ()
+) -> ReportData:
+    """Return the data of a report on `run_dirs` (folders, or runs already read): each run
+    is read once through the one loader, those the history covers beside them too (see
+    `history_runs`), and the frame and its tables are built once. `skipped` are the
+    stored results the caller already left out; the ones left out here follow them.
+
+    Raises ValueError when no run is given, FileNotFoundError when a folder is not a run,
+    DamagedRun when no run given can be used.
+    """
+    if not run_dirs:
+        raise ValueError("no run to report on")
+    runs, damaged = read_runs(run_dirs)
+    if not runs:
+        raise DamagedRun(damaged[0])
+    # Runs already read are not read again; the others' damaged files are named too.
+    given = {run.path: run for run in runs}
+    history, hist_damaged = read_runs(
+        [given.get(p, p) for p in history_runs([run.path for run in runs])]
+    )
+    df = frame([r for run in runs for r in run.records])
+    stats = cell_statistics(df)
+    return ReportData(
+        runs=tuple(runs),
+        frame=df,
+        stats=stats,
+        wall=wall_summary(df, stats),
+        slowdown=slowdown_table(stats),
+        history=tuple(history),
+        skipped=tuple(dict.fromkeys([*skipped, *damaged, *hist_damaged])),
+    )
+
+
+class ExportUnavailable(RuntimeError):
+    """The export format needs a library that is not installed."""
+
+
+def export_frame(df: pd.DataFrame, fmt: str, out: Path | None) -> str | bool:
+    """Write `df` as `fmt` (csv, parquet or json: an array of row objects) to `out`,
+    atomically (temp file + os.replace).
+
+    Returns the text instead when `out` is None (csv and json only), else whether an
+    existing file was replaced. Raises ValueError for an unknown format, parquet without
+    `out` or an `out` that is a folder, ExportUnavailable when parquet is asked for and
+    pyarrow is missing.
+    """
+    if out is not None and out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give a file name")
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; valid: {', '.join(EXPORT_FORMATS)}")
+    if fmt == "parquet":
+        if out is None:
+            raise ValueError("parquet is binary: give --out FILE")
+        if importlib.util.find_spec("pyarrow") is None:
+            raise ExportUnavailable(
+                "parquet needs pyarrow: pip install pyarrow (or use --format csv)"
+            )
+        return replace_file(out, lambda tmp: df.to_parquet(tmp, index=False))
+    text = df.to_csv(index=False) if fmt == "csv" else df.to_json(orient="records", indent=2)
+    if out is None:
+        return text
+    return replace_file(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
 
 STAT_COLUMNS = [
     *CELL_KEYS,
@@ -203,132 +333,3 @@ def slowdown_table(stats: pd.DataFrame) -> pd.DataFrame:
     table = versus_native(stats)
     table = table[table["reference"] != ""].rename(columns={"vs_native": "ratio"})
     return table[SLOWDOWN_COLUMNS].reset_index(drop=True)
-
-
-SUMMARY_KEYS = ["scenario", "size", "kind", "variant", "strategy", "cache", "platform"]
-WALL_COLUMNS = [
-    *SUMMARY_KEYS,
-    "median_s",
-    "n",
-    "vs_native",
-    "cpu",
-    "ci_low_s",
-    "ci_high_s",
-    "ci_coverage",
-    "reference",
-]
-"""The columns of `wall_summary`; walltime.csv holds them up to `vs_native` as before."""
-
-
-def wall_summary(df: pd.DataFrame, stats: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Return one row per cell and per combined build of the measured ok repetitions in
-    `df`: median wall time, n, the median's confidence interval and the ratio to native
-    (`versus_native`). `stats` is `cell_statistics(df)` when the caller has it already.
-
-    This table feeds walltime.csv, the wall-time chart and `run`'s closing table.
-    """
-    cells = cell_statistics(df) if stats is None else stats
-    combined = _describe_groups(_measured(df, "combined"))
-    parts = [t.assign(kind=k) for t, k in ((cells, "cell"), (combined, "combined")) if not t.empty]
-    if not parts:
-        return pd.DataFrame(columns=WALL_COLUMNS)
-    table = versus_native(pd.concat(parts, ignore_index=True))
-    return table[WALL_COLUMNS].sort_values(SUMMARY_KEYS, kind="stable").reset_index(drop=True)
-
-
-def history_runs(run_dirs: Sequence[Path]) -> list[Path]:
-    """Return the runs a history chart covers: the given runs when there are several,
-    else every run stored beside the one given (its results folder)."""
-    if len(run_dirs) > 1:
-        return list(run_dirs)
-    return list_runs(run_dirs[0].parent) if run_dirs else []
-
-
-@dataclass(frozen=True)
-class ReportData:
-    """Everything one report shows, read from stored results once: the runs, the tidy
-    frame of their usable records and the tables derived from it, the runs the history
-    covers, and the stored results skipped as damaged."""
-
-    runs: tuple[StoredRun, ...]
-    frame: pd.DataFrame
-    stats: pd.DataFrame  # cell_statistics(frame)
-    wall: pd.DataFrame  # wall_summary(frame, stats)
-    slowdown: pd.DataFrame  # slowdown_table(stats)
-    history: tuple[StoredRun, ...]
-    skipped: tuple[LoadWarning, ...]
-
-    @property
-    def manifests(self) -> list[dict[str, Any]]:
-        """The manifests of the runs, in the order given."""
-        return [run.manifest for run in self.runs]
-
-    @property
-    def records(self) -> list[Record]:
-        """Every usable record of the runs, in the order given."""
-        return [r for run in self.runs for r in run.records]
-
-
-def load_report_data(
-    run_dirs: Sequence[Path | StoredRun], skipped: Sequence[LoadWarning] = ()
-) -> ReportData:
-    """Return the data of a report on `run_dirs` (folders, or runs already read): each run
-    is read once through the one loader, those the history covers beside them too (see
-    `history_runs`), and the frame and its tables are built once. `skipped` are the
-    stored results the caller already left out; the ones left out here follow them.
-
-    Raises ValueError when no run is given, FileNotFoundError when a folder is not a run,
-    DamagedRun when no run given can be used.
-    """
-    if not run_dirs:
-        raise ValueError("no run to report on")
-    runs, damaged = read_runs(run_dirs)
-    if not runs:
-        raise DamagedRun(damaged[0])
-    # Runs already read are not read again; the others' damaged files are named too.
-    given = {run.path: run for run in runs}
-    history, hist_damaged = read_runs(
-        [given.get(p, p) for p in history_runs([run.path for run in runs])]
-    )
-    df = frame([r for run in runs for r in run.records])
-    stats = cell_statistics(df)
-    return ReportData(
-        runs=tuple(runs),
-        frame=df,
-        stats=stats,
-        wall=wall_summary(df, stats),
-        slowdown=slowdown_table(stats),
-        history=tuple(history),
-        skipped=tuple(dict.fromkeys([*skipped, *damaged, *hist_damaged])),
-    )
-
-
-class ExportUnavailable(RuntimeError):
-    """The export format needs a library that is not installed."""
-
-
-def export_frame(df: pd.DataFrame, fmt: str, out: Path | None) -> str | bool:
-    """Write `df` as `fmt` (csv, parquet or json: an array of row objects) to `out`,
-    atomically (temp file + os.replace).
-
-    Returns the text instead when `out` is None (csv and json only), else whether an
-    existing file was replaced. Raises ValueError for an unknown format, parquet without
-    `out` or an `out` that is a folder, ExportUnavailable when parquet is asked for and
-    pyarrow is missing.
-    """
-    if out is not None and out.is_dir():
-        raise ValueError(f"--out {out} is a folder; give a file name")
-    if fmt not in EXPORT_FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; valid: {', '.join(EXPORT_FORMATS)}")
-    if fmt == "parquet":
-        if out is None:
-            raise ValueError("parquet is binary: give --out FILE")
-        if importlib.util.find_spec("pyarrow") is None:
-            raise ExportUnavailable(
-                "parquet needs pyarrow: pip install pyarrow (or use --format csv)"
-            )
-        return replace_file(out, lambda tmp: df.to_parquet(tmp, index=False))
-    text = df.to_csv(index=False) if fmt == "csv" else df.to_json(orient="records", indent=2)
-    if out is None:
-        return text
-    return replace_file(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
