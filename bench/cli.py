@@ -14,7 +14,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from rich.console import Console
 from rich.markup import escape
@@ -30,6 +30,9 @@ from bench.scenarios.loader import DEFAULT_SCENARIO, resolve_scenario
 from bench.strategies import REGISTRY, get_strategy
 from bench.strategies.guest.cpu import CPU_MODELS
 from bench.tools.registry import registry_address
+
+if TYPE_CHECKING:
+    from bench.report.frame import ReportData
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 # --cache: the cache modes each value measures.
@@ -578,6 +581,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.engine import runner
     from bench.report import frame as report
+    from bench.report import writer
 
     if args.reps < 1:
         raise UsageError(f"bad --reps {args.reps}; expected at least 1")
@@ -609,22 +613,31 @@ def cmd_run(args: argparse.Namespace) -> int:
         retries=args.retries,
     )
     if args.reports is not None:
-        report.check_report_folder(args.reports)  # before the run, not after it
+        writer.check_report_folder(args.reports)  # before the run, not after it
     summary = runner.execute(req, _say)
-    reports_dir = args.reports or (report.DEFAULT_REPORTS / summary.store.run_id)
-    written = _write_run_report(summary.store.path, reports_dir, summary.store.run_id)
-    df = report.wall_summary(report.frame(summary.records))
-    table = Table("scenario", "size", "kind", "strategy", "cache", "platform", "median s", "n",
-                  "vs native", title=f"run {summary.store.run_id}")  # fmt: skip
-    for _, row in df.iterrows():
-        ratio = row["vs_native"]
-        table.add_row(
-            *(escape(str(row[k])) for k in ("scenario", "size", "kind", "variant", "cache",
-                                             "platform")),
-            f"{row['median_s']:.1f}", str(row["n"]),
-            "" if ratio != ratio else f"{ratio:.2f}",
-        )  # fmt: skip
-    out.print(table)
+    reports_dir = args.reports or (writer.DEFAULT_REPORTS / summary.store.run_id)
+    written: list[Path] = []
+    try:
+        # The report reads the run back from the store, once, like `archbench report`.
+        data = report.load_report_data([summary.store.path])
+    except Exception as exc:  # noqa: BLE001
+        _say(f"archbench: the stored run could not be read back ({exc}); no report written")
+    else:
+        warn = _Warnings()
+        for warning in data.skipped:
+            warn(warning)
+        written = _write_run_report(data, reports_dir, summary.store.run_id)
+        table = Table("scenario", "size", "kind", "strategy", "cache", "platform", "median s",
+                      "n", "vs native", title=f"run {summary.store.run_id}")  # fmt: skip
+        for _, row in data.wall.iterrows():
+            ratio = row["vs_native"]
+            table.add_row(
+                *(escape(str(row[k])) for k in ("scenario", "size", "kind", "variant", "cache",
+                                                 "platform")),
+                f"{row['median_s']:.1f}", str(row["n"]),
+                "" if ratio != ratio else f"{ratio:.2f}",
+            )  # fmt: skip
+        out.print(table)
     for r in summary.records:
         if r.status in ("failed", "timeout"):
             _say(
@@ -637,17 +650,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_FAILED if summary.failed else EXIT_OK
 
 
-def _write_run_report(run_dir: Path, reports_dir: Path, run_id: str) -> list[Path]:
-    """Write the report at the end of `run`: the CSVs, the wall-time chart and the full
-    report together, staged and moved into place whole; if the full report fails, the
-    first CSVs and chart alone. A chart that fails must not cost the run its stored
-    results or its exit code, nor leave a half-written folder."""
-    from bench.report import frame as report
-    from bench.report import writer as htmlreport
+def _write_run_report(data: ReportData, reports_dir: Path, run_id: str) -> list[Path]:
+    """Write the report at the end of `run` from the run's `data`, with the one writer
+    `archbench report` uses, staged and moved into place whole; if the full report fails,
+    its first part alone (`cells.csv`, `walltime.csv`, `walltime.png`). A chart that fails
+    must not cost the run its stored results or its exit code, nor leave a half-written
+    folder."""
+    from bench.report import writer
 
     try:
-        with report.staged_folder(reports_dir) as stage:
-            htmlreport.write_report_files([run_dir], stage, _Warnings())
+        writer.write_report(data, reports_dir)
         names = ("cells.csv", "walltime.csv", "walltime.png", "report.html")
         return [reports_dir / n for n in names if (reports_dir / n).exists()]
     except Exception as exc:  # noqa: BLE001
@@ -656,12 +668,10 @@ def _write_run_report(run_dir: Path, reports_dir: Path, run_id: str) -> list[Pat
             f"`archbench report {run_id}` retries it"
         )
     try:
-        with report.staged_folder(reports_dir) as stage:
-            written = report.write_basic_report(run_dir, stage)
+        return writer.write_report(data, reports_dir, full=False)
     except Exception as exc:  # noqa: BLE001
         _say(f"archbench: no report could be written ({exc}); the results are kept")
         return []
-    return [reports_dir / p.relative_to(stage) for p in written]
 
 
 def _runs(
@@ -699,7 +709,8 @@ def _runs(
 def cmd_export(args: argparse.Namespace) -> int:
     from bench.report import frame as report
 
-    _, df = report.load_runs(_runs(args.run, args.results, _Warnings()))
+    runs = _runs(args.run, args.results, _Warnings())
+    df = report.frame([r for run in runs for r in run.records])
     try:
         text = report.export_frame(df, args.format, args.out)
     except (ValueError, report.ExportUnavailable) as exc:
@@ -714,15 +725,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench.report import frame as report
-    from bench.report import writer as htmlreport
+    from bench.report import writer
 
     warn = _Warnings()
     runs = _runs(args.run, args.results, warn)
-    out_dir = args.out or (report.DEFAULT_REPORTS / runs[-1].path.name)
+    out_dir = args.out or (writer.DEFAULT_REPORTS / runs[-1].path.name)
     replaced = out_dir.exists()
     try:
-        written = htmlreport.write_report(runs, out_dir, warn, skipped=warn.given)
+        written = writer.write_report(runs, out_dir, warn, skipped=warn.given)
     except ArchbenchError:
         raise
     except Exception as exc:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.report.charts import slowdown_table
+from bench.report.frame import slowdown_table
 
 PRECEDENCE = ("native", "hybrid", "cross", "qemu-user", "qemu-system")
 """Among strategies that tie (their medians' intervals overlap), the pick follows this

@@ -399,7 +399,7 @@ class Engine:
 
     def finish(self, status: str | None = None) -> None:
         """Write the manifest's statistics and final status (ok, failed or `status`)."""
-        self.manifest.statistics = cell_statistics(self.summary.records)
+        self.manifest.statistics = manifest_statistics(self.summary.records)
         self.manifest.status = status or ("failed" if self.summary.failed else "ok")
         self.manifest.finished_at = now_iso()
         self.store.write_manifest(self.manifest.to_json())
@@ -591,8 +591,10 @@ def _estimate(remaining: list[tuple[int, bool, Cell]], last_wall: dict[Cell, flo
     return f", about {_clock(left)} left"
 
 
-def cell_statistics(records: list[Record]) -> dict[str, dict[str, Any]]:
-    """Return statistics of the measured ok repetitions per cell, keyed like the cells."""
+def manifest_statistics(records: list[Record]) -> dict[str, dict[str, Any]]:
+    """Return what the manifest's `statistics` holds: `stats.describe` of the measured ok
+    repetitions of each cell, as a dict keyed by the cell's key. (Reports build their own
+    table of the stored records, `bench.report.frame.cell_statistics`.)"""
     samples: dict[str, list[float]] = {}
     for r in records:
         if r.kind == "cell" and r.status == "ok" and not r.warmup:

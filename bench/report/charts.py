@@ -1,8 +1,8 @@
-"""Documentation-quality charts of stored results.
+"""Documentation-quality charts of stored results: the one module that plots.
 
-Every function takes tables derived from `report.frame()` and returns a matplotlib
-`Figure`; none calls `plt.show()`. Strategies keep one Okabe-Ito colour in every chart
-(`report.STRATEGY_COLOURS`); warm-cache bars are hatched.
+Every function takes tables of `bench.report.frame` (the data layer) and returns a
+matplotlib `Figure`; none calls `plt.show()`. Strategies keep one Okabe-Ito colour in every
+chart (`STRATEGY_COLOURS`); warm-cache bars are hatched.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from bench.report.frame import CELL_KEYS, STEP_CATEGORIES, STRATEGY_COLOURS, VM_PHASES  # noqa: E402
+from bench.report.frame import CELL_KEYS, STEP_CATEGORIES, VM_PHASES  # noqa: E402
 from bench.strategies import REGISTRY  # noqa: E402
 
 LOG_SCALE_RATIO = 20.0
@@ -42,7 +43,16 @@ STEP_COLOURS = {
     "build": "#D55E00",
     "shutdown": "#009E73",
 }
+# Okabe-Ito: distinguishable with the common colour-vision deficiencies; one fixed
+# colour per strategy in every chart.
+STRATEGY_COLOURS = {
+    "native": "#0072B2",
+    "qemu-system": "#D55E00",
+    "qemu-user": "#E69F00",
+    "cross": "#009E73",
+}
 WARM_HATCH = "//"
+COMBINED_HATCH = ".."
 UNKNOWN_COLOUR = "#999999"
 
 plt.rcParams.update(
@@ -97,13 +107,19 @@ def _ordered(stats: pd.DataFrame) -> pd.DataFrame:
     return out.drop(columns=["_rank"]).reset_index(drop=True)
 
 
-def _strategy_legend(ax: Axes, strategies: Sequence[str], warm: bool, **kwargs: Any) -> None:
+def _strategy_legend(
+    ax: Axes, strategies: Sequence[str], warm: bool, combined: bool = False, **kwargs: Any
+) -> None:
     order = [s for s in REGISTRY if s in strategies] + sorted(
         s for s in set(strategies) if s not in REGISTRY
     )
     handles = [Patch(facecolor=strategy_colour(s), edgecolor="black", label=s) for s in order]
     if warm:
         handles.append(Patch(facecolor="white", edgecolor="black", hatch=WARM_HATCH, label="warm"))
+    if combined:
+        handles.append(
+            Patch(facecolor="white", edgecolor="black", hatch=COMBINED_HATCH, label="combined")
+        )
     ax.legend(handles=handles, title="strategy", fontsize=8, **kwargs)
 
 
@@ -113,28 +129,47 @@ def _subtitle(stats: pd.DataFrame) -> str:
     return f"{scen}, size {sizes}"
 
 
+def _log_scale(ax: Axes, which: str = "y") -> None:
+    """Make the `which` axis of `ax` logarithmic with plain-number tick labels: the default
+    labels are mathtext, which `text.parse_math: False` (set above, for names from
+    scenario files) would print raw, as `$\\mathdefault{10^{2}}$`."""
+    (ax.set_yscale if which == "y" else ax.set_xscale)("log")
+    axis = ax.yaxis if which == "y" else ax.xaxis
+    axis.set_major_formatter(ticker.FuncFormatter(lambda v, _pos: f"{v:g}"))
+    axis.set_minor_formatter(ticker.LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
+
+
 def needs_log_scale(values: Sequence[float]) -> bool:
     """Return True when the positive `values` span more than LOG_SCALE_RATIO."""
     pos = [v for v in values if v > 0]
     return bool(pos) and max(pos) / min(pos) > LOG_SCALE_RATIO
 
 
-def wall_ci_chart(stats: pd.DataFrame) -> Figure:
+def wall_chart(wall: pd.DataFrame) -> Figure:
     """Return a bar chart of median wall time per cell (strategy variant, platform, cache)
-    with the median's confidence interval as error bars (`report.cell_statistics` rows).
-    The axis is logarithmic when the medians span more than LOG_SCALE_RATIO.
+    and per combined build (hatched dots, after the cells), from `frame.wall_summary`
+    rows: the median's confidence interval as error bars, and each bar annotated with its
+    median and its ratio to the native reference (`frame.versus_native`). The axis is
+    logarithmic when the medians span more than LOG_SCALE_RATIO.
 
-    Raises ValueError when `stats` is empty.
+    Raises ValueError when `wall` is empty.
     """
-    if stats.empty:
+    if wall.empty:
         raise ValueError("no ok cells to chart")
-    cells = _ordered(stats)
+    cells = pd.concat(
+        [_ordered(wall[wall["kind"] == "cell"]), _ordered(wall[wall["kind"] != "cell"])],
+        ignore_index=True,
+    )
+    combined = [k != "cell" for k in cells["kind"]]
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(cells) + 2), 4.8), layout="constrained")
     medians = cells["median_s"].astype(float).to_numpy()
     lower = medians - cells["ci_low_s"].astype(float).to_numpy()
     upper = cells["ci_high_s"].astype(float).to_numpy() - medians
     colours = [strategy_colour(str(s)) for s in cells["strategy"]]
-    hatches = [WARM_HATCH if c == "warm" else "" for c in cells["cache"]]
+    hatches = [
+        (WARM_HATCH if c == "warm" else "") + (COMBINED_HATCH if comb else "")
+        for c, comb in zip(cells["cache"], combined, strict=True)
+    ]
     x = np.arange(len(cells))
     bars = ax.bar(
         x,
@@ -149,8 +184,10 @@ def wall_ci_chart(stats: pd.DataFrame) -> Figure:
     for bar, hatch in zip(bars, hatches, strict=True):
         bar.set_hatch(hatch)
     for xi, (_, row) in zip(x, cells.iterrows(), strict=True):
+        ratio = row["vs_native"]
+        text = f"{row['median_s']:.3g} s" + (f"\n{ratio:.1f}x" if pd.notna(ratio) else "")
         ax.annotate(
-            f"{row['median_s']:.3g} s",
+            text,
             (xi, float(row["ci_high_s"])),
             xytext=(0, 3),
             textcoords="offset points",
@@ -161,68 +198,27 @@ def wall_ci_chart(stats: pd.DataFrame) -> Figure:
     _xticks(ax, cells)
     log = needs_log_scale(list(medians))
     if log:
-        ax.set_yscale("log")
+        _log_scale(ax)
     ax.set_ylabel("median wall time (s)" + (", log scale" if log else ""))
     coverage = sorted({f"{c:.0%}" for c in cells["ci_coverage"]})
     ax.set_title(f"Build wall time per strategy and platform ({_subtitle(cells)})")
-    ax.text(
-        0.0,
-        -0.02,
+    refs = sorted({str(r) for r in cells["reference"] if r})
+    note = (
         f"error bars: order-statistic confidence interval of the median "
-        f"(coverage {', '.join(coverage)}); n = {', '.join(sorted({str(n) for n in cells['n']}))}",
-        transform=fig.transFigure,
-        fontsize=7,
-        va="top",
+        f"(coverage {', '.join(coverage)}); n = {', '.join(sorted({str(n) for n in cells['n']}))}"
     )
-    _strategy_legend(ax, list(cells["strategy"]), "warm" in set(cells["cache"]), loc="best")
-    ax.margins(y=0.15)
+    if refs:
+        note += f"\nNx: median / median of the native reference ({', '.join(refs)})"
+    ax.text(0.0, -0.02, note, transform=fig.transFigure, fontsize=7, va="top")
+    _strategy_legend(
+        ax, list(cells["strategy"]), "warm" in set(cells["cache"]), any(combined), loc="best"
+    )
+    ax.margins(y=0.2)
     return fig
 
 
-def native_references(stats: pd.DataFrame) -> dict[tuple[str, int, str, str], pd.Series]:
-    """Return, per (scenario, size, cache, platform) of `stats`, the native cell that is the
-    reference for that platform: native on that platform when it ran, else the fastest
-    native cell of the same scenario, size and cache (the host's own platform)."""
-    refs: dict[tuple[str, int, str, str], pd.Series] = {}
-    native = stats[stats["strategy"] == "native"]
-    for _, row in stats.iterrows():
-        key = (str(row["scenario"]), int(row["size"]), str(row["cache"]), str(row["platform"]))
-        same = native[
-            (native["scenario"] == key[0])
-            & (native["size"] == key[1])
-            & (native["cache"] == key[2])
-        ]
-        if same.empty:
-            continue
-        own = same[same["platform"] == key[3]]
-        pick = own if not own.empty else same
-        refs[key] = pick.sort_values("median_s").iloc[0]
-    return refs
-
-
-def slowdown_table(stats: pd.DataFrame) -> pd.DataFrame:
-    """Return the ratio of each cell's median to its native reference (see
-    `native_references`): one row per cell with `ratio` and `reference` (the reference
-    cell's variant and platform). Cells without a native reference are left out."""
-    refs = native_references(stats)
-    rows = []
-    for _, row in stats.iterrows():
-        key = (str(row["scenario"]), int(row["size"]), str(row["cache"]), str(row["platform"]))
-        ref = refs.get(key)
-        if ref is None:
-            continue
-        rows.append({
-            **{k: row[k] for k in CELL_KEYS}, "median_s": row["median_s"],
-            "reference": f"{ref['variant']} {ref['platform']}", "ref_median_s": ref["median_s"],
-            "ratio": float(row["median_s"]) / float(ref["median_s"]),
-        })  # fmt: skip
-    return pd.DataFrame(
-        rows, columns=[*CELL_KEYS, "median_s", "reference", "ref_median_s", "ratio"]
-    )
-
-
 def slowdown_matrix(slowdown: pd.DataFrame) -> pd.DataFrame:
-    """Return the ratios of `slowdown_table` rows as a matrix: rows are strategy variants
+    """Return the ratios of `frame.slowdown_table` rows as a matrix: rows are strategy variants
     (with the cache mode when not cold), columns platforms; NaN where no cell ran."""
     table = slowdown.copy()
     several = table[["scenario", "size"]].drop_duplicates().shape[0] > 1
@@ -240,7 +236,7 @@ def slowdown_matrix(slowdown: pd.DataFrame) -> pd.DataFrame:
 
 
 def slowdown_heatmap(slowdown: pd.DataFrame) -> Figure:
-    """Return a heatmap of the slowdown against native (`slowdown_table` rows), one square
+    """Return a heatmap of the slowdown against native (`frame.slowdown_table` rows), one square
     per strategy variant and platform, annotated with the ratio; the colour scale is
     logarithmic. Raises ValueError when `slowdown` is empty."""
     if slowdown.empty:
@@ -444,8 +440,8 @@ def scaling_chart(stats: pd.DataFrame) -> Figure:
         label = f"{fit['variant']}{cache} {fit['platform']}: b = {fit['exponent']:.2f}"
         style = "--" if fit["cache"] == "warm" else "-"
         ax.plot(sizes, line, style, color=colour, label=label)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    _log_scale(ax, "x")
+    _log_scale(ax)
     ax.set_xlabel("work size (times the work of size 1), log scale")
     ax.set_ylabel("median wall time (s), log scale")
     ax.set_title("Cost against work size: median = a * size^b")
@@ -484,7 +480,7 @@ def history_chart(series: pd.DataFrame, steps: pd.DataFrame) -> Figure:
                         textcoords="offset points", fontsize=8, color="black")  # fmt: skip
     values = series[series["cell"].isin(cells)]["median_s"].astype(float).tolist()
     if needs_log_scale(values):
-        ax.set_yscale("log")
+        _log_scale(ax)
     ax.set_xlabel("run start (UTC); dotted lines: detected change points")
     ax.set_ylabel("median wall time (s)")
     ax.set_title("Build time history per cell")

@@ -1,41 +1,26 @@
-"""Reports from stored results only: one tidy DataFrame feeds every table and chart."""
+"""The data layer of reports: one tidy DataFrame of stored results, and the tables every
+chart, table and recommendation is drawn from (built once per report, no plotting here)."""
 
 from __future__ import annotations
 
 import importlib.util
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import asdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from bench.engine.results import Record, StoredRun, as_run, replace_file  # noqa: E402
-from bench.errors import UsageError  # noqa: E402
-from bench.report import EXPORT_FORMATS  # noqa: E402
-from bench.strategies import REGISTRY  # noqa: E402
-
-# In the working folder, beside ./results.
-DEFAULT_REPORTS = Path("reports")
-
-# Okabe-Ito: distinguishable with the common colour-vision deficiencies; one fixed
-# colour per strategy in every chart.
-STRATEGY_COLOURS = {
-    "native": "#0072B2",
-    "qemu-system": "#D55E00",
-    "qemu-user": "#E69F00",
-    "cross": "#009E73",
-}
+from bench.engine.results import (
+    DamagedRun,
+    LoadWarning,
+    Record,
+    StoredRun,
+    list_runs,
+    read_runs,
+    replace_file,
+)
+from bench.report import EXPORT_FORMATS
 
 COLUMNS: list[str] = [
     "run_id",
@@ -115,181 +100,105 @@ def frame(records: list[Record]) -> pd.DataFrame:
 
 
 SUMMARY_KEYS = ["scenario", "size", "kind", "variant", "strategy", "cache", "platform"]
+WALL_COLUMNS = [
+    *SUMMARY_KEYS,
+    "median_s",
+    "n",
+    "vs_native",
+    "cpu",
+    "ci_low_s",
+    "ci_high_s",
+    "ci_coverage",
+    "reference",
+]
+"""The columns of `wall_summary`; walltime.csv holds them up to `vs_native` as before."""
 
 
-def wall_summary(df: pd.DataFrame) -> pd.DataFrame:
-    """Return median wall time per scenario, size, strategy variant, cache mode and
-    platform of measured ok cells and combined builds, with the ratio to the native
-    host-platform cold cell."""
-    ok = df[(df["status"] == "ok") & df["kind"].isin(["cell", "combined"]) & ~df["warmup"]]
-    if ok.empty:
-        return pd.DataFrame(columns=[*SUMMARY_KEYS, "median_s", "n", "vs_native"])
-    table = ok.groupby(SUMMARY_KEYS, as_index=False).agg(
-        median_s=("wall_s", "median"), n=("wall_s", "size")
-    )
-    native = table[
-        (table["kind"] == "cell") & (table["strategy"] == "native") & (table["cache"] == "cold")
-    ]
-    ref = native.groupby(["scenario", "size"])["median_s"].min().rename("native_s")
-    table = table.join(ref, on=["scenario", "size"])
-    table["vs_native"] = table["median_s"] / table["native_s"]
-    return table.drop(columns=["native_s"])
+def wall_summary(df: pd.DataFrame, stats: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Return one row per cell and per combined build of the measured ok repetitions in
+    `df`: median wall time, n, the median's confidence interval and the ratio to native
+    (`versus_native`). `stats` is `cell_statistics(df)` when the caller has it already.
 
-
-def wall_chart(summary: pd.DataFrame) -> Figure:
-    """Return a bar chart of median wall time per strategy and platform."""
-    fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
-    cells = summary.sort_values(["kind", "platform"])
-    order = [s for s in REGISTRY if s in set(cells["strategy"])]
-    labels = []
-    for x, (_, row) in enumerate(cells.iterrows()):
-        colour = STRATEGY_COLOURS.get(str(row["strategy"]), "#999999")
-        hatch = "//" if row["kind"] == "combined" else None
-        ax.bar(
-            x,
-            row["median_s"],
-            color=colour,
-            hatch=hatch,
-            edgecolor="black",
-            linewidth=0.5,
-            label=str(row["strategy"]),
-        )
-        ratio = row["vs_native"]
-        text = f"{row['median_s']:.1f} s" + (f"\n{ratio:.1f}x" if pd.notna(ratio) else "")
-        ax.annotate(text, (x, row["median_s"]), ha="center", va="bottom", fontsize=8)
-        cache = "" if row["cache"] == "cold" else f" ({row['cache']})"
-        labels.append(f"{row['variant']}{cache}\n{row['platform']}")
-    ax.set_xticks(range(len(labels)), labels, fontsize=8)
-    ax.set_ylabel("median wall time (s)")
-    scen = ", ".join(sorted(set(summary["scenario"])))
-    ax.set_title(f"Build wall time per strategy and platform ({scen})")
-    handles, names = ax.get_legend_handles_labels()
-    unique = {n: h for h, n in zip(handles, names, strict=False)}
-    ax.legend(
-        [unique[s] for s in order if s in unique],
-        [s for s in order if s in unique],
-        title="strategy (hatched: combined build)",
-        fontsize=8,
-    )
-    ax.margins(y=0.2)
-    return fig
-
-
-def write_basic_report(run_dir: Path | StoredRun, out_dir: Path) -> list[Path]:
-    """Write `walltime.csv`, `cells.csv` and `walltime.png` for the run at `run_dir`.
-
-    Returns the written paths. Raises FileNotFoundError or DamagedRun like `read_run`.
+    This table feeds walltime.csv, the wall-time chart and `run`'s closing table.
     """
-    return write_basic_files(frame(list(as_run(run_dir).records)), out_dir)
-
-
-def write_basic_files(df: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """Write `cells.csv` (the frame `df`), `walltime.csv` (its `wall_summary`) and, when
-    any cell ran ok, `walltime.png` into `out_dir`.
-
-    Returns the written paths.
-    """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    cells_csv = out_dir / "cells.csv"
-    df.to_csv(cells_csv, index=False)
-    written.append(cells_csv)
-    summary = wall_summary(df)
-    summary_csv = out_dir / "walltime.csv"
-    summary.to_csv(summary_csv, index=False, float_format="%.3f")
-    written.append(summary_csv)
-    if not summary.empty:
-        fig = wall_chart(summary)
-        png = out_dir / "walltime.png"
-        fig.savefig(png, dpi=150)
-        plt.close(fig)
-        written.append(png)
-    return written
+    cells = cell_statistics(df) if stats is None else stats
+    combined = _describe_groups(_measured(df, "combined"))
+    parts = [t.assign(kind=k) for t, k in ((cells, "cell"), (combined, "combined")) if not t.empty]
+    if not parts:
+        return pd.DataFrame(columns=WALL_COLUMNS)
+    table = versus_native(pd.concat(parts, ignore_index=True))
+    return table[WALL_COLUMNS].sort_values(SUMMARY_KEYS, kind="stable").reset_index(drop=True)
 
 
 CELL_KEYS = ["scenario", "size", "strategy", "variant", "cpu", "cache", "platform"]
 """The columns that name a cell in `frame()` rows."""
 
 
-def load_runs(
-    run_dirs: Sequence[Path | StoredRun],
-) -> tuple[list[dict[str, Any]], pd.DataFrame]:
-    """Return the manifests of the runs `run_dirs` (folders, or runs already read) and one
-    `frame()` of all their usable records, in the order given.
+def history_runs(run_dirs: Sequence[Path]) -> list[Path]:
+    """Return the runs a history chart covers: the given runs when there are several,
+    else every run stored beside the one given (its results folder)."""
+    if len(run_dirs) > 1:
+        return list(run_dirs)
+    return list_runs(run_dirs[0].parent) if run_dirs else []
 
-    Raises FileNotFoundError when a folder is not a run, DamagedRun when its manifest
-    cannot be used.
+
+@dataclass(frozen=True)
+class ReportData:
+    """Everything one report shows, read from stored results once: the runs, the tidy
+    frame of their usable records and the tables derived from it, the runs the history
+    covers, and the stored results skipped as damaged."""
+
+    runs: tuple[StoredRun, ...]
+    frame: pd.DataFrame
+    stats: pd.DataFrame  # cell_statistics(frame)
+    wall: pd.DataFrame  # wall_summary(frame, stats)
+    slowdown: pd.DataFrame  # slowdown_table(stats)
+    history: tuple[StoredRun, ...]
+    skipped: tuple[LoadWarning, ...]
+
+    @property
+    def manifests(self) -> list[dict[str, Any]]:
+        """The manifests of the runs, in the order given."""
+        return [run.manifest for run in self.runs]
+
+    @property
+    def records(self) -> list[Record]:
+        """Every usable record of the runs, in the order given."""
+        return [r for run in self.runs for r in run.records]
+
+
+def load_report_data(
+    run_dirs: Sequence[Path | StoredRun], skipped: Sequence[LoadWarning] = ()
+) -> ReportData:
+    """Return the data of a report on `run_dirs` (folders, or runs already read): each run
+    is read once through the one loader, those the history covers beside them too (see
+    `history_runs`), and the frame and its tables are built once. `skipped` are the
+    stored results the caller already left out; the ones left out here follow them.
+
+    Raises ValueError when no run is given, FileNotFoundError when a folder is not a run,
+    DamagedRun when no run given can be used.
     """
-    manifests: list[dict[str, Any]] = []
-    records: list[Record] = []
-    for run_dir in run_dirs:
-        run = as_run(run_dir)
-        manifests.append(run.manifest)
-        records.extend(run.records)
-    return manifests, frame(records)
-
-
-_REPORT_SUFFIXES = {".png", ".svg", ".csv", ".md", ".html"}
-
-
-def check_report_folder(out_dir: Path) -> None:
-    """Check that `out_dir` may be written as a report folder: it is absent, empty, or
-    an earlier report (only charts, CSV, Markdown and HTML files, with `cells.csv` or
-    `report.html` among them), which a new report replaces.
-
-    Raises UsageError otherwise, so that no other folder is ever replaced.
-    """
-    if not out_dir.exists() and not out_dir.is_symlink():
-        return
-    if out_dir.is_symlink() or not out_dir.is_dir():
-        raise UsageError(f"{out_dir} exists and is not a folder; choose another report folder")
-    try:
-        entries = list(out_dir.iterdir())
-    except OSError as exc:
-        raise UsageError(f"{out_dir} cannot be listed: {exc.strerror or exc}") from None
-    names = {e.name for e in entries}
-    looks_like_report = all(
-        e.is_file() and not e.is_symlink() and e.suffix in _REPORT_SUFFIXES for e in entries
-    ) and bool(names & {"cells.csv", "report.html"})
-    if entries and not looks_like_report:
-        raise UsageError(
-            f"{out_dir} exists and is not an archbench report; choose another report folder"
-        )
-
-
-@contextmanager
-def staged_folder(out_dir: Path) -> Iterator[Path]:
-    """Yield a new temp folder beside `out_dir` to write a report into; when the block
-    ends without error, move it to `out_dir` (an earlier report there is renamed away
-    first and removed last), else remove it and leave `out_dir` as it was. A report that
-    fails half-way leaves no half-written folder behind.
-
-    Raises UsageError (before anything is written) when `out_dir` is not a folder a
-    report may replace (see `check_report_folder`).
-    """
-    check_report_folder(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".new"))
-    try:
-        yield stage
-        stage.chmod(0o755)  # mkdtemp makes it private; a report is for reading
-        old = None
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.",
-                                        suffix=".old"))  # fmt: skip
-            os.replace(out_dir, old / out_dir.name)
-        try:
-            os.replace(stage, out_dir)
-        except BaseException:
-            if old is not None:
-                os.replace(old / out_dir.name, out_dir)
-            raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-
+    if not run_dirs:
+        raise ValueError("no run to report on")
+    runs, damaged = read_runs(run_dirs)
+    if not runs:
+        raise DamagedRun(damaged[0])
+    # Runs already read are not read again; the others' damaged files are named too.
+    given = {run.path: run for run in runs}
+    history, hist_damaged = read_runs(
+        [given.get(p, p) for p in history_runs([run.path for run in runs])]
+    )
+    df = frame([r for run in runs for r in run.records])
+    stats = cell_statistics(df)
+    return ReportData(
+        runs=tuple(runs),
+        frame=df,
+        stats=stats,
+        wall=wall_summary(df, stats),
+        slowdown=slowdown_table(stats),
+        history=tuple(history),
+        skipped=tuple(dict.fromkeys([*skipped, *damaged, *hist_damaged])),
+    )
 
 
 class ExportUnavailable(RuntimeError):
@@ -337,23 +246,90 @@ STAT_COLUMNS = [
 ]
 
 
-def cell_statistics(df: pd.DataFrame) -> pd.DataFrame:
-    """Return one row per cell of the measured (not warm-up) ok cell repetitions in `df`:
-    n, median, the order-statistic confidence interval of the median (stats.median_ci)
-    with its real coverage, CV, stats warnings as a tuple, and `validated` (True when
-    every repetition that carries a validation passed, None when none does)."""
+def _measured(df: pd.DataFrame, kind: str) -> pd.DataFrame:
+    return df[(df["kind"] == kind) & (df["status"] == "ok") & ~df["warmup"].astype(bool)]
+
+
+def _describe_groups(rows: pd.DataFrame) -> pd.DataFrame:
     from bench.engine.stats import describe
 
-    ok = df[(df["kind"] == "cell") & (df["status"] == "ok") & ~df["warmup"].astype(bool)]
-    rows: list[dict[str, Any]] = []
-    for key, group in ok.groupby(CELL_KEYS, sort=True):
+    out: list[dict[str, Any]] = []
+    for key, group in rows.groupby(CELL_KEYS, sort=True):
         st = describe([float(x) for x in group.sort_values("started_at")["wall_s"]])
         checked = [v for v in group["validation_passed"] if v is not None and v == v]
-        rows.append({
+        out.append({
             **dict(zip(CELL_KEYS, key, strict=True)),
             "n": st.n, "median_s": st.median, "ci_low_s": st.ci_low, "ci_high_s": st.ci_high,
             "ci_coverage": st.ci_coverage, "cv": st.cv, "warnings": st.warnings,
             "validated": all(bool(v) for v in checked) if checked else None,
             "approximate": next((str(a) for a in group["approximate"] if a and a == a), ""),
         })  # fmt: skip
-    return pd.DataFrame(rows, columns=STAT_COLUMNS)
+    return pd.DataFrame(out, columns=STAT_COLUMNS)
+
+
+def cell_statistics(df: pd.DataFrame) -> pd.DataFrame:
+    """Return one row per cell of the measured (not warm-up) ok cell repetitions in `df`:
+    n, median, the order-statistic confidence interval of the median (stats.median_ci)
+    with its real coverage, CV, stats warnings as a tuple, and `validated` (True when
+    every repetition that carries a validation passed, None when none does)."""
+    return _describe_groups(_measured(df, "cell"))
+
+
+def native_references(table: pd.DataFrame) -> dict[tuple[str, int, str, str], pd.Series]:
+    """Return, per (scenario, size, cache, platform) of `table` (rows with those columns,
+    strategy, variant and median_s), the native cell that is the reference for that
+    platform: native on that platform when it ran, else the fastest native cell of the
+    same scenario, size and cache (the host's own platform). Only cells (not combined
+    builds) are references."""
+    refs: dict[tuple[str, int, str, str], pd.Series] = {}
+    native = table[table["strategy"] == "native"]
+    if "kind" in native.columns:
+        native = native[native["kind"] == "cell"]
+    for _, row in table.iterrows():
+        key = (str(row["scenario"]), int(row["size"]), str(row["cache"]), str(row["platform"]))
+        same = native[
+            (native["scenario"] == key[0])
+            & (native["size"] == key[1])
+            & (native["cache"] == key[2])
+        ]
+        if same.empty:
+            continue
+        own = same[same["platform"] == key[3]]
+        pick = own if not own.empty else same
+        refs[key] = pick.sort_values("median_s").iloc[0]
+    return refs
+
+
+def versus_native(table: pd.DataFrame) -> pd.DataFrame:
+    """Return `table` (rows with scenario, size, strategy, variant, cache, platform and
+    median_s) with three more columns: `reference` (the native cell it is compared with,
+    "variant platform", see `native_references`; "" when none ran), `ref_median_s` and
+    `vs_native` (median / the reference's median; NaN without a reference).
+
+    This is the one "versus native" computation: the wall-time table and chart, the
+    slowdown table and heatmap and the recommendation all read it.
+    """
+    refs = native_references(table)
+    out = table.copy()
+    references: list[str] = []
+    ref_medians: list[float] = []
+    for _, row in table.iterrows():
+        key = (str(row["scenario"]), int(row["size"]), str(row["cache"]), str(row["platform"]))
+        ref = refs.get(key)
+        references.append("" if ref is None else f"{ref['variant']} {ref['platform']}")
+        ref_medians.append(float("nan") if ref is None else float(ref["median_s"]))
+    out["reference"] = pd.Series(references, index=table.index, dtype=object)
+    out["ref_median_s"] = pd.Series(ref_medians, index=table.index, dtype=float)
+    out["vs_native"] = out["median_s"].astype(float) / out["ref_median_s"]
+    return out
+
+
+SLOWDOWN_COLUMNS = [*CELL_KEYS, "median_s", "reference", "ref_median_s", "ratio"]
+
+
+def slowdown_table(stats: pd.DataFrame) -> pd.DataFrame:
+    """Return the cells of `stats` (`cell_statistics` rows) that have a native reference,
+    with `reference`, `ref_median_s` and `ratio` (their `versus_native`)."""
+    table = versus_native(stats)
+    table = table[table["reference"] != ""].rename(columns={"vs_native": "ratio"})
+    return table[SLOWDOWN_COLUMNS].reset_index(drop=True)

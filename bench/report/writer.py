@@ -1,5 +1,6 @@
-"""The full report of one or more stored runs: PNG and SVG charts, `summary.md`, and one
-self-contained `report.html` (charts embedded as PNG data URIs, no external files).
+"""The one report writer, for `run` and `report` alike: from one `ReportData`, the CSV
+tables, PNG and SVG charts, `summary.md`, and one self-contained `report.html` (charts
+embedded as PNG data URIs, no external files), staged and moved into place whole.
 
 The page is described once as a list of blocks and rendered twice, to Markdown and to
 HTML, so both always say the same thing.
@@ -9,8 +10,12 @@ from __future__ import annotations
 
 import base64
 import html
+import os
 import re
-from collections.abc import Callable, Sequence
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,9 +25,13 @@ from matplotlib.figure import Figure
 
 from bench.analysis import history
 from bench.analysis.recommend import Recommendation, recommend
-from bench.engine.results import DamagedRun, LoadWarning, Record, StoredRun, list_runs, read_runs
+from bench.engine.results import LoadWarning, StoredRun
+from bench.errors import UsageError
 from bench.report import charts
-from bench.report.frame import cell_statistics, load_runs, staged_folder, write_basic_files
+from bench.report.frame import ReportData, load_report_data
+
+# In the working folder, beside ./results.
+DEFAULT_REPORTS = Path("reports")
 
 
 @dataclass(frozen=True)
@@ -66,13 +75,14 @@ class ReportPlan:
     blocks: list[Block] = field(default_factory=list)
     left_out: list[tuple[str, str]] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
-    skipped: list[LoadWarning] = field(default_factory=list)
-    frame: Any = None  # the tidy frame of every usable record (report.frame)
 
 
-def _save(fig: Figure, out_dir: Path, name: str) -> tuple[Path, Path]:
+def _save(fig: Figure, out_dir: Path, name: str, png_from: Path | None = None) -> tuple[Path, Path]:
     png, svg = out_dir / f"{name}.png", out_dir / f"{name}.svg"
-    fig.savefig(png, dpi=150, bbox_inches="tight")
+    if png_from is None:
+        fig.savefig(png, dpi=150, bbox_inches="tight")
+    else:
+        shutil.copyfile(png_from, png)  # the same chart, already rendered
     fig.savefig(svg, bbox_inches="tight")
     plt.close(fig)
     return png, svg
@@ -89,6 +99,7 @@ def _chart(
     title: str,
     make: Callable[[], Figure],
     caption: str = "",
+    png_from: Path | None = None,
 ) -> None:
     try:
         fig = make()
@@ -96,17 +107,9 @@ def _chart(
         plan.left_out.append((title, str(exc)))
         plan.blocks.append(Para(f"Chart left out: {exc}."))
         return
-    png, svg = _save(fig, out_dir, name)
+    png, svg = _save(fig, out_dir, name, png_from)
     plan.written += [png, svg]
     plan.blocks.append(Chart(name, title, png, svg, caption))
-
-
-def history_runs(run_dirs: Sequence[Path]) -> list[Path]:
-    """Return the runs a history chart covers: the given runs when there are several,
-    else every run stored beside the one given (its results folder)."""
-    if len(run_dirs) > 1:
-        return list(run_dirs)
-    return list_runs(run_dirs[0].parent) if run_dirs else []
 
 
 def _vs_pick(ratio: float) -> str:
@@ -160,28 +163,15 @@ def _recommendation_blocks(recs: list[Recommendation]) -> list[Block]:
     return blocks
 
 
-def plan_report(
-    run_dirs: Sequence[Path | StoredRun], out_dir: Path, skipped: Sequence[LoadWarning] = ()
-) -> ReportPlan:
-    """Write every chart the data of `run_dirs` (folders, or runs already read) allows
-    into `out_dir` (PNG and SVG) and return the plan of the summary: blocks, charts left
-    out and why, files written, and the stored results skipped as damaged (a run whose
-    manifest cannot be used is left out; the others are reported), after those the
-    caller already skipped (`skipped`).
+def plan_report(data: ReportData, out_dir: Path, wall: Figure | str) -> ReportPlan:
+    """Write every chart `data` allows into `out_dir` (PNG and SVG) and return the plan of
+    the summary: blocks, charts left out and why, and files written. `wall` is the
+    wall-time chart already drawn (`charts.wall_chart`), or why it was left out.
 
-    Raises FileNotFoundError when a folder is not a run, ValueError when none is given,
-    DamagedRun when no run given can be used.
+    Raises what a chart raises other than ValueError (a chart the data does not allow).
     """
-    if not run_dirs:
-        raise ValueError("no run to report on")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    runs, damaged = read_runs(run_dirs)
-    if not runs:
-        raise DamagedRun(damaged[0])
-    manifests, df = load_runs(runs)
-    records: list[Record] = [r for run in runs for r in run.records]
-    stats = cell_statistics(df)
-    plan = ReportPlan(skipped=list(dict.fromkeys([*skipped, *damaged])), frame=df)
+    manifests, df, stats = data.manifests, data.frame, data.stats
+    plan = ReportPlan()
     latest = manifests[-1]
     prov = latest.get("provenance", {})
     ids = ", ".join(str(m.get("run_id")) for m in manifests)
@@ -215,12 +205,14 @@ def plan_report(
                    "median CI s (coverage)", "CV", "validated", "warnings"), tuple(rows))
         )  # fmt: skip
     _chart(plan, out_dir, "walltime-ci", "Wall time with confidence intervals",
-           lambda: charts.wall_ci_chart(stats),
-           "Bars: median wall time; whiskers: the order-statistic confidence interval of the "
-           "median (its real coverage is in the table above).")  # fmt: skip
+           lambda: _drawn(wall),
+           "Bars: median wall time, with its ratio to the native reference; whiskers: the "
+           "order-statistic confidence interval of the median (its real coverage is in the "
+           "table above); dotted: combined builds.",
+           out_dir / "walltime.png")  # fmt: skip
 
     plan.blocks.append(Heading("Slowdown against native"))
-    slow = charts.slowdown_table(stats)
+    slow = data.slowdown
     if slow.empty:
         plan.blocks.append(Para("Left out: no native cell ran, so there is no reference."))
         plan.left_out.append(("Slowdown against native", "no native cell ran"))
@@ -260,11 +252,7 @@ def plan_report(
            lambda: charts.scaling_chart(stats))  # fmt: skip
 
     plan.blocks.append(Heading("History"))
-    # Runs already read are not read again; the others' damaged files are named too.
-    given = {run.path: run for run in runs}
-    hist_runs, hist_skipped = read_runs([given.get(p, p) for p in history_runs(
-        [run.path for run in runs])])  # fmt: skip
-    plan.skipped = list(dict.fromkeys([*plan.skipped, *hist_skipped]))
+    hist_runs = list(data.history)
     series, steps = history.analyse(hist_runs)
     all_steps = [s for v in steps.values() for s in v]
     if all_steps:
@@ -286,7 +274,7 @@ def plan_report(
 
     plan.blocks.append(Heading("Validation and resources"))
     _chart(plan, out_dir, "validation", "Validation matrix",
-           lambda: charts.validation_chart(charts.validation_table(records)))  # fmt: skip
+           lambda: charts.validation_chart(charts.validation_table(data.records)))  # fmt: skip
     _chart(plan, out_dir, "resources", "Resources",
            lambda: charts.resources_chart(charts.resource_table(df)))  # fmt: skip
 
@@ -295,9 +283,9 @@ def plan_report(
         plan.blocks.append(Heading("Unavailable cells"))
         plan.blocks.append(Bullets(tuple(dict.fromkeys(
             f"{c.get('cell')}: {c.get('reason', '')}" for c in unavailable))))  # fmt: skip
-    if plan.skipped:
+    if data.skipped:
         plan.blocks.append(Heading("Stored results skipped"))
-        plan.blocks.append(Bullets(tuple(str(w) for w in plan.skipped)))
+        plan.blocks.append(Bullets(tuple(str(w) for w in data.skipped)))
     plan.blocks.append(Heading("Charts left out"))
     plan.blocks.append(
         Bullets(tuple(f"{t}: {why}" for t, why in plan.left_out))
@@ -395,47 +383,150 @@ def render_html(blocks: Sequence[Block], title: str) -> str:
     )
 
 
-def write_report(
-    run_dirs: Sequence[Path | StoredRun],
-    out_dir: Path,
-    warn: Callable[[LoadWarning], None] | None = None,
-    skipped: Sequence[LoadWarning] = (),
-) -> list[Path]:
-    """Write the charts, `cells.csv`, `walltime.csv`, `summary.md` and `report.html` of the runs
-    `run_dirs` (folders, or runs already read) into a temp folder beside `out_dir`, and
-    move it to `out_dir` once complete (replacing an earlier report there), so that a
-    report that fails leaves no half-written folder. `warn` is called with each stored
-    result skipped as damaged; the report lists them, after `skipped` (those the caller
-    already left out).
+_REPORT_SUFFIXES = {".png", ".svg", ".csv", ".md", ".html"}
 
-    Returns the written paths. Raises FileNotFoundError when a folder is not a run,
-    ValueError when none is given, DamagedRun when none can be used, UsageError when
-    `out_dir` is a folder other than a report.
+
+def check_report_folder(out_dir: Path) -> None:
+    """Check that `out_dir` may be written as a report folder: it is absent, empty, or
+    an earlier report (only charts, CSV, Markdown and HTML files, with `cells.csv` or
+    `report.html` among them), which a new report replaces.
+
+    Raises UsageError otherwise, so that no other folder is ever replaced.
     """
-    with staged_folder(out_dir) as stage:
-        written = write_report_files(run_dirs, stage, warn, skipped)
-    return [out_dir / p.relative_to(stage) for p in written]
+    if not out_dir.exists() and not out_dir.is_symlink():
+        return
+    if out_dir.is_symlink() or not out_dir.is_dir():
+        raise UsageError(f"{out_dir} exists and is not a folder; choose another report folder")
+    try:
+        entries = list(out_dir.iterdir())
+    except OSError as exc:
+        raise UsageError(f"{out_dir} cannot be listed: {exc.strerror or exc}") from None
+    names = {e.name for e in entries}
+    looks_like_report = all(
+        e.is_file() and not e.is_symlink() and e.suffix in _REPORT_SUFFIXES for e in entries
+    ) and bool(names & {"cells.csv", "report.html"})
+    if entries and not looks_like_report:
+        raise UsageError(
+            f"{out_dir} exists and is not an archbench report; choose another report folder"
+        )
 
 
-def write_report_files(
-    run_dirs: Sequence[Path | StoredRun],
-    out_dir: Path,
-    warn: Callable[[LoadWarning], None] | None = None,
-    skipped: Sequence[LoadWarning] = (),
-) -> list[Path]:
-    """Write the report of `run_dirs` into the folder `out_dir` as it is (see
-    `write_report`, which stages it).
+@contextmanager
+def staged_folder(out_dir: Path) -> Iterator[Path]:
+    """Yield a new temp folder beside `out_dir` to write a report into; when the block
+    ends without error, move it to `out_dir` (an earlier report there is renamed away
+    first and removed last), else remove it and leave `out_dir` as it was. A report that
+    fails half-way leaves no half-written folder behind.
 
-    Returns the written paths. Raises like `write_report`.
+    Raises UsageError (before anything is written) when `out_dir` is not a folder a
+    report may replace (see `check_report_folder`).
     """
-    plan = plan_report(run_dirs, out_dir, skipped)
-    for warning in plan.skipped:
-        if warn is not None:
-            warn(warning)
-    basic = write_basic_files(plan.frame, out_dir)
+    check_report_folder(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".new"))
+    try:
+        yield stage
+        stage.chmod(0o755)  # mkdtemp makes it private; a report is for reading
+        old = None
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.",
+                                        suffix=".old"))  # fmt: skip
+            os.replace(out_dir, old / out_dir.name)
+        try:
+            os.replace(stage, out_dir)
+        except BaseException:
+            if old is not None:
+                os.replace(old / out_dir.name, out_dir)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+
+def _drawn(wall: Figure | str) -> Figure:
+    if isinstance(wall, str):
+        raise ValueError(wall)
+    return wall
+
+
+def write_tables(data: ReportData, out_dir: Path) -> list[Path]:
+    """Write `cells.csv` (the tidy frame, one row per record) and `walltime.csv` (the
+    wall-time summary: median, n and ratio to native per cell and combined build, then
+    the median's confidence interval and the native reference) into `out_dir`.
+
+    Returns the written paths.
+    """
+    cells_csv = out_dir / "cells.csv"
+    data.frame.to_csv(cells_csv, index=False)
+    summary_csv = out_dir / "walltime.csv"
+    data.wall.to_csv(summary_csv, index=False, float_format="%.3f")
+    return [cells_csv, summary_csv]
+
+
+def write_report_files(data: ReportData, out_dir: Path, full: bool = True) -> list[Path]:
+    """Write the report of `data` into the folder `out_dir` as it is (see `write_report`,
+    which stages it): `cells.csv`, `walltime.csv` and, when any cell ran ok, the wall-time
+    chart `walltime.png`; with `full`, every other chart, `summary.md` and `report.html`
+    too (the wall-time chart again as `walltime-ci.png` and `.svg`, the name the page
+    gives it).
+
+    Returns the written paths. Raises what a chart or a write raises.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = write_tables(data, out_dir)
+    wall: Figure | str
+    try:
+        wall = charts.wall_chart(data.wall)
+    except ValueError as exc:
+        wall = str(exc)
+    if isinstance(wall, Figure):
+        png = out_dir / "walltime.png"
+        wall.savefig(png, dpi=150, bbox_inches="tight")
+        written.append(png)
+        if not full:
+            plt.close(wall)
+    if not full:
+        return written
+    try:
+        plan = plan_report(data, out_dir, wall)
+    finally:
+        if isinstance(wall, Figure):
+            plt.close(wall)  # saved by then, or the plan failed before it was
     summary = out_dir / "summary.md"
     summary.write_text(render_markdown(plan.blocks, out_dir), encoding="utf-8")
     page = out_dir / "report.html"
     title = next((b.text for b in plan.blocks if isinstance(b, Heading)), "archbench report")
     page.write_text(render_html(plan.blocks, title), encoding="utf-8")
-    return [*plan.written, *basic, summary, page]
+    return [*written, *plan.written, summary, page]
+
+
+def write_report(
+    source: ReportData | Sequence[Path | StoredRun],
+    out_dir: Path,
+    warn: Callable[[LoadWarning], None] | None = None,
+    skipped: Sequence[LoadWarning] = (),
+    full: bool = True,
+) -> list[Path]:
+    """Write the report of `source` (its data, or runs: folders or runs already read, then
+    loaded once with `load_report_data`) into a temp folder beside `out_dir`, and move it
+    to `out_dir` once complete (replacing an earlier report there), so that a report that
+    fails leaves no half-written folder. When runs are given, `warn` is called with each
+    stored result skipped as damaged; the report lists them, after `skipped` (those the
+    caller already left out). `full` as for `write_report_files`.
+
+    Returns the written paths. Raises FileNotFoundError when a folder is not a run,
+    ValueError when none is given, DamagedRun when none can be used, UsageError when
+    `out_dir` is a folder other than a report, and what `write_report_files` raises.
+    """
+    if isinstance(source, ReportData):
+        data = source
+    else:
+        data = load_report_data(source, skipped)
+        for warning in data.skipped:
+            if warn is not None:
+                warn(warning)
+    with staged_folder(out_dir) as stage:
+        written = write_report_files(data, stage, full)
+    return [out_dir / p.relative_to(stage) for p in written]

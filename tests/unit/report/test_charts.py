@@ -10,7 +10,8 @@ from matplotlib.container import BarContainer
 from bench.engine.results import Record
 from bench.engine.stats import median_ci
 from bench.report import charts
-from bench.report.frame import STRATEGY_COLOURS, cell_statistics, frame
+from bench.report.charts import STRATEGY_COLOURS
+from bench.report.frame import cell_statistics, frame, slowdown_table, wall_summary
 
 
 def rec(strategy, platform, wall, rep=1, size=1, cache="cold", cpu="", **extra):
@@ -42,8 +43,7 @@ def stats_of(records):
 
 
 def test_wall_chart_bars_and_error_bars_carry_median_and_ci():
-    stats = stats_of(RECORDS)
-    fig = charts.wall_ci_chart(stats)
+    fig = charts.wall_chart(wall_summary(frame(RECORDS)))
     ax = fig.axes[0]
     bars = next(c for c in ax.containers if isinstance(c, BarContainer))
     heights = [p.get_height() for p in bars.patches]
@@ -63,13 +63,13 @@ def test_wall_chart_bars_and_error_bars_carry_median_and_ci():
 
 
 def test_wall_chart_is_linear_when_span_is_small():
-    fig = charts.wall_ci_chart(stats_of(RECORDS[:3] + RECORDS[7:]))
+    fig = charts.wall_chart(wall_summary(frame(RECORDS[:3] + RECORDS[7:])))
     assert fig.axes[0].get_yscale() == "linear"
 
 
 def test_slowdown_heatmap_holds_ratios_against_the_native_reference():
     stats = stats_of(RECORDS)
-    table = charts.slowdown_table(stats)
+    table = slowdown_table(stats)
     assert set(table["reference"]) == {"native linux/amd64"}
     fig = charts.slowdown_heatmap(table)
     image = fig.axes[0].images[0]
@@ -88,13 +88,13 @@ def test_slowdown_heatmap_holds_ratios_against_the_native_reference():
 
 def test_native_on_the_target_platform_is_preferred_as_reference():
     records = RECORDS + [rec("native", "linux/arm64", w, i + 1) for i, w in enumerate([9, 10])]
-    table = charts.slowdown_table(stats_of(records)).set_index(["variant", "platform"])
+    table = slowdown_table(stats_of(records)).set_index(["variant", "platform"])
     assert table.loc[("qemu-user", "linux/arm64"), "reference"] == "native linux/arm64"
     assert table.loc[("qemu-user", "linux/arm64"), "ratio"] == pytest.approx(115.0 / 9.5)
 
 
 def test_no_native_means_no_slowdown_chart():
-    table = charts.slowdown_table(stats_of(RECORDS[3:]))
+    table = slowdown_table(stats_of(RECORDS[3:]))
     assert table.empty
     with pytest.raises(ValueError, match="native"):
         charts.slowdown_heatmap(table)
@@ -201,3 +201,25 @@ def test_history_chart_marks_change_points():
     assert list(ax.lines[0].get_ydata()) == [5.0, 5.0, 7.0, 7.0]
     assert any(t.get_text() == "1.40x" for t in ax.texts)
     assert len(ax.lines) == 2  # the series and one change-point line
+
+
+def test_log_axes_label_ticks_as_plain_numbers():
+    # text.parse_math is off (names from scenario files), so mathtext labels would print raw
+    fig = charts.wall_chart(wall_summary(frame(RECORDS)))
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log"
+    labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert "10" in labels and "100" in labels
+    assert not any("$" in label or "mathdefault" in label for label in labels)
+
+
+def test_wall_chart_shows_combined_builds_and_the_ratio_to_native():
+    combined = Record("combined", "r", "s", 1, "qemu-user", "", 1, "ok", 60.0, "t")
+    fig = charts.wall_chart(wall_summary(frame([*RECORDS, combined])))
+    ax = fig.axes[0]
+    bars = next(c for c in ax.containers if isinstance(c, BarContainer))
+    assert [p.get_height() for p in bars.patches] == pytest.approx([5.0, 115.0, 5.5, 60.0])
+    assert bars.patches[-1].get_hatch() == charts.COMBINED_HATCH
+    texts = [t.get_text() for t in ax.texts]
+    assert "115 s\n23.0x" in texts and "60 s\n12.0x" in texts

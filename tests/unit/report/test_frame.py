@@ -1,7 +1,15 @@
 import matplotlib.pyplot as plt
 
 from bench.engine.results import Record, RunStore
-from bench.report.frame import frame, wall_chart, wall_summary, write_basic_report
+from bench.report.charts import wall_chart
+from bench.report.frame import (
+    cell_statistics,
+    frame,
+    load_report_data,
+    slowdown_table,
+    wall_summary,
+)
+from bench.report.writer import write_report_files
 
 
 def rec(strategy, platform, wall, kind="cell", status="ok", rep=1):
@@ -45,6 +53,38 @@ def test_report_reads_only_stored_results(tmp_path):
     store.write_manifest({})
     for r in RECORDS:
         store.add(r)
-    written = write_basic_report(store.path, tmp_path / "out")
+    written = write_report_files(load_report_data([store.path]), tmp_path / "out", full=False)
     assert {p.name for p in written} == {"cells.csv", "walltime.csv", "walltime.png"}
     assert (tmp_path / "out" / "walltime.png").stat().st_size > 1000
+
+
+def test_one_versus_native_feeds_the_summary_and_the_slowdown_table():
+    records = RECORDS + [
+        Record("cell", "r", "s", 1, "native", "linux/amd64", 1, "ok", 2.0, "t", cache="warm"),
+        Record("cell", "r", "s", 1, "qemu-user", "linux/arm64", 1, "ok", 8.0, "t", cache="warm"),
+    ]
+    df = frame(records)
+    wall = wall_summary(df).set_index(["kind", "strategy", "platform", "cache"])
+    slow = slowdown_table(cell_statistics(df)).set_index(["strategy", "platform", "cache"])
+    for key in [("qemu-user", "linux/arm64", "cold"), ("qemu-user", "linux/arm64", "warm")]:
+        assert wall.loc[("cell", *key), "vs_native"] == slow.loc[key, "ratio"]
+        assert wall.loc[("cell", *key), "reference"] == slow.loc[key, "reference"]
+    # a warm cell is compared with the warm native cell, not the cold one
+    assert slow.loc[("qemu-user", "linux/arm64", "warm"), "ratio"] == 4.0
+    assert wall.loc[("cell", "qemu-user", "linux/arm64", "cold"), "vs_native"] == 10.0
+
+
+def test_the_report_writes_each_file_once(tmp_path):
+    store = RunStore(tmp_path / "results")
+    store.write_manifest({})
+    for r in RECORDS:
+        store.add(r)
+    written = write_report_files(load_report_data([store.path]), tmp_path / "out")
+    names = [p.name for p in written]
+    assert len(names) == len(set(names))
+    assert {"cells.csv", "walltime.csv", "walltime.png", "walltime-ci.png", "summary.md",
+            "report.html"} <= set(names)  # fmt: skip
+    # walltime.png and walltime-ci.png are one chart under the two names reports have used
+    assert (tmp_path / "out" / "walltime.png").read_bytes() == (
+        tmp_path / "out" / "walltime-ci.png"
+    ).read_bytes()

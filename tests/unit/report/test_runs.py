@@ -78,3 +78,36 @@ def test_report_command_defaults_to_latest_run(results, tmp_path, capsys):
     assert "Slowdown against native: no native cell ran" in summary
     # the history chart covers every stored run beside the one reported
     assert "No change point over 2 runs" in summary
+
+
+def test_run_ends_with_the_one_report_reading_each_stored_run_once(
+    results, tmp_path, monkeypatch, capsys
+):
+    from types import SimpleNamespace
+
+    import pandas
+
+    from bench.engine import results as stored
+    from bench.engine import runner
+    from bench.report import frame as report_frame
+
+    run = stored.read_run(results / OLD)
+    summary = runner.RunSummary(SimpleNamespace(path=run.path, run_id=OLD), list(run.records))
+    monkeypatch.setattr(runner, "execute", lambda *_a, **_k: summary)
+    reads, frames, csv_writes = [], [], []
+    read_run, build_frame, to_csv = stored.read_run, report_frame.frame, pandas.DataFrame.to_csv
+    monkeypatch.setattr(stored, "read_run", lambda p: reads.append(p.name) or read_run(p))
+    monkeypatch.setattr(report_frame, "frame", lambda r: frames.append(1) or build_frame(r))
+    monkeypatch.setattr(pandas.DataFrame, "to_csv",
+                        lambda self, path=None, **k: csv_writes.append(str(path)) or to_csv(
+                            self, path, **k))  # fmt: skip
+    out = tmp_path / "reports"
+    main(["run", "--strategy", "cross", "--results", str(results), "--reports", str(out)])
+    assert sorted(reads) == sorted([OLD, NEW])  # the run, and the one beside it for history
+    assert len(frames) == 1
+    assert len([p for p in csv_writes if p.endswith("cells.csv")]) == 1
+    assert {"cells.csv", "walltime.csv", "walltime.png", "summary.md", "report.html"} <= {
+        p.name for p in out.iterdir()
+    }
+    table = capsys.readouterr().out
+    assert "18.20" in table  # qemu-user on arm64 against native amd64, read back from the store
