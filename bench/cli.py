@@ -26,7 +26,7 @@ from bench.engine.results import DEFAULT_RESULTS, LoadWarning, StoredRun
 from bench.errors import ArchbenchError, HostNotReady, UsageError
 from bench.platforms import Platform, parse_platform
 from bench.report import EXPORT_FORMATS
-from bench.scenarios.loader import DEFAULT_SCENARIO, resolve_scenario
+from bench.scenarios.loader import DEFAULT_SCENARIO, Scenario, resolve_scenario
 from bench.strategies import REGISTRY, get_strategy
 from bench.strategies.guest.cpu import CPU_MODELS
 from bench.tools.registry import registry_address
@@ -255,6 +255,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="rebuilds of a repetition that failed in a known flaky way "
         "(emulator crash); flakes are counted per cell",
     )
+    r.add_argument(
+        "--dockerfile",
+        type=_path,
+        help="benchmark this Dockerfile as it is written (no scenario file needed)",
+    )
+    r.add_argument(
+        "--context", type=_path, help="build context of --dockerfile (default: its folder)"
+    )
+    r.add_argument(
+        "--target", type=inputs.text_flag(inputs.name), help="stage of --dockerfile to build"
+    )
+    r.add_argument(
+        "--build-arg", action="append", default=[], type=_TEXT, metavar="K=V",
+        help="build argument of --dockerfile; repeatable",
+    )  # fmt: skip
+    r.add_argument(
+        "--secret", action="append", default=[], type=_TEXT,
+        help="buildx --secret value passed through (e.g. id=npmrc,src=.npmrc); repeatable",
+    )  # fmt: skip
+    r.add_argument(
+        "--ssh", action="append", default=[], type=_TEXT,
+        help="buildx --ssh value passed through (e.g. default); repeatable",
+    )  # fmt: skip
     r.add_argument(
         "--no-combined",
         action="store_true",
@@ -569,7 +592,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(f"unknown --cpu {cpu!r}; valid: default, {', '.join(CPU_MODELS)}")
     strategies = tuple(get_strategy(s).name for s in split_values(args.strategy)) or tuple(REGISTRY)
     platforms = _platforms(args.platform)
-    scenarios = tuple(resolve_scenario(s) for s in (args.scenario or [DEFAULT_SCENARIO]))
+    scenarios = _run_scenarios(args, platforms)
     req = runner.RunRequest(
         scenarios=scenarios,
         strategies=strategies,
@@ -615,6 +638,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     if written:
         _say("report: " + ", ".join(str(p) for p in written))
     return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def _run_scenarios(
+    args: argparse.Namespace, platforms: tuple[Platform, ...]
+) -> tuple[Scenario, ...]:
+    """Return the scenarios `run` builds: --dockerfile's own (with the scenarios named
+    too, if any), or the named scenarios (default cbench). Raises UsageError naming a
+    bad value."""
+    from bench.scenarios import userfile
+
+    own = ("--context", args.context), ("--target", args.target), ("--build-arg", args.build_arg)
+    if args.dockerfile is None:
+        for flag, value in own:
+            if value:
+                raise UsageError(f"{flag} needs --dockerfile")
+        if args.secret or args.ssh:
+            raise UsageError("--secret and --ssh need --dockerfile")
+        return tuple(resolve_scenario(s) for s in (args.scenario or [DEFAULT_SCENARIO]))
+    scenario = userfile.dockerfile_scenario(
+        args.dockerfile,
+        context=args.context,
+        target=args.target or "",
+        build_args=tuple(userfile.build_arg(a) for a in args.build_arg),
+        platforms=platforms,
+        secrets=tuple(userfile.pass_through("--secret", v) for v in args.secret),
+        ssh=tuple(userfile.pass_through("--ssh", v) for v in args.ssh),
+    )
+    return (scenario, *(resolve_scenario(s) for s in args.scenario))
 
 
 def _write_run_report(run_dir: Path, reports_dir: Path, run_id: str) -> list[Path]:

@@ -21,7 +21,7 @@ from bench.errors import ArchbenchError
 from bench.host import provenance, services
 from bench.platforms import Platform, host_platform, parse_platform
 from bench.scenarios.loader import Scenario
-from bench.strategies import REGISTRY, Availability
+from bench.strategies import REGISTRY, Availability, userfile
 from bench.strategies.base import LOG_TAIL_CHARS, BuildOutcome, BuildSettings, image_repo
 from bench.strategies.guest.cpu import CPU_MODELS
 from bench.tools import docker
@@ -89,6 +89,11 @@ def probe_cells(
     found = {}
     for c in cells:
         a = REGISTRY[c.strategy].probe(parse_platform(c.platform), host)
+        if scenarios[c.scenario].kind == "dockerfile":
+            # A user's Dockerfile decides where its RUN steps run: the strategy is what
+            # that makes of a build for this platform.
+            a = userfile.probe(c.strategy, scenarios[c.scenario], parse_platform(c.platform),
+                               host, a)  # fmt: skip
         if a.available and c.cache == "warm":
             if c.strategy == "qemu-system":
                 a = Availability(
@@ -546,6 +551,10 @@ def _run_cell(
             expect_output=scenario.smoke_expect,
             test_command=scenario.test_command,
             test_expect=scenario.test_expect,
+            # A user's image runs its smoke command, if any, never its own CMD (a server
+            # would not return).
+            smoke=scenario.kind != "dockerfile" or bool(scenario.smoke_command),
+            smoke_command=scenario.smoke_command if scenario.kind == "dockerfile" else (),
         )
         validation = report.as_dict()
         if report.passed:
