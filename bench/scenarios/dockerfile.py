@@ -371,15 +371,16 @@ def vertex_ref(name: str) -> VertexRef | None:
 def instruction_for(df: Dockerfile, ref: VertexRef) -> tuple[Stage, Instruction] | None:
     """Return the stage and instruction a vertex stands for: the stage by its label
     (or the only stage, for an unnamed one-stage file) and its step-th vertex-making
-    instruction (step 1 is FROM)."""
+    instruction (step 1 is FROM, for a stage on an image)."""
     stage = next((s for s in df.stages if s.label == ref.stage), None)
     if stage is None and not ref.stage and len(df.stages) == 1:
         stage = df.stages[0]
     if stage is None:
         return None
     vertexed = [i for i in stage.instructions if i.keyword in VERTEX_KEYWORDS]
-    if ref.step == 1:
-        return stage, Instruction(stage.line, "FROM", stage.base)
-    if 2 <= ref.step <= len(vertexed) + 1:
-        return stage, vertexed[ref.step - 2]
+    if stage.parent is None:
+        # A stage on an image counts its FROM as step 1; one on another stage does not.
+        vertexed.insert(0, Instruction(stage.line, "FROM", stage.base))
+    if 1 <= ref.step <= len(vertexed):
+        return stage, vertexed[ref.step - 1]
     return None

@@ -142,6 +142,12 @@ def test_vertex_names_map_to_instructions() -> None:
     assert ref is not None
     found = instruction_for(df, ref)
     assert found is not None and found[0].label == "stage-1" and found[1].keyword == "COPY"
+    # A stage built on another stage has no FROM step of its own.
+    tar = parse_file(DATA / "tarball-image" / "Dockerfile")
+    ref = vertex_ref("[tools 2/2] RUN ln -s /opt/tool/bin/tool /usr/local/bin/tool")
+    assert ref is not None
+    found = instruction_for(tar, ref)
+    assert found is not None and found[1].line == 11 and found[1].keyword == "RUN"
     assert vertex_ref("[internal] load build context") is None
     assert vertex_ref("exporting to image") is None
 
