@@ -20,8 +20,10 @@ def _cell(strategy: str, platform: str, rep: int, steps: list[dict[str, Any]],
 
 def _step(line: int, keyword: str, text: str, seconds: float, runs_on: str = "target",
           cached: bool = False) -> dict[str, Any]:  # fmt: skip
-    return {"stage": "build", "line": line, "instruction": f"{keyword} {text}",
-            "keyword": keyword, "runs_on": runs_on, "seconds": seconds, "cached": cached}  # fmt: skip
+    return {
+        "stage": "build", "line": line, "instruction": f"{keyword} {text}", "keyword": keyword,
+        "runs_on": runs_on, "seconds": seconds, "cached": cached,
+    }  # fmt: skip
 
 
 def _records() -> list[Record]:
