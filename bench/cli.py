@@ -25,7 +25,7 @@ from bench.engine.matrix import ORDERS, split_values
 from bench.engine.results import DEFAULT_RESULTS, LoadWarning, StoredRun
 from bench.errors import ArchbenchError, HostNotReady, UsageError
 from bench.platforms import Platform, parse_platform
-from bench.report import EXPORT_FORMATS
+from bench.report import CI_FORMATS, EXPORT_FORMATS
 from bench.scenarios.loader import DEFAULT_SCENARIO, Scenario, resolve_scenario
 from bench.strategies import REGISTRY, get_strategy
 from bench.strategies.guest.cpu import CPU_MODELS
@@ -304,7 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=_TEXT,
         default="csv",
         choices=EXPORT_FORMATS,
-        help="csv (default), parquet or json",
+        help="csv (default), parquet, json (one row per repetition), or one benchmark per "
+        "cell for CI dashboards: github-action-benchmark (customSmallerIsBetter) or bencher "
+        "(Bencher Metric Format)",
     )
     ex.add_argument("--out", type=_path, help="file to write (default: standard output)")
 
@@ -732,6 +734,21 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     _, df = report.load_runs(_runs(args.run, args.results, _Warnings()))
     try:
+        if args.format in CI_FORMATS:
+            from bench.engine.results import replace_file
+            from bench.report import ci_export
+
+            ci_text = ci_export.export_text(df, args.format)
+            if args.out is None:
+                sys.stdout.write(ci_text)
+                return EXIT_OK
+            if args.out.is_dir():
+                raise ValueError(f"--out {args.out} is a folder; give a file name")
+            replaced = replace_file(
+                args.out, lambda tmp: tmp.write_text(ci_text, encoding="utf-8")
+            )
+            _say(f"export: {args.format} to {args.out}" + ("; replaced" if replaced else ""))
+            return EXIT_OK
         text = report.export_frame(df, args.format, args.out)
     except (ValueError, report.ExportUnavailable) as exc:
         raise UsageError(str(exc)) from exc
