@@ -140,6 +140,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="a reachable moby/buildkit image: creates the "
         "docker-container builder `archbench-container`",
     )
+    s.add_argument(
+        "--import",
+        dest="import_archive",
+        type=_path,
+        metavar="ARCHIVE",
+        help="only copy the images of a `docker save` or OCI archive into the local "
+        "registry (Docker Hub's mirror), every platform it holds",
+    )
+    s.add_argument(
+        "--import-name",
+        type=inputs.text_flag(inputs.image_ref),
+        metavar="NAME:TAG",
+        help="name of the imported image when its archive names none",
+    )
 
     td = sub.add_parser("teardown", help="undo what setup did on this host, and only that")
     td.add_argument(
@@ -504,6 +518,15 @@ def cmd_setup(args: argparse.Namespace) -> int:
     from bench.host import setup as provision
 
     address = registry_address(args.registry)
+    if args.import_archive is not None:
+        from bench.host import imports
+
+        done = imports.import_archive(
+            args.import_archive, address, args.import_name or "", lambda m: _say(f"setup: {m}")
+        )
+        for image in done:
+            _say(f"setup: {image.name}: {image.reference} ({', '.join(image.platforms)})")
+        return EXIT_OK
     platforms = _platforms(args.platform) or (
         parse_platform("linux/amd64"),
         parse_platform("linux/arm64"),

@@ -193,6 +193,11 @@ class Engine:
                 scenario.check_touch(scenario.tree(say=lambda m: say(f"  {m}")))
             services.ensure_engine(say)
             services.ensure_registry(req.registry, say)
+            for scenario in req.scenarios:
+                if scenario.kind == "dockerfile":
+                    # A base the mirror lacks fails now, by name, not minutes into a build.
+                    userfile.check_bases(scenario, list(req.platforms or scenario.platforms),
+                                         self.host, req.registry)  # fmt: skip
         self.store = RunStore(req.results_root)
         self.summary = RunSummary(self.store)
         self.prov = provenance.collect(sorted({parse_platform(c.platform) for c in self.cells}))

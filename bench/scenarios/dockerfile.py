@@ -154,6 +154,18 @@ class DockerfileSpec:
         return parse_file(self.path, dict(self.build_args))
 
 
+def hub_repository(image: str) -> str | None:
+    """Return `library/debian:bookworm` for a Docker Hub reference like `debian:bookworm`
+    (None for an image of another registry)."""
+    first, sep, _ = image.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return None if first != "docker.io" else hub_repository(image.partition("/")[2])
+    name = image if sep else f"library/{image}"
+    if "@" not in name and ":" not in name.rsplit("/", 1)[-1]:
+        name += ":latest"
+    return name
+
+
 def platform_args(platform: Platform, build: Platform) -> dict[str, str]:
     """Return BuildKit's automatic platform ARGs for `platform` built on `build`."""
     return {

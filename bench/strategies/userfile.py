@@ -9,7 +9,13 @@ from typing import Any
 
 from bench.errors import UsageError
 from bench.platforms import Platform
-from bench.scenarios.dockerfile import Dockerfile, DockerfileSpec, instruction_for, vertex_ref
+from bench.scenarios.dockerfile import (
+    Dockerfile,
+    DockerfileSpec,
+    hub_repository,
+    instruction_for,
+    vertex_ref,
+)
 from bench.scenarios.loader import Scenario
 from bench.strategies.base import Availability
 from bench.tools import registry
@@ -140,18 +146,6 @@ def missing_bases(scenario: Scenario, platforms: list[Platform], host: Platform,
             holds = ", ".join(sorted(held))
             out.append(f"{image} for {', '.join(lacking)} (the mirror holds {holds})")
     return out
-
-
-def hub_repository(image: str) -> str | None:
-    """Return `library/debian:bookworm` for a Docker Hub reference like `debian:bookworm`
-    (None for an image of another registry)."""
-    first, sep, _ = image.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost"):
-        return None if first != "docker.io" else hub_repository(image.partition("/")[2])
-    name = image if sep else f"library/{image}"
-    if "@" not in name and ":" not in name.rsplit("/", 1)[-1]:
-        name += ":latest"
-    return name
 
 
 def check_bases(scenario: Scenario, platforms: list[Platform], host: Platform,
