@@ -275,10 +275,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="benchmark this Dockerfile as it is written (no scenario file needed)",
     )
     r.add_argument(
+        "--bake",
+        type=_path,
+        help="benchmark each target of this bake file (docker buildx bake --print); "
+        "--target picks targets",
+    )
+    r.add_argument(
         "--context", type=_path, help="build context of --dockerfile (default: its folder)"
     )
     r.add_argument(
-        "--target", type=inputs.text_flag(inputs.name), help="stage of --dockerfile to build"
+        "--target",
+        action="append",
+        default=[],
+        type=inputs.text_flag(inputs.name),
+        help="stage of --dockerfile to build, or (repeatable) target of --bake",
     )
     r.add_argument(
         "--build-arg", action="append", default=[], type=_TEXT, metavar="K=V",
@@ -674,6 +684,17 @@ def _run_scenarios(
     from bench.scenarios import userfile
 
     own = ("--context", args.context), ("--target", args.target), ("--build-arg", args.build_arg)
+    if args.bake is not None:
+        if args.dockerfile is not None or args.context or args.build_arg:
+            raise UsageError("--bake takes its context, Dockerfile and args from the bake file")
+        baked = userfile.bake_scenarios(
+            args.bake,
+            tuple(args.target),
+            platforms,
+            secrets=tuple(userfile.pass_through("--secret", v) for v in args.secret),
+            ssh=tuple(userfile.pass_through("--ssh", v) for v in args.ssh),
+        )
+        return (*baked, *(resolve_scenario(s) for s in args.scenario))
     if args.dockerfile is None:
         for flag, value in own:
             if value:
@@ -681,10 +702,12 @@ def _run_scenarios(
         if args.secret or args.ssh:
             raise UsageError("--secret and --ssh need --dockerfile")
         return tuple(resolve_scenario(s) for s in (args.scenario or [DEFAULT_SCENARIO]))
+    if len(args.target) > 1:
+        raise UsageError("--dockerfile builds one --target; several are for --bake")
     scenario = userfile.dockerfile_scenario(
         args.dockerfile,
         context=args.context,
-        target=args.target or "",
+        target=args.target[0] if args.target else "",
         build_args=tuple(userfile.build_arg(a) for a in args.build_arg),
         platforms=platforms,
         secrets=tuple(userfile.pass_through("--secret", v) for v in args.secret),

@@ -108,3 +108,39 @@ def dockerfile_scenario(
         kind="dockerfile",
         dockerfile=spec,
     )
+
+
+def bake_scenarios(file: Path, targets: tuple[str, ...] = (),
+                   platforms: tuple[Platform, ...] = (), secrets: tuple[str, ...] = (),
+                   ssh: tuple[str, ...] = ()) -> list[Scenario]:  # fmt: skip
+    """Return one dockerfile scenario per target of the bake `file` (resolved by
+    `docker buildx bake --print`): its context, Dockerfile, target stage, args and
+    platforms (`platforms`, when given, over the target's own). Raises UsageError naming
+    a bad file, target or value."""
+    from bench.tools import bake
+
+    if not file.is_file():
+        raise UsageError(f"no bake file at {str(file)!r}")
+    found = []
+    for t in bake.resolve(file.resolve(), targets):
+        if "://" in t.context or t.context.startswith("git@"):
+            raise UsageError(f"{file}: target {t.name}: a remote context ({t.context}) "
+                             "cannot be benchmarked; give a local folder")  # fmt: skip
+        context = (file.resolve().parent / t.context).resolve()
+        own = tuple(parse_platform(p) for p in t.platforms)
+        found.append(
+            dockerfile_scenario(
+                context / t.dockerfile,
+                context=context,
+                target=t.target,
+                build_args=tuple(build_arg(f"{k}={v}") for k, v in t.args),
+                platforms=platforms or own,
+                name=scenario_name(context / t.dockerfile, t.name).replace("df-", "bake-", 1),
+                description=f"bake target {t.name} of {file}",
+                secrets=secrets,
+                ssh=ssh,
+            )
+        )
+    if not found:
+        raise UsageError(f"{file}: no bake target to build")
+    return found
