@@ -12,8 +12,10 @@ from bench.platforms import Platform
 from bench.scenarios.dockerfile import (
     Dockerfile,
     DockerfileSpec,
+    expand,
     hub_repository,
     instruction_for,
+    platform_args,
     vertex_ref,
 )
 from bench.scenarios.loader import Scenario
@@ -114,15 +116,15 @@ def missing_bases(scenario: Scenario, platforms: list[Platform], host: Platform,
     spec = spec_of(scenario)
     parsed = spec.parsed()
     wanted: dict[str, set[str]] = {}
+    values = parsed.arg_defaults()
     for p in platforms:
-        stages = parsed.chain(spec.target or None)
-        for image in parsed.base_images(spec.target or None, p, host):
+        for stage in parsed.chain(spec.target or None):
+            if stage.parent is not None or stage.base.lower() == "scratch":
+                continue
+            image = expand(stage.base, {**platform_args(p, host), **values})
             # A stage on $BUILDPLATFORM pulls the host's platform of its base.
-            on_build = any(
-                s.parent is None and parsed.on_build_platform(s) and image in s.base
-                for s in stages
-            )
-            wanted.setdefault(image, set()).add(host.name if on_build else p.name)
+            pulled = host.name if parsed.on_build_platform(stage) else p.name
+            wanted.setdefault(image, set()).add(pulled)
     if parsed.syntax:
         wanted.setdefault(parsed.syntax, set()).add(host.name)
     out = []
