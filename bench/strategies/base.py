@@ -284,15 +284,16 @@ class BuildxStrategy:
                 log_tail=_tail(trace.text + "\n" + done.stdout), extra=extra,
             )  # fmt: skip
         extra["compiler"] = compiler_version(trace.text)
-        if scenario.kind == "dockerfile":
-            from bench.strategies import userfile
-
-            extra["instructions"] = userfile.instruction_steps(scenario, trace.steps)
-            return BuildOutcome("ok", done.seconds, tag, digest=result.digest, extra=extra)
         if approximate := self.approximation(scenario):
             extra["approximate"] = approximate
         if result.metadata.get("archbench.push-repaired"):
             extra["push_repaired"] = "the docker push step hit the registry's tag race"
+        if scenario.kind == "dockerfile":
+            from bench.strategies import userfile
+
+            # Which instruction each traced step was, its line and where it ran.
+            extra["instructions"] = userfile.instruction_steps(scenario, trace.steps)
+            return BuildOutcome("ok", done.seconds, tag, digest=result.digest, extra=extra)
         compile_steps = [s for s in trace.steps if s.category == "compile"]
         if target is None and compile_steps and all(s.cached for s in compile_steps):
             # Nothing was compiled: a fully cached rebuild is not a build.
