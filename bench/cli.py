@@ -25,8 +25,8 @@ from bench.engine.matrix import ORDERS, split_values
 from bench.engine.results import DEFAULT_RESULTS, LoadWarning, StoredRun
 from bench.errors import ArchbenchError, HostNotReady, UsageError
 from bench.platforms import Platform, parse_platform
-from bench.report import EXPORT_FORMATS
-from bench.scenarios.loader import DEFAULT_SCENARIO, resolve_scenario
+from bench.report import CI_FORMATS, EXPORT_FORMATS
+from bench.scenarios.loader import DEFAULT_SCENARIO, Scenario, resolve_scenario
 from bench.strategies import REGISTRY, get_strategy
 from bench.strategies.guest.cpu import CPU_MODELS
 from bench.tools.registry import registry_address
@@ -142,6 +142,20 @@ def build_parser() -> argparse.ArgumentParser:
         type=inputs.text_flag(inputs.image_ref),
         help="a reachable moby/buildkit image: creates the "
         "docker-container builder `archbench-container`",
+    )
+    s.add_argument(
+        "--import",
+        dest="import_archive",
+        type=_path,
+        metavar="ARCHIVE",
+        help="only copy the images of a `docker save` or OCI archive into the local "
+        "registry (Docker Hub's mirror), every platform it holds",
+    )
+    s.add_argument(
+        "--import-name",
+        type=inputs.text_flag(inputs.image_ref),
+        metavar="NAME:TAG",
+        help="name of the imported image when its archive names none",
     )
 
     td = sub.add_parser("teardown", help="undo what setup did on this host, and only that")
@@ -259,6 +273,39 @@ def build_parser() -> argparse.ArgumentParser:
         "(emulator crash); flakes are counted per cell",
     )
     r.add_argument(
+        "--dockerfile",
+        type=_path,
+        help="benchmark this Dockerfile as it is written (no scenario file needed)",
+    )
+    r.add_argument(
+        "--bake",
+        type=_path,
+        help="benchmark each target of this bake file (docker buildx bake --print); "
+        "--target picks targets",
+    )
+    r.add_argument(
+        "--context", type=_path, help="build context of --dockerfile (default: its folder)"
+    )
+    r.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        type=inputs.text_flag(inputs.name),
+        help="stage of --dockerfile to build, or (repeatable) target of --bake",
+    )
+    r.add_argument(
+        "--build-arg", action="append", default=[], type=_TEXT, metavar="K=V",
+        help="build argument of --dockerfile; repeatable",
+    )  # fmt: skip
+    r.add_argument(
+        "--secret", action="append", default=[], type=_TEXT,
+        help="buildx --secret value passed through (e.g. id=npmrc,src=.npmrc); repeatable",
+    )  # fmt: skip
+    r.add_argument(
+        "--ssh", action="append", default=[], type=_TEXT,
+        help="buildx --ssh value passed through (e.g. default); repeatable",
+    )  # fmt: skip
+    r.add_argument(
         "--no-combined",
         action="store_true",
         help="skip the one-command multi-platform build per strategy",
@@ -284,7 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=_TEXT,
         default="csv",
         choices=EXPORT_FORMATS,
-        help="csv (default), parquet or json",
+        help="csv (default), parquet, json (one row per repetition), or one benchmark per "
+        "cell for CI dashboards: github-action-benchmark (customSmallerIsBetter) or bencher "
+        "(Bencher Metric Format)",
     )
     ex.add_argument("--out", type=_path, help="file to write (default: standard output)")
 
@@ -502,6 +551,15 @@ def cmd_setup(args: argparse.Namespace) -> int:
     from bench.host import setup as provision
 
     address = registry_address(args.registry)
+    if args.import_archive is not None:
+        from bench.host import imports
+
+        done = imports.import_archive(
+            args.import_archive, address, args.import_name or "", lambda m: _say(f"setup: {m}")
+        )
+        for image in done:
+            _say(f"setup: {image.name}: {image.reference} ({', '.join(image.platforms)})")
+        return EXIT_OK
     platforms = _platforms(args.platform) or (
         parse_platform("linux/amd64"),
         parse_platform("linux/arm64"),
@@ -593,7 +651,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(f"unknown --cpu {cpu!r}; valid: default, {', '.join(CPU_MODELS)}")
     strategies = tuple(get_strategy(s).name for s in split_values(args.strategy)) or tuple(REGISTRY)
     platforms = _platforms(args.platform)
-    scenarios = tuple(resolve_scenario(s) for s in (args.scenario or [DEFAULT_SCENARIO]))
+    scenarios = _run_scenarios(args, platforms)
     req = runner.RunRequest(
         scenarios=scenarios,
         strategies=strategies,
@@ -648,6 +706,47 @@ def cmd_run(args: argparse.Namespace) -> int:
     if written:
         _say("report: " + ", ".join(str(p) for p in written))
     return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def _run_scenarios(
+    args: argparse.Namespace, platforms: tuple[Platform, ...]
+) -> tuple[Scenario, ...]:
+    """Return the scenarios `run` builds: --dockerfile's own (with the scenarios named
+    too, if any), or the named scenarios (default cbench). Raises UsageError naming a
+    bad value."""
+    from bench.scenarios import userfile
+
+    own = ("--context", args.context), ("--target", args.target), ("--build-arg", args.build_arg)
+    if args.bake is not None:
+        if args.dockerfile is not None or args.context or args.build_arg:
+            raise UsageError("--bake takes its context, Dockerfile and args from the bake file")
+        baked = userfile.bake_scenarios(
+            args.bake,
+            tuple(args.target),
+            platforms,
+            secrets=tuple(userfile.pass_through("--secret", v) for v in args.secret),
+            ssh=tuple(userfile.pass_through("--ssh", v) for v in args.ssh),
+        )
+        return (*baked, *(resolve_scenario(s) for s in args.scenario))
+    if args.dockerfile is None:
+        for flag, value in own:
+            if value:
+                raise UsageError(f"{flag} needs --dockerfile")
+        if args.secret or args.ssh:
+            raise UsageError("--secret and --ssh need --dockerfile")
+        return tuple(resolve_scenario(s) for s in (args.scenario or [DEFAULT_SCENARIO]))
+    if len(args.target) > 1:
+        raise UsageError("--dockerfile builds one --target; several are for --bake")
+    scenario = userfile.dockerfile_scenario(
+        args.dockerfile,
+        context=args.context,
+        target=args.target[0] if args.target else "",
+        build_args=tuple(userfile.build_arg(a) for a in args.build_arg),
+        platforms=platforms,
+        secrets=tuple(userfile.pass_through("--secret", v) for v in args.secret),
+        ssh=tuple(userfile.pass_through("--ssh", v) for v in args.ssh),
+    )
+    return (scenario, *(resolve_scenario(s) for s in args.scenario))
 
 
 def _write_run_report(data: ReportData, reports_dir: Path, run_id: str) -> list[Path]:
@@ -712,6 +811,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     runs = _runs(args.run, args.results, _Warnings())
     df = report.frame([r for run in runs for r in run.records])
     try:
+        if args.format in CI_FORMATS:
+            from bench.engine.results import replace_file
+            from bench.report import ci_export
+
+            ci_text = ci_export.export_text(df, args.format)
+            if args.out is None:
+                sys.stdout.write(ci_text)
+                return EXIT_OK
+            if args.out.is_dir():
+                raise ValueError(f"--out {args.out} is a folder; give a file name")
+            replaced = replace_file(
+                args.out, lambda tmp: tmp.write_text(ci_text, encoding="utf-8")
+            )
+            _say(f"export: {args.format} to {args.out}" + ("; replaced" if replaced else ""))
+            return EXIT_OK
         text = report.export_frame(df, args.format, args.out)
     except (ValueError, report.ExportUnavailable) as exc:
         raise UsageError(str(exc)) from exc

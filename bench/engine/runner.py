@@ -21,7 +21,7 @@ from bench.engine.results import Record, RunStore, now_iso
 from bench.host import facts, provenance, services
 from bench.platforms import Platform, parse_platform
 from bench.scenarios.loader import Scenario
-from bench.strategies import REGISTRY, probe_cells
+from bench.strategies import REGISTRY, probe_cells, userfile
 from bench.strategies.base import BuildOutcome, BuildSettings, image_repo, join_index
 from bench.validate.image import ValidationReport, compare_artifacts, validate_image
 
@@ -170,6 +170,11 @@ class Engine:
                 scenario.check_touch(scenario.tree(say=lambda m: say(f"  {m}")))
             services.ensure_engine(say)
             services.ensure_registry(req.registry, say)
+            for scenario in req.scenarios:
+                if scenario.kind == "dockerfile":
+                    # A base the mirror lacks fails now, by name, not minutes into a build.
+                    userfile.check_bases(scenario, list(req.platforms or scenario.platforms),
+                                         self.host, req.registry)  # fmt: skip
         self.store = RunStore(req.results_root)
         self.summary = RunSummary(self.store)
         self.prov = provenance.collect(sorted({parse_platform(c.platform) for c in self.cells}))
@@ -441,6 +446,10 @@ class Engine:
                 expect_output=scenario.smoke_expect,
                 test_command=scenario.test_command,
                 test_expect=scenario.test_expect,
+                # A user's image runs its smoke command, if any, never its own CMD (a
+                # server would not return).
+                smoke=scenario.kind != "dockerfile" or bool(scenario.smoke_command),
+                smoke_command=scenario.smoke_command if scenario.kind == "dockerfile" else (),
             )
             validation = report.as_dict()
             if report.passed:

@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 
 from bench.analysis import history
 from bench.analysis.recommend import Recommendation, recommend
-from bench.engine.results import LoadWarning, StoredRun
+from bench.engine.results import LoadWarning, Record, StoredRun
 from bench.errors import UsageError
 from bench.report import charts
 from bench.report.frame import ReportData, load_report_data
@@ -235,6 +235,8 @@ def plan_report(data: ReportData, out_dir: Path, wall: Figure | str) -> ReportPl
            "Median seconds per build step (buildx trace) or VM phase; the hatched rest is "
            "wall time no step accounts for (client start, push, waiting).")  # fmt: skip
 
+    _instruction_blocks(plan, out_dir, data.records)
+
     plan.blocks.append(Heading("Cold against warm cache"))
     _chart(plan, out_dir, "cache", "Cold against warm",
            lambda: charts.cache_chart(charts.cache_pairs(stats)))  # fmt: skip
@@ -293,6 +295,32 @@ def plan_report(data: ReportData, out_dir: Path, wall: Figure | str) -> ReportPl
         else Para("None: the data allowed every chart.")
     )
     return plan
+
+
+def _instruction_blocks(plan: ReportPlan, out_dir: Path, records: list[Record]) -> None:
+    """Add the Dockerfile instructions section (when a run stored instructions) with its
+    chart, and write instructions.csv."""
+    from bench.report.instruction_blocks import costs_frame, instruction_section
+
+    parts = instruction_section(records)
+    if parts is None:
+        return
+    for kind, value in parts:
+        if kind == "heading":
+            plan.blocks.append(Heading(str(value)))
+        elif kind == "para":
+            plan.blocks.append(Para(str(value)))
+        elif kind == "bullets":
+            plan.blocks.append(Bullets(tuple(value)))
+        elif kind == "table":
+            plan.blocks.append(Table(tuple(value[0]), tuple(value[1])))
+        else:
+            _chart(plan, out_dir, "instructions", "Cost of each Dockerfile instruction", value,
+                   "Each instruction's median time over the native build's; hatched: run on "
+                   "$BUILDPLATFORM.")  # fmt: skip
+    csv = out_dir / "instructions.csv"
+    costs_frame(records).to_csv(csv, index=False)
+    plan.written.append(csv)
 
 
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")

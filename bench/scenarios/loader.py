@@ -16,6 +16,7 @@ from bench import inputs
 from bench.errors import UsageError
 from bench.platforms import Platform, parse_platform
 from bench.scenarios import sources
+from bench.scenarios.dockerfile import DockerfileSpec
 
 # A scenarios/ folder in the working folder is searched first, then the shipped ones.
 LOCAL_SCENARIOS = Path("scenarios")
@@ -24,8 +25,8 @@ SCENARIO_FILE = "scenario.toml"
 # `{suite}` becomes each platform's Debian suite (bookworm; trixie for riscv64).
 DEFAULT_BASE_IMAGE = "debian:{suite}"
 
-Kind = Literal["compile", "image"]
-KINDS: tuple[Kind, ...] = ("compile", "image")
+Kind = Literal["compile", "image", "dockerfile"]
+KINDS: tuple[Kind, ...] = ("compile", "image", "dockerfile")
 
 # Every table and the keys it may hold: anything else is a mistake, named on load.
 _KEYS: dict[str, set[str]] = {
@@ -43,6 +44,11 @@ _KEYS: dict[str, set[str]] = {
         "artifacts",
         "smoke",
         "test",
+        "dockerfile",
+        "context",
+        "target",
+        "build_args",
+        "touch",
     },
     "source": {"path", "url", "sha256", "strip", "fetch"},
     "source.fetch": {"url", "sha256", "dest", "deb_data"},
@@ -110,6 +116,7 @@ class Scenario:
     test_expect: str = ""
     source_main: sources.Fetch | None = None
     source_fetch: tuple[sources.Fetch, ...] = ()
+    dockerfile: DockerfileSpec | None = None  # kind "dockerfile": the user's own file
 
     @property
     def fetched(self) -> bool:
@@ -282,6 +289,11 @@ def load_scenario_file(file: Path) -> Scenario:
     kind = top.get("kind", str, "compile")
     if kind not in KINDS:
         raise top.fail("kind", f"is {kind!r}; valid: {', '.join(KINDS)}")
+    if kind == "dockerfile":
+        return _dockerfile_scenario(top, name)
+    for key in ("dockerfile", "context", "target", "build_args", "touch"):
+        if key in top.data:
+            raise top.fail(key, 'belongs to kind = "dockerfile" scenarios')
 
     src = top.table("source", required=True)
     assert src is not None
@@ -409,6 +421,53 @@ def _image_scenario(top: _Reader, common: dict[str, Any]) -> Scenario:
             env=image.env("env"),
         ),
         **common,
+    )
+
+
+def _dockerfile_scenario(top: _Reader, name: str) -> Scenario:
+    """Return a `kind = "dockerfile"` scenario: the keys dockerfile (default
+    Dockerfile), context (default the Dockerfile's folder), target, build_args,
+    platforms, artifacts (absolute image paths), smoke and touch; paths are relative to
+    the scenario file's folder and stay inside it."""
+    from bench.scenarios import userfile
+
+    file = top.file
+    for key in ("source", "toolchain", "build", "image", "cross", "base_image"):
+        if key in top.data:
+            raise top.fail(key, 'does not belong to kind = "dockerfile" (the Dockerfile says it)')
+
+    def local(key: str, default: str) -> Path:
+        value = top.get(key, str, default)
+        return Path(top.check(key, value, lambda p: str(inputs.inside(file.parent, p))))
+
+    args = top.get("build_args", dict, {})
+    for key, value in args.items():
+        if not isinstance(value, str):
+            raise top.fail(f"build_args.{_key(key)}", "must be a string")
+    try:
+        build_args = tuple(userfile.build_arg(f"{k}={v}") for k, v in args.items())
+    except UsageError as exc:
+        raise UsageError(f"{file}: key build_args: {exc}") from None
+    try:
+        platforms = tuple(parse_platform(p) for p in top.strings("platforms") or ())
+    except UsageError as exc:
+        raise UsageError(f"{file}: key platforms: {exc}") from exc
+    smoke = top.table("smoke")
+    target = top.get("target", str, "")
+    if target:
+        top.check("target", target, inputs.name)
+    return userfile.dockerfile_scenario(
+        local("dockerfile", "Dockerfile"),
+        context=local("context", "."),
+        target=target,
+        build_args=build_args,
+        platforms=platforms,
+        name=name,
+        description=top.get("description", str, ""),
+        artifacts=top.strings("artifacts") or (),
+        smoke_command=(smoke.strings("command", required=True) or ()) if smoke else (),
+        smoke_expect=smoke.get("expect", str, "") if smoke else "",
+        touch=top.get("touch", str, ""),
     )
 
 

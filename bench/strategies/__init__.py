@@ -7,7 +7,9 @@ from collections.abc import Mapping, Sequence
 from bench.engine.matrix import Cell
 from bench.errors import UsageError
 from bench.host.facts import Host
+from bench.platforms import parse_platform
 from bench.scenarios.loader import Scenario
+from bench.strategies import userfile
 from bench.strategies.base import Availability, BuildxStrategy, Strategy
 from bench.strategies.cross import Cross
 from bench.strategies.native import Native
@@ -38,7 +40,17 @@ def probe_cells(
     `run` and `doctor` both ask through here. Raises KeyError for a cell whose strategy
     or scenario is not known.
     """
-    return {c: REGISTRY[c.strategy].probe(scenarios[c.scenario], c, host) for c in cells}
+    found = {}
+    for c in cells:
+        scenario = scenarios[c.scenario]
+        available = REGISTRY[c.strategy].probe(scenario, c, host)
+        if scenario.kind == "dockerfile":
+            # A user's Dockerfile decides where its RUN steps run: the strategy is what
+            # that makes of a build for this platform.
+            platform = parse_platform(c.platform)
+            available = userfile.probe(c.strategy, scenario, platform, host, available)
+        found[c] = available
+    return found
 
 
 __all__ = [

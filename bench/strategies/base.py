@@ -183,6 +183,9 @@ class BuildxStrategy(Strategy):
 
         Raises UsageError when a value it would hold could end a Dockerfile line.
         """
+        if scenario.kind == "dockerfile":
+            # The user's own file, as it is written.
+            return user_dockerfile(scenario)
         check_dockerfile_values(scenario, settings)
         bases = BaseStages.of(settings.base_image)
         if scenario.kind == "image":
@@ -217,17 +220,26 @@ class BuildxStrategy(Strategy):
 
     def _context(self, scenario: Scenario, settings: BuildSettings) -> Path:
         ctx = Path(tempfile.mkdtemp(prefix=f"archbench-{self.name}-"))
+        # A user's Dockerfile reads its own context as it is (copied, so that a warm
+        # build's edit never reaches the user's files); ours reads the sources at src/.
+        own = scenario.kind == "dockerfile"
+        src = ctx if own else ctx / "src"
         try:
             sources.copy_tree(
-                scenario.tree(), ctx / "src", ignore=shutil.ignore_patterns("build", ".git")
+                scenario.tree(),
+                src,
+                ignore=shutil.ignore_patterns(".git") if own else shutil.ignore_patterns(
+                    "build", ".git"
+                ),
             )
             if settings.cache == "warm" and scenario.touch:
                 # A real edit, not only a new mtime: the COPY's content changes, so the
                 # build step runs, and make rebuilds only what depends on the touched file.
-                touched = touched_file(scenario, ctx / "src")
+                touched = touched_file(scenario, src)
                 with touched.open("a") as f:
                     f.write(f"\n{scenario.touch_comment.replace('{nonce}', settings.nonce)}\n")
-            (ctx / "Dockerfile").write_text(self.dockerfile(scenario, settings))
+            if not own:
+                (ctx / "Dockerfile").write_text(self.dockerfile(scenario, settings))
         except BaseException:
             shutil.rmtree(ctx, ignore_errors=True)
             raise
@@ -240,7 +252,16 @@ class BuildxStrategy(Strategy):
     def provision(
         self, scenario: Scenario, platforms: list[Platform], settings: BuildSettings, log_path: Path
     ) -> BuildOutcome:
-        """Build (and cache) the toolchain stage for `platforms`: timed apart from builds."""
+        """Build (and cache) the toolchain stage for `platforms`: timed apart from builds.
+        A user's Dockerfile has no toolchain stage of ours: its base images are checked
+        in the local mirror instead (UsageError naming those it lacks)."""
+        if scenario.kind == "dockerfile":
+            from bench.strategies import userfile
+
+            assert settings.host is not None
+            started = time.monotonic()
+            userfile.check_bases(scenario, platforms, settings.host, settings.registry)
+            return BuildOutcome("ok", max(time.monotonic() - started, 1e-6))
         return self._buildx(
             scenario, platforms, settings, log_path, tag="", target="toolchain", push=False
         )
@@ -279,6 +300,20 @@ class BuildxStrategy(Strategy):
         on_line: Callable[[str], None] | None = None,
     ) -> BuildOutcome:
         ctx = self._context(scenario, settings)
+        options: dict[str, Any] = {
+            "build_args": self.build_args(settings, platforms),
+            "target": target,
+            # Cold: the toolchain stage stays cached (provisioned apart) and the build
+            # stage always runs from an empty build folder. Warm: the edited source
+            # alone makes the build stage run again.
+            "no_cache_filter": ("build",)
+            if target is None and settings.cache == "cold"
+            else (),
+        }
+        if scenario.kind == "dockerfile":
+            from bench.strategies import userfile
+
+            options = userfile.buildx_options(scenario, settings.cache)
         meter = BuildkitMeter()
         try:
             with meter.span() as usage:
@@ -288,18 +323,11 @@ class BuildxStrategy(Strategy):
                         platforms=[p.name for p in platforms],
                         tag=tag,
                         timeout=settings.timeout,
-                        build_args=self.build_args(settings, platforms),
-                        target=target,
                         push=push,
-                        # Cold: the toolchain stage stays cached (provisioned apart) and
-                        # the build stage always runs from an empty build folder. Warm: the
-                        # edited source alone makes the build stage run again.
-                        no_cache_filter=("build",)
-                        if target is None and settings.cache == "cold"
-                        else (),
                         builder=settings.builder,
                         log_path=log_path,
                         on_line=on_line,
+                        **options,
                     )
                 except CommandTimeout as exc:
                     trace = buildtrace.parse(exc.output)
@@ -328,11 +356,27 @@ class BuildxStrategy(Strategy):
             extra["approximate"] = approximate
         if result.metadata.get("archbench.push-repaired"):
             extra["push_repaired"] = "the docker push step hit the registry's tag race"
+        if scenario.kind == "dockerfile":
+            from bench.strategies import userfile
+
+            # Which instruction each traced step was, its line and where it ran.
+            extra["instructions"] = userfile.instruction_steps(scenario, trace.steps)
+            return BuildOutcome("ok", done.seconds, tag, digest=result.digest, extra=extra)
         compile_steps = [s for s in trace.steps if s.category == "compile"]
         if target is None and compile_steps and all(s.cached for s in compile_steps):
             # Nothing was compiled: a fully cached rebuild is not a build.
             return BuildOutcome("no-op", done.seconds, tag, digest=result.digest, extra=extra)
         return BuildOutcome("ok", done.seconds, tag, digest=result.digest, extra=extra)
+
+
+def user_dockerfile(scenario: Scenario) -> str:
+    """Return the text of a dockerfile scenario's own Dockerfile (it is built from its
+    own path; the text makes the recipe digest). Raises UsageError when unreadable."""
+    assert scenario.dockerfile is not None
+    try:
+        return scenario.dockerfile.path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{scenario.dockerfile.path}: cannot read the Dockerfile: {exc}") from exc
 
 
 def touched_file(scenario: Scenario, src: Path) -> Path:

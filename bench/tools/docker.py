@@ -112,8 +112,15 @@ def build(
     builder: str | None = None,
     log_path: Path | None = None,
     on_line: Callable[[str], None] | None = None,
+    file: Path | None = None,
+    no_cache: bool = False,
+    secrets: Sequence[str] = (),
+    ssh: Sequence[str] = (),
 ) -> BuildResult:
     """Run `docker buildx build` on `context` and return its result.
+
+    `file` is the Dockerfile when it is not `context/Dockerfile`; `no_cache` runs every
+    step; `secrets` and `ssh` are buildx's --secret and --ssh values, passed as given.
 
     With `push`, the image is pushed as `tag`; without, the build result stays in the
     build cache only (used to provision a toolchain stage). Raises CommandTimeout on
@@ -138,6 +145,14 @@ def build(
         argv += ["--target", target]
     for stage in no_cache_filter:
         argv += ["--no-cache-filter", stage]
+    if file is not None:
+        argv += ["--file", str(file)]
+    if no_cache:
+        argv.append("--no-cache")
+    for value in secrets:
+        argv += ["--secret", value]
+    for value in ssh:
+        argv += ["--ssh", value]
     if push:
         argv += ["--output", f"type=image,name={tag},push=true"]
     argv.append(str(context))

@@ -188,6 +188,40 @@ def get_blob(host: str, repo: str, digest: str, timeout: float = 120) -> bytes:
     return data
 
 
+def has_blob(host: str, repo: str, digest: str, timeout: float = 30) -> bool:
+    """Whether `repo` of the registry at `host` holds the blob `digest`."""
+    req = urllib.request.Request(f"http://{host}/v2/{repo}/blobs/{digest}", method="HEAD")
+    try:
+        _fetch(req, "", host, timeout)
+    except LookupError:
+        return False
+    return True
+
+
+def put_blob(host: str, repo: str, digest: str, data: bytes, timeout: float = 600) -> None:
+    """Upload `data` as the blob `digest` of `repo` in one request (POST, then a
+    monolithic PUT). Raises RegistryUnavailable when the registry refuses."""
+    start = urllib.request.Request(f"http://{host}/v2/{repo}/blobs/uploads/", method="POST")
+    try:
+        with urllib.request.urlopen(start, timeout=timeout) as resp:
+            location = str(resp.headers.get("Location", ""))
+        if location.startswith("/"):
+            location = f"http://{host}{location}"
+        sep = "&" if "?" in location else "?"
+        put = urllib.request.Request(
+            f"{location}{sep}digest={digest}",
+            data=data,
+            method="PUT",
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        with urllib.request.urlopen(put, timeout=timeout):
+            pass
+    except (urllib.error.URLError, OSError) as exc:
+        raise RegistryUnavailable(
+            f"registry {host} refused blob {digest} of {repo}: {exc}"
+        ) from exc
+
+
 def _fetch(
     req: urllib.request.Request, not_found: str, host: str, timeout: float
 ) -> tuple[bytes, Any]:

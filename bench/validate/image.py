@@ -190,11 +190,13 @@ def validate_image(
     smoke: bool = True,
     test_command: Sequence[str] = (),
     test_expect: str = "",
+    smoke_command: Sequence[str] = (),
 ) -> ValidationReport:
     """Run every check on `ref` for the `expected` platforms and return the report.
 
     `expect_output` may hold `{arch}` (the platform's `uname -m`) and the other fields of
-    `scenario.fill`; None means a smoke run passes on exit 0. With `test_command` (and
+    `scenario.fill`; None means a smoke run passes on exit 0. `smoke_command` (docker run
+    arguments) runs instead of the image's CMD. With `test_command` (and
     `smoke`), that command also runs in each platform's image (the project's own tests)
     and must exit 0 and print `test_expect`. Raises RegistryUnavailable when the
     registry does not answer.
@@ -262,7 +264,9 @@ def validate_image(
         report.artifacts[name] = files
         if smoke:
             want = "" if expect_output is None else fill(expect_output, platform)
-            check = smoke_run(f"{reg_host}/{repo}@{digest}", platform, want, host)
+            check = smoke_run(
+                f"{reg_host}/{repo}@{digest}", platform, want, host, command=smoke_command
+            )
             report.checks.append(check)
             report.smoke_outputs[name] = check.detail
             if test_command:
