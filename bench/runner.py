@@ -1,12 +1,14 @@
 """The run pipeline: load scenarios -> expand matrix -> probe -> provision -> run cells
 -> validate -> join indexes -> combined builds -> store -> summarize.
 
-A failed cell returns a record; it never raises through the matrix. Only a Ctrl-C
-(KeyboardInterrupt) ends a run early, after the manifest says so.
+A failed cell returns a record; it never raises through the matrix. Only a Ctrl-C or
+SIGTERM (KeyboardInterrupt) ends a run early, after the manifest says so, or a results
+folder that cannot take another record (ResultsUnwritable).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import Callable
@@ -15,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from bench import guest, provenance, services, stats
-from bench.errors import ArchbenchError
+from bench.errors import ArchbenchError, RegistryUnavailable, ResultsUnwritable
 from bench.matrix import Cell, expand, schedule
 from bench.platforms import Platform, host_platform, parse_platform
 from bench.results import Record, RunStore, now_iso
 from bench.scenario import Scenario
 from bench.strategies import REGISTRY, Availability
 from bench.strategies.base import BuildOutcome, BuildSettings, image_repo
-from bench.tools import docker
+from bench.tools import docker, registry
 from bench.validate import ValidationReport, compare_artifacts, validate_image
 
 Say = Callable[[str], None]
@@ -52,6 +54,16 @@ class RunRequest:
 
 RETRYABLE = frozenset({"emulator-crash"})
 """Failure classes known to flake: `--retries` builds them again and counts the flakes."""
+
+REGISTRY_FAILURE = "registry"
+"""The failure class of a cell whose registry stopped answering: its build could not pull
+or push, or its image could not be read back to validate."""
+
+
+def registry_failure(address: str, failure_class: str) -> str:
+    """Return REGISTRY_FAILURE when the registry at `address` no longer answers (so a
+    failed push, pull or join is the registry's doing), else `failure_class`."""
+    return failure_class if registry.ping(address) else REGISTRY_FAILURE
 
 
 @dataclass
@@ -186,7 +198,12 @@ class Engine:
                 scenario.check_touch(scenario.tree(say=lambda m: say(f"  {m}")))
             services.ensure_engine(say)
             services.ensure_registry(req.registry, say)
-        self.store = RunStore(req.results_root)
+        try:
+            self.store = RunStore(req.results_root)
+        except OSError as exc:
+            raise ResultsUnwritable(
+                f"cannot create a run folder under {req.results_root}: {exc.strerror or exc}"
+            ) from exc
         self.summary = RunSummary(self.store)
         self.prov = provenance.collect(sorted({parse_platform(c.platform) for c in self.cells}))
         self.broken: dict[Cell, str] = {}
@@ -228,15 +245,36 @@ class Engine:
             ],
             "provenance": self.prov,
         }
-        self.store.write_manifest(self.manifest)
+        self.write_manifest()
+
+    def write_manifest(self) -> None:
+        """Write the manifest as it stands. Raises ResultsUnwritable (the old manifest,
+        if any, is left whole)."""
+        try:
+            self.store.write_manifest(self.manifest)
+        except OSError as exc:
+            raise ResultsUnwritable(
+                f"cannot write {self.store.path / 'manifest.json'}: {exc.strerror or exc}"
+            ) from exc
 
     def settings(self, cell: Cell, nonce: str = "") -> BuildSettings:
         """Return the build settings of `cell`."""
         return _settings(self.req, self.scenarios[cell.scenario], cell, self.host, nonce)
 
     def keep(self, record: Record) -> None:
-        """Store `record` now and remember it for the summary."""
-        self.store.add(record)
+        """Store `record` now and remember it for the summary.
+
+        Raises ResultsUnwritable when the results folder cannot take it (a full disk):
+        the record is not stored at all, never in part, and the records before it stay.
+        """
+        try:
+            self.store.add(record)
+        except OSError as exc:
+            raise ResultsUnwritable(
+                f"cannot store a {record.kind} record of {record.strategy} "
+                f"{record.platform or 'all'} in {self.store.path / 'records'}: "
+                f"{exc.strerror or exc}; the records stored before it are kept"
+            ) from exc
         self.summary.records.append(record)
 
     def record_unavailable(self) -> None:
@@ -272,6 +310,21 @@ class Engine:
                 0.0,
                 failure_class="provision",
                 log_tail=self.broken[cell],
+                warmup=warmup,
+                provenance=self.prov,
+            )
+        elif not registry.ping(self.req.registry):
+            # Every build pulls its base from and pushes to the registry: with it gone,
+            # the cell fails at once instead of waiting on a build's retries.
+            self.say(f"    failed ({REGISTRY_FAILURE}): no registry answers at {self.req.registry}")
+            record = _record(
+                cell,
+                self.store.run_id,
+                rep,
+                "failed",
+                0.0,
+                failure_class=REGISTRY_FAILURE,
+                log_tail=f"the registry at {self.req.registry} does not answer",
                 warmup=warmup,
                 provenance=self.prov,
             )
@@ -342,7 +395,9 @@ class Engine:
                 outcome.status,
                 outcome.wall_s,
                 kind="provision",
-                failure_class=outcome.failure_class,
+                failure_class=registry_failure(self.req.registry, outcome.failure_class)
+                if outcome.status == "failed"
+                else outcome.failure_class,
                 log_tail=outcome.log_tail,
                 extra={"phase": phase, **outcome.extra},
                 provenance=self.prov,
@@ -384,7 +439,8 @@ class Engine:
                 record, report = _join(
                     first,
                     target,
-                    [last[p.name].tag for p in ok],
+                    # By digest: another run on the same registry may have moved the tags.
+                    [_pinned(last[p.name]) for p in ok],
                     [parse_platform(c.platform) for c in group],
                     scenario,
                     self.store,
@@ -415,7 +471,9 @@ class Engine:
                         started_at=started,
                         tag=tag,
                         digest=outcome.digest,
-                        failure_class=outcome.failure_class,
+                        failure_class=registry_failure(self.req.registry, outcome.failure_class)
+                        if outcome.status == "failed"
+                        else outcome.failure_class,
                         log_tail=outcome.log_tail,
                         log_file=str(log),
                         extra={"platforms": [p.name for p in platforms], **outcome.extra},
@@ -433,7 +491,7 @@ class Engine:
         self.manifest["statistics"] = cell_statistics(self.summary.records)
         final = status or ("failed" if self.summary.failed else "ok")
         self.manifest.update(status=final, finished_at=now_iso())
-        self.store.write_manifest(self.manifest)
+        self.write_manifest()
 
 
 def execute(req: RunRequest, say: Say) -> RunSummary:
@@ -467,6 +525,12 @@ def execute(req: RunRequest, say: Say) -> RunSummary:
     except KeyboardInterrupt:
         engine.summary.interrupted = True
         engine.finish("interrupted")
+        raise
+    except ResultsUnwritable as exc:
+        # Most likely the manifest cannot be written either; then the last one stays.
+        engine.manifest["error"] = str(exc)
+        with contextlib.suppress(ResultsUnwritable):
+            engine.finish("failed")
         raise
     engine.finish()
     for key, st in engine.manifest["statistics"].items():
@@ -532,19 +596,27 @@ def _run_cell(
             continue
         break
     status = outcome.status
+    failure = outcome.failure_class
+    if status == "failed":
+        failure = registry_failure(req.registry, failure)
     validation: dict[str, Any] = {}
     note = ""
     if status in ("ok", "no-op"):
         ref = f"{tag.rsplit(':', 1)[0]}@{outcome.digest}" if outcome.digest else tag
-        report = validate_image(
-            ref,
-            [platform],
-            host=host,
-            artifacts=[a.path for a in scenario.artifacts],
-            expect_output=scenario.smoke_expect,
-            test_command=scenario.test_command,
-            test_expect=scenario.test_expect,
-        )
+        try:
+            report: ValidationReport | None = validate_image(
+                ref,
+                [platform],
+                host=host,
+                artifacts=[a.path for a in scenario.artifacts],
+                expect_output=scenario.smoke_expect,
+                test_command=scenario.test_command,
+                test_expect=scenario.test_expect,
+            )
+        except RegistryUnavailable as exc:
+            report = None
+            status, failure, note = "failed", REGISTRY_FAILURE, str(exc)
+    if status in ("ok", "no-op") and report is not None:
         validation = report.as_dict()
         if report.passed:
             note = next((x.detail for x in report.checks if x.name == "smoke"), "")
@@ -552,7 +624,7 @@ def _run_cell(
             # An image that fails validation is a failed cell, whatever its time.
             status = "failed"
             note = "; ".join(f"{x.name}: {x.detail}" for x in report.failures())
-    failure = outcome.failure_class or ("validation" if status == "failed" else "")
+    failure = failure or ("validation" if status == "failed" else "")
     say(
         f"    {status} in {outcome.wall_s:.1f} s"
         + (f" ({failure})" if failure else "")
@@ -573,13 +645,21 @@ def _run_cell(
         tag=tag,
         digest=outcome.digest,
         failure_class=failure,
-        log_tail=outcome.log_tail,
+        log_tail=outcome.log_tail or (note if failure == REGISTRY_FAILURE else ""),
         log_file=str(log),
         validation=validation,
         extra=extra,
         provenance=prov,
         warmup=warmup,
     )
+
+
+def _pinned(record: Record) -> str:
+    """Return the reference of the image `record` pushed: by digest when known, so that
+    a tag moved by another run on the same registry is never read in its place."""
+    if record.digest:
+        return f"{record.tag.rsplit(':', 1)[0]}@{record.digest}"
+    return record.tag
 
 
 def _join(
@@ -593,14 +673,16 @@ def _join(
     say: Say,
     host: Platform,
 ) -> tuple[Record, ValidationReport | None]:
-    """Join per-cell tags into the index `target` (timed), then validate the index
+    """Join the cells' images `sources` (by digest) into the index `target` (timed), then
+    validate the index this call pushed, by its digest (the tag may have moved since),
     against every requested and available platform, without smoke runs (each cell's
     image was already run by digest). Returns the record and the validation report."""
     say(f"  joining {cell.variant} into {target}")
     started = now_iso()
     t0 = time.monotonic()
+    registry_address = target.split("/", 1)[0]
     try:
-        docker.imagetools_create(target, sources)
+        digest = docker.imagetools_create(target, sources)
     except ArchbenchError as exc:
         failed = _record(
             cell,
@@ -612,15 +694,35 @@ def _join(
             platform="",
             started_at=started,
             tag=target,
-            failure_class="merge",
+            failure_class=registry_failure(registry_address, "merge"),
             log_tail=str(exc)[-4000:],
             provenance=prov,
         )
         return failed, None
     wall = time.monotonic() - t0
-    report = validate_image(
-        target, expected, host=host, artifacts=[a.path for a in scenario.artifacts], smoke=False
-    )
+    pinned = f"{target.rsplit(':', 1)[0]}@{digest}" if digest else target
+    try:
+        report = validate_image(
+            pinned, expected, host=host, artifacts=[a.path for a in scenario.artifacts], smoke=False
+        )
+    except RegistryUnavailable as exc:
+        say(f"    failed ({REGISTRY_FAILURE}): {exc}")
+        failed = _record(
+            cell,
+            store.run_id,
+            1,
+            "failed",
+            wall,
+            kind="merge",
+            platform="",
+            started_at=started,
+            tag=target,
+            digest=digest,
+            failure_class=REGISTRY_FAILURE,
+            log_tail=str(exc)[-4000:],
+            provenance=prov,
+        )
+        return failed, None
     problems = "; ".join(f"{c.name} {c.platform}: {c.detail}" for c in report.failures())
     say(
         f"    {'ok' if report.passed else 'failed'} in {wall:.1f} s"

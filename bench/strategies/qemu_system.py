@@ -7,6 +7,7 @@ files, so the image is made the same way as every other strategy's final stage.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import time
@@ -132,7 +133,7 @@ class QemuSystem(BuildxStrategy):
         sources = [f"{repo}@{o.digest}" if o.digest else o.tag for o in outcomes]
         t0 = time.monotonic()
         try:
-            docker.imagetools_create(tag, sources)
+            digest = docker.imagetools_create(tag, sources)
         except ArchbenchError as exc:
             return BuildOutcome(
                 "failed",
@@ -142,7 +143,8 @@ class QemuSystem(BuildxStrategy):
                 log_tail=str(exc)[-4000:],
             )
         join_s = time.monotonic() - t0
-        digest = docker.imagetools_digest(tag)
+        # By the digest buildx pushed: another run may move the tag in the meantime.
+        digest = digest or docker.imagetools_digest(tag)
         extra: dict[str, Any] = {
             "join_s": join_s,
             "per_platform": {p.name: o.extra for p, o in zip(platforms, outcomes, strict=True)},
@@ -265,8 +267,11 @@ def _logger(log_path: Path) -> Callable[[str], None]:
     """Return a `say` that appends progress lines to the build's log."""
 
     def say(message: str) -> None:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "a", encoding="utf-8") as log:
-            log.write(f"# {message}\n")
+        # A progress line that cannot be written (a full results disk) is not worth a
+        # failed build: the record that follows reports the disk.
+        with contextlib.suppress(OSError):
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(log_path, "a", encoding="utf-8") as log:
+                log.write(f"# {message}\n")
 
     return say

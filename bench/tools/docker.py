@@ -184,16 +184,24 @@ def _repair_moby_push(text: str, tag: str) -> str:
     return digest
 
 
-def imagetools_create(target: str, sources: Sequence[str], timeout: float = 120) -> proc.Completed:
+_JOINED = re.compile(r"pushing (sha256:[0-9a-f]{64}) to (\S+)")
+
+
+def imagetools_create(target: str, sources: Sequence[str], timeout: float = 120) -> str:
     """Join `sources` (tags or digests) into one index pushed as `target`.
 
-    Raises CommandFailed when buildx refuses.
+    Returns the digest of the index pushed, read from buildx's progress (not from the
+    tag afterwards: another run may move the tag in between), or '' when buildx did not
+    print it. Raises CommandFailed when buildx refuses.
     """
-    return proc.run(
-        [DOCKER, "buildx", "imagetools", "create", "-t", target, *sources],
+    done = proc.run(
+        [DOCKER, "buildx", "imagetools", "create", "--progress", "plain", "-t", target, *sources],
         timeout=timeout,
         check=True,
     )
+    text = done.stderr + done.stdout
+    pushed = [m.group(1) for m in _JOINED.finditer(text) if m.group(2) == target]
+    return pushed[-1] if pushed else ""
 
 
 def imagetools_inspect_raw(ref: str, timeout: float = 60) -> dict[str, Any]:
