@@ -1,4 +1,5 @@
-"""Ctrl-C during an emulated build: exit 130, finished results kept, nothing left behind."""
+"""Ctrl-C or SIGTERM during an emulated build: exit 130 / 143, the manifest marked
+interrupted, finished results kept, nothing left behind."""
 
 import json
 import signal
@@ -29,7 +30,12 @@ def build_containers() -> set[str]:
     return set(done.stdout.split())
 
 
-def test_sigint_during_qemu_user_build(archbench_cmd, registry, binfmt_arm64, tmp_path):
+@pytest.mark.parametrize(
+    "signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"]
+)
+def test_signal_during_qemu_user_build(
+    archbench_cmd, registry, binfmt_arm64, tmp_path, signum, code
+):
     assert not emulators(), "another emulated job is running"
     containers_before = build_containers()
     results = tmp_path / "results"
@@ -69,13 +75,14 @@ def test_sigint_during_qemu_user_build(archbench_cmd, registry, binfmt_arm64, tm
             assert proc.poll() is None, "".join(lines)
             time.sleep(0.5)
         time.sleep(3)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         rest, _ = proc.communicate(timeout=120)
         lines.append(rest)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, "".join(lines)
+    assert proc.returncode == code, "".join(lines)
+    assert f"interrupted ({signal.Signals(signum).name})" in "".join(lines)
     manifest, records = load_run(resolve_run(None, results))
     assert manifest["status"] == "interrupted"
     done = [r for r in records if r.kind == "cell"]
