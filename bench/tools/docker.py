@@ -150,6 +150,15 @@ def build(
         finally:
             meta.unlink()
     trace = buildtrace.parse(done.stderr)
+    if push and done.ok:
+        own = _buildkit_pushed(trace.text, tag)
+        if own and own != metadata.get("containerimage.digest"):
+            # buildx's docker driver then pushes the engine's local image of the same
+            # name "with docker", and reports that digest; a concurrent build of the same
+            # tag may have replaced the local image in between. What this build made is
+            # what BuildKit pushed.
+            metadata["archbench.docker-push-digest"] = metadata.get("containerimage.digest", "")
+            metadata["containerimage.digest"] = own
     if push and not done.ok:
         repaired = _repair_moby_push(trace.text, tag)
         if repaired:
@@ -160,6 +169,14 @@ def build(
 
 
 _PUSHED = re.compile(r"pushing manifest for (\S+)@(sha256:[0-9a-f]{64})(?: [0-9.]+s)? done")
+
+
+def _buildkit_pushed(text: str, tag: str) -> str:
+    """Return the digest BuildKit itself pushed as `tag` (its first push line), or ''."""
+    for m in _PUSHED.finditer(text):
+        if m.group(1) == tag:
+            return m.group(2)
+    return ""
 
 
 def _repair_moby_push(text: str, tag: str) -> str:

@@ -553,13 +553,23 @@ def test_two_runs_at_once_complete_and_each_validates_its_own_images_by_digest(
 ):
     mark = unique("fault-twins")
     before = binfmt_state()
-    # One scenario name for both runs: the same tags, moved by whichever pushes last.
-    scenario = write_scenario(tmp_path / mark, mark, TINY_BUILD)
+    # One scenario name for both runs, so the same tags, moved by whichever pushes last;
+    # two versions of its program (like two branches), so two different images.
+    versions = [
+        write_scenario(
+            tmp_path / f"v{version}" / mark,
+            mark,
+            # The versions differ in their ELF build-id note.
+            f'mkdir -p build && $CC -O2 -o build/tiny tiny.c -DSIZE="$SIZE" -DMARK={{mark}}'
+            f" -Wl,--build-id=0x0{version}",
+        )
+        for version in (1, 2)
+    ]
     results = tmp_path / "results"
     runs = [
         archbench(archbench_cmd, mark, tmp_path, str(scenario), "--strategy", "cross",
                   results=results)
-        for _ in range(2)
+        for scenario in versions
     ]  # fmt: skip
     outputs: list[list[str]] = [[], []]
     with ended(runs[0]), ended(runs[1]):
@@ -583,7 +593,7 @@ def test_two_runs_at_once_complete_and_each_validates_its_own_images_by_digest(
         for cell in by_platform.values():
             assert cell.validation["ref"].endswith("@" + cell.digest)
         own.append(digests)
-    # Two builds give two images (their files' times differ): otherwise the check above
-    # could not tell one run's images from the other's.
-    assert own[0] != own[1]
+    # Two versions give two images on every platform: so the checks above tell one
+    # run's images from the other's.
+    assert all(own[0][p] != own[1][p] for p in own[0])
     assert_nothing_left(mark, before)

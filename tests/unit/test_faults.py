@@ -71,3 +71,17 @@ def test_engine_answering_is_left_alone(monkeypatch):
     )
     services.ensure_engine(said.append)
     assert said == []
+
+
+def test_a_build_reports_the_digest_buildkit_pushed_not_the_engines_later_push():
+    from bench.tools import docker
+
+    tag = "127.0.0.1:5000/archbench/t:cross-arm64"
+    own, other = "sha256:" + "5" * 64, "sha256:" + "b" * 64
+    text = (
+        f"pushing manifest for {tag}@{own} done\n"
+        "pushing layer d2b7eabf535e done\n"
+        f"pushing manifest for {tag}@{other} 0.1s done\n"
+    )
+    assert docker._buildkit_pushed(text, tag) == own
+    assert docker._buildkit_pushed(text, tag + "-x") == ""
