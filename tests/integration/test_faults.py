@@ -254,9 +254,9 @@ def test_an_emulator_crash_is_classified_retried_and_counted_as_a_flake(
 ):
     mark = unique("fault-segv")
     before = binfmt_state()
-    # Long enough under qemu-user to be caught in the act: 12 compiles.
+    # Long enough under qemu-user to be caught in the act: 6 compiles.
     build = (
-        'mkdir -p build && i=0 && while [ "$i" -lt 12 ]; do '
+        'mkdir -p build && i=0 && while [ "$i" -lt 6 ]; do '
         '$CC -O2 -c tiny.c -DSIZE="$SIZE" -DMARK={mark} -o build/t.o || exit 1; i=$((i + 1)); done'
         f" && {TINY_BUILD}"
     )
