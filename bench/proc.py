@@ -204,6 +204,8 @@ def spawn_daemon(argv: Sequence[str], log_path: Path) -> int:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 close_fds=True,
+                # A daemon outlives the command: it must not hold the caller's folder.
+                cwd="/",
             )
         except FileNotFoundError as exc:
             raise ToolMissing(str(argv[0])) from exc
