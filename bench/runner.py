@@ -60,10 +60,20 @@ REGISTRY_FAILURE = "registry"
 or push, or its image could not be read back to validate."""
 
 
+# Failure classes that name their own cause: a registry found down afterwards does not
+# explain them.
+_OWN_CAUSE = frozenset(
+    {"compile-error", "emulator-crash", "exec-format-error", "out-of-memory", "timeout"}
+)
+
+
 def registry_failure(address: str, failure_class: str) -> str:
     """Return REGISTRY_FAILURE when the registry at `address` no longer answers (so a
-    failed push, pull or join is the registry's doing), else `failure_class`."""
-    return failure_class if registry.ping(address) else REGISTRY_FAILURE
+    failed push, pull or join is the registry's doing), else `failure_class`. A failure
+    that names its own cause (a compile error, an emulator crash) keeps its class."""
+    if failure_class in _OWN_CAUSE or registry.ping(address):
+        return failure_class
+    return REGISTRY_FAILURE
 
 
 @dataclass

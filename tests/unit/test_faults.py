@@ -43,6 +43,8 @@ def test_a_log_on_a_full_disk_neither_hangs_nor_loses_output():
 def test_a_failed_build_with_no_registry_answering_is_a_registry_failure():
     # Port 1 on loopback: nothing listens, the connection is refused at once.
     assert runner.registry_failure("127.0.0.1:1", "network") == "registry"
+    assert runner.registry_failure("127.0.0.1:1", "unknown") == "registry"
+    assert runner.registry_failure("127.0.0.1:1", "compile-error") == "compile-error"
 
 
 def test_engine_not_answering_is_started_and_said(monkeypatch):
