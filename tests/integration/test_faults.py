@@ -86,13 +86,25 @@ def assert_nothing_left(mark: str, binfmt_before: dict[str, str], *more_marks: s
 
     def left_behind() -> list[psutil.Process]:
         # A daemon a run started (the registry, the engine) stays on purpose: it is the
-        # host's infrastructure, not work of the run.
+        # host's infrastructure, not work of the run, and so is what it runs for others
+        # (their build steps inherit its environment, the mark included).
         daemons = (reg.BINARY, "dockerd", "containerd")
-        return [
-            p
-            for p in marked_processes(mark, *more_marks)
-            if not any(d in " ".join(p.cmdline()[:1]) for d in daemons)
-        ]
+
+        def is_daemon(p: psutil.Process) -> bool:
+            try:
+                return any(d in " ".join(p.cmdline()[:1]) for d in daemons)
+            except psutil.Error:
+                return False
+
+        found = []
+        for p in marked_processes(mark, *more_marks):
+            try:
+                lineage = [p, *p.parents()]
+            except psutil.Error:
+                continue
+            if not any(is_daemon(a) for a in lineage):
+                found.append(p)
+        return found
 
     deadline = time.monotonic() + 20
     while left_behind() and time.monotonic() < deadline:
