@@ -2,7 +2,7 @@
 
 Exit codes, for every command: 0 success; 1 a requested cell failed or timed out (an
 unavailable cell is reported, not a failure); 2 bad arguments or a host that is not set
-up; 130 Ctrl-C.
+up; 130 Ctrl-C (SIGINT); 143 SIGTERM.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from rich.table import Table
 from bench import __version__, inputs
 from bench.engine.matrix import ORDERS, split_values
 from bench.engine.results import DEFAULT_RESULTS, LoadWarning, StoredRun
-from bench.errors import ArchbenchError, HostNotReady, UsageError
+from bench.errors import ArchbenchError, HostNotReady, Interrupted, UsageError
 from bench.platforms import Platform, parse_platform
 from bench.report import CI_FORMATS, EXPORT_FORMATS
 from bench.scenarios.loader import DEFAULT_SCENARIO, Scenario, resolve_scenario
@@ -1038,7 +1038,7 @@ COMMANDS = {
 
 
 def _interrupt(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+    raise Interrupted(signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1054,9 +1054,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
         return COMMANDS[args.command](args)
-    except KeyboardInterrupt:
-        _say("archbench: interrupted; finished results are kept")
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        # The shell's convention, 128 + the signal: 130 for SIGINT, 143 for SIGTERM.
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        name = signal.Signals(signum).name
+        _say(f"archbench: interrupted ({name}); finished results are kept")
+        return EXIT_INTERRUPTED if signum == signal.SIGINT else 128 + signum
     except (UsageError, HostNotReady) as exc:
         _say(f"archbench: error: {exc}")
         return EXIT_USAGE

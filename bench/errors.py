@@ -77,6 +77,21 @@ def classify_failure(output: str) -> str:
     return "unknown"
 
 
+class ResultsUnwritable(ArchbenchError):
+    """A record or the manifest could not be written (a full disk, a read-only folder).
+
+    Exit code 1: the run stops, since nothing more it measured could be kept.
+    """
+
+
+class Interrupted(KeyboardInterrupt):
+    """A SIGINT or SIGTERM ended the command; `signum` says which (exit 128 + signum)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
 class SourceUnavailable(HostNotReady):
     """A scenario's source could not be downloaded, verified or unpacked. Exit code 2."""
 

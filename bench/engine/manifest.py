@@ -74,6 +74,8 @@ class RunManifest:
     statistics: dict[str, dict[str, Any]] | None = None
     artifact_comparison: list[dict[str, Any]] | None = None
     finished_at: str | None = None
+    # Why the run stopped early, when it did for a reason other than a signal.
+    error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Return the JSON-ready dict `RunStore.write_manifest` stores (it adds run_id
@@ -86,7 +88,7 @@ class RunManifest:
             "cells": [asdict(c) for c in self.cells],
             "provenance": self.provenance,
         }
-        for name in ("statistics", "artifact_comparison", "finished_at"):
+        for name in ("statistics", "artifact_comparison", "finished_at", "error"):
             value = getattr(self, name)
             if value is not None:
                 data[name] = value
@@ -109,4 +111,5 @@ class RunManifest:
             statistics=data.get("statistics"),
             artifact_comparison=data.get("artifact_comparison"),
             finished_at=data.get("finished_at"),
+            error=data.get("error"),
         )

@@ -1,12 +1,14 @@
 """The run pipeline: load scenarios -> expand matrix -> probe -> provision -> run cells
 -> validate -> join indexes -> combined builds -> store -> summarize.
 
-A failed cell returns a record; it never raises through the matrix. Only a Ctrl-C
-(KeyboardInterrupt) ends a run early, after the manifest says so.
+A failed cell returns a record; it never raises through the matrix. Only a Ctrl-C or
+SIGTERM (KeyboardInterrupt) ends a run early, after the manifest says so, or a results
+folder that cannot take another record (ResultsUnwritable).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import Callable
@@ -18,11 +20,19 @@ from bench.engine import stats
 from bench.engine.manifest import ManifestCell, RequestInfo, RunManifest
 from bench.engine.matrix import Cell, expand, schedule
 from bench.engine.results import Record, RunStore, now_iso
+from bench.errors import RegistryUnavailable, ResultsUnwritable
 from bench.host import facts, provenance, services
 from bench.platforms import Platform, parse_platform
 from bench.scenarios.loader import Scenario
 from bench.strategies import REGISTRY, probe_cells, userfile
-from bench.strategies.base import BuildOutcome, BuildSettings, image_repo, join_index
+from bench.strategies.base import (
+    LOG_TAIL_CHARS,
+    BuildOutcome,
+    BuildSettings,
+    image_repo,
+    join_index,
+)
+from bench.tools import registry
 from bench.validate.image import ValidationReport, compare_artifacts, validate_image
 
 Say = Callable[[str], None]
@@ -52,6 +62,33 @@ class RunRequest:
 
 RETRYABLE = frozenset({"emulator-crash"})
 """Failure classes known to flake: `--retries` builds them again and counts the flakes."""
+
+REGISTRY_FAILURE = "registry"
+"""The failure class of a cell whose registry stopped answering: its build could not pull
+or push, or its image could not be read back to validate."""
+
+# Failure classes that name their own cause: a registry found down afterwards does not
+# explain them.
+_OWN_CAUSE = frozenset(
+    {"compile-error", "emulator-crash", "exec-format-error", "out-of-memory", "timeout"}
+)
+
+
+def registry_failure(address: str, failure_class: str) -> str:
+    """Return REGISTRY_FAILURE when the registry at `address` no longer answers (so a
+    failed push, pull or join is the registry's doing), else `failure_class`. A failure
+    that names its own cause (a compile error, an emulator crash) keeps its class."""
+    if failure_class in _OWN_CAUSE or registry.ping(address):
+        return failure_class
+    return REGISTRY_FAILURE
+
+
+def _pinned(record: Record) -> str:
+    """Return the reference of the image `record` pushed: by digest when known, so that
+    a tag moved by another run on the same registry is never read in its place."""
+    if record.digest:
+        return f"{record.tag.rsplit(':', 1)[0]}@{record.digest}"
+    return record.tag
 
 
 @dataclass
@@ -175,7 +212,12 @@ class Engine:
                     # A base the mirror lacks fails now, by name, not minutes into a build.
                     userfile.check_bases(scenario, list(req.platforms or scenario.platforms),
                                          self.host, req.registry)  # fmt: skip
-        self.store = RunStore(req.results_root)
+        try:
+            self.store = RunStore(req.results_root)
+        except OSError as exc:
+            raise ResultsUnwritable(
+                f"cannot create a run folder under {req.results_root}: {exc.strerror or exc}"
+            ) from exc
         self.summary = RunSummary(self.store)
         self.prov = provenance.collect(sorted({parse_platform(c.platform) for c in self.cells}))
         self.broken: dict[Cell, str] = {}
@@ -217,15 +259,36 @@ class Engine:
             ],
             provenance=self.prov,
         )
-        self.store.write_manifest(self.manifest.to_json())
+        self.write_manifest()
+
+    def write_manifest(self) -> None:
+        """Write the manifest as it stands. Raises ResultsUnwritable (the old manifest,
+        if any, is left whole)."""
+        try:
+            self.store.write_manifest(self.manifest.to_json())
+        except OSError as exc:
+            raise ResultsUnwritable(
+                f"cannot write {self.store.path / 'manifest.json'}: {exc.strerror or exc}"
+            ) from exc
 
     def settings(self, cell: Cell, nonce: str = "") -> BuildSettings:
         """Return the build settings of `cell`."""
         return _settings(self.req, self.scenarios[cell.scenario], cell, self.host, nonce)
 
     def keep(self, record: Record) -> None:
-        """Store `record` now and remember it for the summary."""
-        self.store.add(record)
+        """Store `record` now and remember it for the summary.
+
+        Raises ResultsUnwritable when the results folder cannot take it (a full disk):
+        the record is not stored at all, never in part, and the records before it stay.
+        """
+        try:
+            self.store.add(record)
+        except OSError as exc:
+            raise ResultsUnwritable(
+                f"cannot store a {record.kind} record of {record.strategy} "
+                f"{record.platform or 'all'} in {self.store.path / 'records'}: "
+                f"{exc.strerror or exc}; the records stored before it are kept"
+            ) from exc
         self.summary.records.append(record)
 
     def record_unavailable(self) -> None:
@@ -261,6 +324,21 @@ class Engine:
                 0.0,
                 failure_class="provision",
                 log_tail=self.broken[cell],
+                warmup=warmup,
+                provenance=self.prov,
+            )
+        elif not registry.ping(self.req.registry):
+            # Every build pulls its base from and pushes to the registry: with it gone,
+            # the cell fails at once instead of waiting on a build's retries.
+            self.say(f"    failed ({REGISTRY_FAILURE}): no registry answers at {self.req.registry}")
+            record = _record(
+                cell,
+                self.store.run_id,
+                rep,
+                "failed",
+                0.0,
+                failure_class=REGISTRY_FAILURE,
+                log_tail=f"the registry at {self.req.registry} does not answer",
                 warmup=warmup,
                 provenance=self.prov,
             )
@@ -321,7 +399,9 @@ class Engine:
                 outcome.status,
                 outcome.wall_s,
                 kind="provision",
-                failure_class=outcome.failure_class,
+                failure_class=registry_failure(self.req.registry, outcome.failure_class)
+                if outcome.status == "failed"
+                else outcome.failure_class,
                 log_tail=outcome.log_tail,
                 extra={"phase": phase, **outcome.extra},
                 provenance=self.prov,
@@ -363,7 +443,8 @@ class Engine:
                 record, report = self._join(
                     first,
                     target,
-                    [last[p.name].tag for p in ok],
+                    # By digest: another run on the same registry may have moved the tags.
+                    [_pinned(last[p.name]) for p in ok],
                     [parse_platform(c.platform) for c in group],
                 )
                 self.keep(record)
@@ -389,7 +470,9 @@ class Engine:
                         started_at=started,
                         tag=tag,
                         digest=outcome.digest,
-                        failure_class=outcome.failure_class,
+                        failure_class=registry_failure(self.req.registry, outcome.failure_class)
+                        if outcome.status == "failed"
+                        else outcome.failure_class,
                         log_tail=outcome.log_tail,
                         log_file=str(log),
                         extra={"platforms": [p.name for p in platforms], **outcome.extra},
@@ -407,7 +490,7 @@ class Engine:
         self.manifest.statistics = manifest_statistics(self.summary.records)
         self.manifest.status = status or ("failed" if self.summary.failed else "ok")
         self.manifest.finished_at = now_iso()
-        self.store.write_manifest(self.manifest.to_json())
+        self.write_manifest()
 
     def _run_cell(self, c: Cell, rep: int, warmup: bool) -> Record:
         """Build one cell once (again, for a flaky failure class, up to --retries times),
@@ -434,23 +517,31 @@ class Engine:
                 continue
             break
         status = outcome.status
+        failure = outcome.failure_class
+        if status == "failed":
+            failure = registry_failure(self.req.registry, failure)
         validation: dict[str, Any] = {}
         note = ""
+        report: ValidationReport | None = None
         if status in ("ok", "no-op"):
             ref = f"{tag.rsplit(':', 1)[0]}@{outcome.digest}" if outcome.digest else tag
-            report = validate_image(
-                ref,
-                [platform],
-                host=self.host,
-                artifacts=[a.path for a in scenario.artifacts],
-                expect_output=scenario.smoke_expect,
-                test_command=scenario.test_command,
-                test_expect=scenario.test_expect,
-                # A user's image runs its smoke command, if any, never its own CMD (a
-                # server would not return).
-                smoke=scenario.kind != "dockerfile" or bool(scenario.smoke_command),
-                smoke_command=scenario.smoke_command if scenario.kind == "dockerfile" else (),
-            )
+            try:
+                report = validate_image(
+                    ref,
+                    [platform],
+                    host=self.host,
+                    artifacts=[a.path for a in scenario.artifacts],
+                    expect_output=scenario.smoke_expect,
+                    test_command=scenario.test_command,
+                    test_expect=scenario.test_expect,
+                    # A user's image runs its smoke command, if any, never its own CMD (a
+                    # server would not return).
+                    smoke=scenario.kind != "dockerfile" or bool(scenario.smoke_command),
+                    smoke_command=scenario.smoke_command if scenario.kind == "dockerfile" else (),
+                )
+            except RegistryUnavailable as exc:
+                status, failure, note = "failed", REGISTRY_FAILURE, str(exc)
+        if status in ("ok", "no-op") and report is not None:
             validation = report.as_dict()
             if report.passed:
                 note = next((x.detail for x in report.checks if x.name == "smoke"), "")
@@ -458,7 +549,7 @@ class Engine:
                 # An image that fails validation is a failed cell, whatever its time.
                 status = "failed"
                 note = "; ".join(f"{x.name}: {x.detail}" for x in report.failures())
-        failure = outcome.failure_class or ("validation" if status == "failed" else "")
+        failure = failure or ("validation" if status == "failed" else "")
         self.say(
             f"    {status} in {outcome.wall_s:.1f} s"
             + (f" ({failure})" if failure else "")
@@ -480,7 +571,7 @@ class Engine:
             tag=tag,
             digest=outcome.digest,
             failure_class=failure,
-            log_tail=outcome.log_tail,
+            log_tail=outcome.log_tail or (note if failure == REGISTRY_FAILURE else ""),
             log_file=str(log),
             validation=validation,
             extra=extra,
@@ -491,9 +582,11 @@ class Engine:
     def _join(
         self, cell: Cell, target: str, sources: list[str], expected: list[Platform]
     ) -> tuple[Record, ValidationReport | None]:
-        """Join per-cell tags into the index `target` (timed), then validate the index
-        against every requested and available platform, without smoke runs (each cell's
-        image was already run by digest). Returns the record and the validation report."""
+        """Join the cells' images `sources` (by digest) into the index `target` (timed),
+        then validate the index this call pushed, by its digest (the tag may have moved
+        since), against every requested and available platform, without smoke runs (each
+        cell's image was already run by digest). Returns the record and the validation
+        report."""
         scenario = self.scenarios[cell.scenario]
         self.say(f"  joining {cell.variant} into {target}")
         started = now_iso()
@@ -509,19 +602,39 @@ class Engine:
                 platform="",
                 started_at=started,
                 tag=target,
-                failure_class=joined.failure_class,
+                failure_class=registry_failure(self.req.registry, joined.failure_class),
                 log_tail=joined.log_tail,
                 provenance=self.prov,
             )
             return failed, None
         wall = joined.wall_s
-        report = validate_image(
-            target,
-            expected,
-            host=self.host,
-            artifacts=[a.path for a in scenario.artifacts],
-            smoke=False,
-        )
+        pinned = f"{target.rsplit(':', 1)[0]}@{joined.digest}" if joined.digest else target
+        try:
+            report = validate_image(
+                pinned,
+                expected,
+                host=self.host,
+                artifacts=[a.path for a in scenario.artifacts],
+                smoke=False,
+            )
+        except RegistryUnavailable as exc:
+            self.say(f"    failed ({REGISTRY_FAILURE}): {exc}")
+            failed = _record(
+                cell,
+                self.store.run_id,
+                1,
+                "failed",
+                wall,
+                kind="merge",
+                platform="",
+                started_at=started,
+                tag=target,
+                digest=joined.digest,
+                failure_class=REGISTRY_FAILURE,
+                log_tail=str(exc)[-LOG_TAIL_CHARS:],
+                provenance=self.prov,
+            )
+            return failed, None
         problems = "; ".join(f"{c.name} {c.platform}: {c.detail}" for c in report.failures())
         self.say(
             f"    {'ok' if report.passed else 'failed'} in {wall:.1f} s"
@@ -577,6 +690,12 @@ def execute(req: RunRequest, say: Say) -> RunSummary:
     except KeyboardInterrupt:
         engine.summary.interrupted = True
         engine.finish("interrupted")
+        raise
+    except ResultsUnwritable as exc:
+        # Most likely the manifest cannot be written either; then the last one stays.
+        engine.manifest.error = str(exc)
+        with contextlib.suppress(ResultsUnwritable):
+            engine.finish("failed")
         raise
     engine.finish()
     for key, st in (engine.manifest.statistics or {}).items():

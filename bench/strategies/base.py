@@ -401,12 +401,12 @@ def touched_file(scenario: Scenario, src: Path) -> Path:
 def join_index(target: str, sources: list[str]) -> BuildOutcome:
     """Join the pushed images `sources` into the index `target` with `imagetools create`.
 
-    Returns the timed outcome: ok (no digest: the caller reads or validates the index),
-    or failed with failure class `merge` and the error's tail.
+    Returns the timed outcome: ok with the digest of the index pushed ('' when buildx
+    did not print it), or failed with failure class `merge` and the error's tail.
     """
     t0 = time.monotonic()
     try:
-        docker.imagetools_create(target, sources)
+        digest = docker.imagetools_create(target, sources)
     except ArchbenchError as exc:
         return BuildOutcome(
             "failed",
@@ -415,7 +415,8 @@ def join_index(target: str, sources: list[str]) -> BuildOutcome:
             failure_class="merge",
             log_tail=str(exc)[-LOG_TAIL_CHARS:],
         )
-    return BuildOutcome("ok", time.monotonic() - t0, target)
+    # The digest buildx pushed, not the tag's: another run may move the tag meanwhile.
+    return BuildOutcome("ok", time.monotonic() - t0, target, digest=digest)
 
 
 def _tail(text: str, lines: int = LOG_TAIL_LINES) -> str:

@@ -7,6 +7,7 @@ files, so the image is made the same way as every other strategy's final stage.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import time
@@ -164,7 +165,8 @@ class QemuSystem(Strategy):
         if joined.status != "ok":
             return replace(joined, wall_s=sum(o.wall_s for o in outcomes) + joined.wall_s)
         join_s = joined.wall_s
-        digest = docker.imagetools_digest(tag)
+        # By the digest buildx pushed: another run may move the tag in the meantime.
+        digest = joined.digest or docker.imagetools_digest(tag)
         extra: dict[str, Any] = {
             "join_s": join_s,
             "per_platform": {p.name: o.extra for p, o in zip(platforms, outcomes, strict=True)},
@@ -287,8 +289,11 @@ def _logger(log_path: Path) -> Callable[[str], None]:
     """Return a `say` that appends progress lines to the build's log."""
 
     def say(message: str) -> None:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "a", encoding="utf-8") as log:
-            log.write(f"# {message}\n")
+        # A progress line that cannot be written (a full results disk) is not worth a
+        # failed build: the record that follows reports the disk.
+        with contextlib.suppress(OSError):
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(log_path, "a", encoding="utf-8") as log:
+                log.write(f"# {message}\n")
 
     return say

@@ -164,6 +164,15 @@ def build(
         finally:
             meta.unlink()
     trace = buildtrace.parse(done.stderr)
+    if push and done.ok:
+        own = _buildkit_pushed(trace.text, tag)
+        if own and own != metadata.get("containerimage.digest"):
+            # buildx's docker driver then pushes the engine's local image of the same
+            # name "with docker", and reports that digest; a concurrent build of the same
+            # tag may have replaced the local image in between. What this build made is
+            # what BuildKit pushed.
+            metadata["archbench.docker-push-digest"] = metadata.get("containerimage.digest", "")
+            metadata["containerimage.digest"] = own
     if push and not done.ok:
         repaired = _repair_moby_push(trace.text, tag)
         if repaired:
@@ -174,6 +183,14 @@ def build(
 
 
 _PUSHED = re.compile(r"pushing manifest for (\S+)@(sha256:[0-9a-f]{64})(?: [0-9.]+s)? done")
+
+
+def _buildkit_pushed(text: str, tag: str) -> str:
+    """Return the digest BuildKit itself pushed as `tag` (its first push line), or ''."""
+    for m in _PUSHED.finditer(text):
+        if m.group(1) == tag:
+            return m.group(2)
+    return ""
 
 
 def _repair_moby_push(text: str, tag: str) -> str:
@@ -198,16 +215,24 @@ def _repair_moby_push(text: str, tag: str) -> str:
     return digest
 
 
-def imagetools_create(target: str, sources: Sequence[str], timeout: float = 120) -> proc.Completed:
+_JOINED = re.compile(r"pushing (sha256:[0-9a-f]{64}) to (\S+)")
+
+
+def imagetools_create(target: str, sources: Sequence[str], timeout: float = 120) -> str:
     """Join `sources` (tags or digests) into one index pushed as `target`.
 
-    Raises CommandFailed when buildx refuses.
+    Returns the digest of the index pushed, read from buildx's progress (not from the
+    tag afterwards: another run may move the tag in between), or '' when buildx did not
+    print it. Raises CommandFailed when buildx refuses.
     """
-    return proc.run(
-        [DOCKER, "buildx", "imagetools", "create", "-t", target, *sources],
+    done = proc.run(
+        [DOCKER, "buildx", "imagetools", "create", "--progress", "plain", "-t", target, *sources],
         timeout=timeout,
         check=True,
     )
+    text = done.stderr + done.stdout
+    pushed = [m.group(1) for m in _JOINED.finditer(text) if m.group(2) == target]
+    return pushed[-1] if pushed else ""
 
 
 def imagetools_inspect_raw(ref: str, timeout: float = 60) -> dict[str, Any]:

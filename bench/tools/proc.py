@@ -81,8 +81,13 @@ def _pump(
     for line in stream:
         sink.append(line)
         if log is not None:
-            log.write(line)
-            log.flush()
+            try:
+                log.write(line)
+                log.flush()
+            except (OSError, ValueError):
+                # A full disk (or a closed log) must not stop the pump: an undrained pipe
+                # would block the child until its timeout. The output stays in memory.
+                log = None
         if on_line is not None:
             on_line(line.rstrip("\n"))
 
@@ -104,7 +109,8 @@ def run(
     `CommandTimeout` when the timeout passes (the group is ended first), and
     `CommandFailed` on a non-zero exit when `check` is true. On KeyboardInterrupt the
     group is ended and the interrupt goes on up. Output is kept in memory, copied
-    line by line to `log_path` when given, and passed to `on_line` when given.
+    line by line to `log_path` when given (as long as it can be written), and passed
+    to `on_line` when given.
     """
     args = tuple(str(a) for a in argv)
     full_env = None
@@ -113,10 +119,18 @@ def run(
         full_env.update(env)
     log: IO[str] | None = None
     if log_path is not None:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(log_path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
-        log.write(f"$ {' '.join(args)}\n")
-        log.flush()
+        try:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            log = open(log_path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
+            log.write(f"$ {' '.join(args)}\n")
+            log.flush()
+        except OSError:
+            # The command still runs with its output in memory; whoever stores results
+            # next meets the same disk and says so.
+            if log is not None:
+                with contextlib.suppress(OSError):
+                    log.close()
+            log = None
     started = time.monotonic()
     try:
         try:
@@ -165,7 +179,8 @@ def run(
             _terminate_group(proc, grace=1.0)
     finally:
         if log is not None:
-            log.close()
+            with contextlib.suppress(OSError):
+                log.close()
     done = Completed(args, proc.returncode, "".join(out), "".join(err), time.monotonic() - started)
     if check and not done.ok:
         raise CommandFailed(done.argv, done.returncode, done.tail())
@@ -189,6 +204,8 @@ def spawn_daemon(argv: Sequence[str], log_path: Path) -> int:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 close_fds=True,
+                # A daemon outlives the command: it must not hold the caller's folder.
+                cwd="/",
             )
         except FileNotFoundError as exc:
             raise ToolMissing(str(argv[0])) from exc
