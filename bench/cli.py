@@ -26,6 +26,7 @@ from bench.platforms import Platform, parse_platform
 from bench.results import DEFAULT_RESULTS
 from bench.scenario import DEFAULT_SCENARIO, resolve_scenario
 from bench.strategies import REGISTRY, get_strategy
+from bench.tools import binfmt
 from bench.tools.registry import registry_address
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -665,6 +666,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, or a usage error already printed
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
+        # A run killed while it had another emulator registered left the host's handler
+        # swapped: put it back before anything builds.
+        binfmt.repair(say=_say)
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         _say("archbench: interrupted; finished results are kept")

@@ -151,6 +151,9 @@ def register(reg: Registration, root: Path = BINFMT_DIR) -> None:
 
 def unregister(name: str, root: Path = BINFMT_DIR) -> None:
     """Remove the entry `name`, if there is one. Raises OSError on anything else."""
+    # binfmt_misc answers EACCES, not ENOENT, for a write to an entry that does not exist.
+    if not (root / name).exists():
+        return
     with contextlib.suppress(FileNotFoundError):
         (root / name).write_text("-1")
 
@@ -392,7 +395,12 @@ def repair(*, say: Say, root: Path = BINFMT_DIR, run_dir: Path = RUN_DIR) -> lis
         return repaired
     for journal_path in journals:
         name = journal_path.name[len("binfmt-") : -len(".journal")]
-        fd = os.open(_lock_path(name, run_dir), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fd = os.open(_lock_path(name, run_dir), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            # Not root: leave it to the next command run as root, but say what is wrong.
+            say(f"binfmt_misc handler {name} is still swapped by a killed run: {exc}")
+            continue
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
