@@ -27,6 +27,7 @@ from bench.results import DEFAULT_RESULTS
 from bench.scenario import DEFAULT_SCENARIO, resolve_scenario
 from bench.strategies import REGISTRY, get_strategy
 from bench.tools import binfmt
+from bench.tools.emulators import Emulator
 from bench.tools.registry import registry_address
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -164,6 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="emulated CPU variant for qemu-user and qemu-system; repeatable; "
         "one of default, " + ", ".join(CPU_MODELS),
+    )
+    r.add_argument(
+        "--emulator",
+        action="append",
+        default=[],
+        help="qemu-user cells' emulator: host (default: the one registered here), a Debian "
+        "suite apt reaches (bookworm, trixie), or a QEMU version; swapped into binfmt_misc "
+        "for each cell; one per run",
     )
     r.add_argument(
         "--retries",
@@ -442,6 +451,27 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_OK if ready else EXIT_USAGE
 
 
+def _emulator(values: Sequence[str]) -> Emulator | None:
+    """Return the qemu-user emulator `--emulator` names (fetched when not the host's), or
+    None for the host's. Raises UsageError for more than one: not yet an axis of the matrix."""
+    from bench.tools import emulators
+
+    specs = emulators.parse_specs(values)
+    if len(specs) > 1:
+        raise UsageError(
+            f"--emulator takes one value per run for now, not {', '.join(specs)}: run once "
+            "per emulator"
+        )
+    if specs[0] == emulators.HOST:
+        return None
+    emulator = emulators.resolve(specs[0], say=_say)
+    _say(
+        f"qemu-user cells run under {emulator.package} {emulator.version} ({emulator.suite}, "
+        f"sha256 {emulator.sha256[:12]}...): {emulator.reported}"
+    )
+    return emulator
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from bench import report, runner
 
@@ -460,6 +490,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(f"unknown --cpu {cpu!r}; valid: default, {', '.join(CPU_MODELS)}")
     strategies = tuple(get_strategy(s).name for s in split_values(args.strategy)) or tuple(REGISTRY)
     platforms = _platforms(args.platform)
+    emulator = _emulator(args.emulator) if "qemu-user" in strategies else None
     scenarios = tuple(resolve_scenario(s) for s in (args.scenario or [DEFAULT_SCENARIO]))
     req = runner.RunRequest(
         scenarios=scenarios,
@@ -478,6 +509,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         caches=caches[args.cache],
         cpus=cpus,
         retries=args.retries,
+        emulator=emulator,
     )
     summary = runner.execute(req, _say)
     reports_dir = args.reports or (report.DEFAULT_REPORTS / summary.store.run_id)

@@ -15,6 +15,7 @@ from bench.platforms import KNOWN, Platform, base_image_for
 from bench.resources import BuildkitMeter
 from bench.scenario import Scenario
 from bench.tools import docker
+from bench.tools.emulators import Emulator
 
 Status = Literal["ok", "failed", "unavailable", "timeout", "no-op"]
 CacheMode = Literal["cold", "warm"]
@@ -55,6 +56,7 @@ class BuildSettings:
     cpu: str | None = None  # emulated CPU variant (bench.guest.CPU_MODELS); None: default
     cache: CacheMode = "cold"
     nonce: str = ""  # makes a warm build's touched source differ from the last one
+    emulator: Emulator | None = None  # qemu-user cells: None is the host's registered one
 
 
 @dataclass(frozen=True)

@@ -125,3 +125,21 @@ def test_an_emulator_without_the_target_says_so():
     assert str(emu.binary("arm")) == "/x"
     with pytest.raises(emulators.EmulatorUnavailable, match="no qemu-s390x"):
         emu.binary("s390x")
+
+
+def test_a_deb_that_differs_from_the_index_is_refused_and_not_cached(tmp_path, monkeypatch):
+    # apt stands in here: what is checked is archbench's own comparison with the index.
+    record = apt.parse_stanza((EMU / "show-bookworm-qemu-user-static.txt").read_text())
+
+    def download(package: str, version: str, dest, log_path=None):
+        dest.mkdir(parents=True)
+        deb = dest / f"{package}_7.2_amd64.deb"
+        deb.write_bytes(b"not the archive's file")
+        return deb
+
+    monkeypatch.setattr(apt, "package_record", lambda package, version: record)
+    monkeypatch.setattr(apt, "download", download)
+    choice = apt.ArchiveVersion("qemu-user-static", BOOKWORM, "bookworm", "http://x/debian")
+    with pytest.raises(emulators.EmulatorUnavailable, match="but the archive index lists c3e3ba"):
+        emulators.fetch("bookworm", choice, tmp_path, say=lambda m: None)
+    assert [p.name for p in tmp_path.iterdir()] == [".lock"]
