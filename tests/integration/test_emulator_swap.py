@@ -197,3 +197,39 @@ def test_a_waiting_swap_says_so_and_goes_after_the_first(trixie, host_s390x, tmp
         first.wait(timeout=30)
     assert said[0].startswith(f"waiting: another archbench run holds {NAME}")
     assert binfmt.read_entry_text(NAME) == host_s390x
+
+
+def test_the_qemu_user_strategy_swaps_for_the_build_and_puts_back(trixie, host_s390x, tmp_path):
+    from bench.platforms import parse_platform
+    from bench.strategies.base import BuildSettings
+    from bench.strategies.qemu_user import emulation
+
+    s390x, amd64 = parse_platform("linux/s390x"), parse_platform("linux/amd64")
+    settings = BuildSettings("127.0.0.1:5000", 1, "debian", 60.0, host=amd64, emulator=trixie)
+    program = s390x_program(tmp_path / "s390x-argc")
+    with emulation([amd64, s390x], settings):
+        assert run_through_binfmt(program) == (str(trixie.binary("s390x")), 3)
+    assert binfmt.read_entry_text(NAME) == host_s390x
+    host_settings = BuildSettings("127.0.0.1:5000", 1, "debian", 60.0, host=amd64)
+    with emulation([s390x], host_settings):
+        assert run_through_binfmt(program) == ("/usr/bin/qemu-s390x-static", 3)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("7.2", "matches 2 versions"),
+        ("sid", "not a suite this host's apt reaches"),
+        ("8.1", "no reachable QEMU version matches"),
+        ("host,trixie", "one value per run"),
+        ("../x", "bad --emulator"),
+    ],
+)
+def test_run_refuses_an_emulator_it_cannot_name(archbench_cmd, tmp_path, value, expected):
+    done = subprocess.run(
+        [*archbench_cmd, "run", "--strategy", "qemu-user", "--emulator", value,
+         "--results", str(tmp_path / "results")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert expected in done.stderr
