@@ -17,7 +17,7 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
 from bench import proc
-from bench.errors import ArchbenchError, HostNotReady, UsageError
+from bench.errors import ArchbenchError, CommandFailed, HostNotReady, UsageError
 from bench.tools import apt
 from bench.tools import qemu as qemu_tool
 
@@ -249,8 +249,12 @@ def fetch(spec: str, choice: apt.ArchiveVersion, cache_dir: Path, say: Say) -> E
     package holds no statically linked qemu-user binary.
     """
     try:
-        record = apt.package_record("qemu-user-static", choice.version)
-        package = holding_package(record)
+        try:
+            record = apt.package_record("qemu-user-static", choice.version)
+            package = holding_package(record)
+        except CommandFailed:
+            # A suite whose qemu-user-static is gone: its qemu-user is the static one.
+            package = "qemu-user"
         if package != "qemu-user-static":
             record = apt.package_record(package, choice.version)
     except ArchbenchError as exc:
@@ -361,9 +365,7 @@ def resolve(spec: str, *, say: Say, cache_dir: Path = CACHE_DIR) -> Emulator:
     if spec == HOST:
         emulator = host_emulator()
     else:
-        offered = [
-            o for o in apt.archive_versions(USER_PACKAGES) if o.package == "qemu-user-static"
-        ]
+        offered = apt.archive_versions(USER_PACKAGES)
         emulator = fetch(spec, choose(spec, offered), cache_dir, say)
     return with_reported_version(emulator)
 

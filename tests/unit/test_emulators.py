@@ -143,3 +143,12 @@ def test_a_deb_that_differs_from_the_index_is_refused_and_not_cached(tmp_path, m
     with pytest.raises(emulators.EmulatorUnavailable, match="but the archive index lists c3e3ba"):
         emulators.fetch("bookworm", choice, tmp_path, say=lambda m: None)
     assert [p.name for p in tmp_path.iterdir()] == [".lock"]
+
+
+def test_versions_offered_by_either_package_count_once():
+    rows = apt.parse_madison((EMU / "madison.txt").read_text())
+    assert emulators.choose("10.0", rows).version == TRIXIE
+    only_user = [r for r in rows if r.package == "qemu-user"]
+    assert emulators.choose("trixie", only_user).version == TRIXIE
+    with pytest.raises(UsageError, match="matches 2 versions"):
+        emulators.choose("7.2", rows)
