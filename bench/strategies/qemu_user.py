@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bench import guest
-from bench.platforms import Platform
+from bench.platforms import Platform, host_platform
 from bench.scenario import Scenario
 from bench.strategies.base import (
     Availability,
@@ -127,7 +127,10 @@ def emulation(platforms: list[Platform], settings: BuildSettings) -> Iterator[No
     comes back when the block ends). Raises EmulatorUnavailable when the emulator has no
     binary for a platform, BinfmtSwapFailed when the kernel refuses the swap."""
     emulator = settings.emulator
-    emulated = sorted({p.qemu_name for p in platforms if p != settings.host})
+    # Never the machine's own architecture: a handler for it would send every native
+    # binary on the host through the emulator.
+    host = settings.host or host_platform()
+    emulated = sorted({p.qemu_name for p in platforms if p.qemu_name != host.qemu_name})
     with contextlib.ExitStack() as stack:
         # Always in the same (sorted) order, so two runs never each hold one lock and
         # wait for the other's.

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench.errors import HostNotReady
+from bench.platforms import host_platform
 
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 RUN_DIR = Path("/run/archbench")
@@ -360,6 +361,9 @@ def swapped(
     BinfmtSwapFailed when the kernel refuses the registration or the restoration.
     """
     name = f"qemu-{qemu_name}"
+    if qemu_name == host_platform().qemu_name:
+        # Every native binary on the host would go through the emulator.
+        raise BinfmtSwapFailed(f"refusing to register {name}: it is this machine's own")
     with arch_lock(qemu_name, exclusive=True, say=say, run_dir=run_dir, root=root):
         original_text = read_entry_text(name, root)
         original = parse_proc_entry(name, original_text) if original_text is not None else None

@@ -107,3 +107,11 @@ def test_repair_leaves_a_live_swap_alone(tmp_path):
         assert binfmt.repair(say=said.append, run_dir=tmp_path, root=tmp_path / "none") == []
         assert journal.exists()
         journal.unlink()
+
+
+def test_the_machines_own_architecture_is_never_swapped(tmp_path):
+    own = binfmt.host_platform().qemu_name
+    swap = binfmt.swapped(own, binfmt.Path("/x"), say=print, root=tmp_path, run_dir=tmp_path)
+    with pytest.raises(binfmt.BinfmtSwapFailed, match="this machine's own"), swap:
+        pass
+    assert list(tmp_path.iterdir()) == []
