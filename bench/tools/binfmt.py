@@ -301,14 +301,17 @@ def _restore_from(journal_path: Path, root: Path, say: Say) -> None:
         return
     except (ValueError, KeyError) as exc:
         raise BinfmtSwapFailed(f"unreadable binfmt journal {journal_path}: {exc}") from exc
-    restore(journal, root)
-    now = read_entry_text(journal.name, root)
-    if now != journal.original_text:
-        raise BinfmtSwapFailed(
-            f"restored {journal.name}, but the kernel shows {now!r}, "
-            f"not the host's {journal.original_text!r} (journal kept: {journal_path})"
-        )
-    journal_path.unlink()
+    # The journal goes with the restoration it records, or not at all: a Ctrl-C in
+    # between would leave a journal of a swap already undone.
+    with _signals_deferred():
+        restore(journal, root)
+        now = read_entry_text(journal.name, root)
+        if now != journal.original_text:
+            raise BinfmtSwapFailed(
+                f"restored {journal.name}, but the kernel shows {now!r}, "
+                f"not the host's {journal.original_text!r} (journal kept: {journal_path})"
+            )
+        journal_path.unlink()
     if journal.pid != os.getpid():
         say(
             f"restored the host's binfmt_misc handler {journal.name}: archbench run {journal.pid} "
