@@ -38,12 +38,6 @@ def watch_interpreters(stop: threading.Event, seen: set[str]) -> None:
         time.sleep(0.05)
 
 
-def under(emulator: emulators.Emulator) -> bool:
-    """Whether a process runs under `emulator`'s qemu-aarch64 (its executable)."""
-    binary = str(emulator.binary("aarch64"))
-    return any(p.info["exe"] == binary for p in psutil.process_iter(["exe"]))
-
-
 def test_a_qemu_user_cell_runs_under_the_named_emulator(
     archbench_cmd, registry, binfmt_arm64, trixie, tmp_path
 ):
@@ -83,12 +77,19 @@ def test_sigkill_in_a_swapped_build_is_repaired_by_the_next_command(
     )  # fmt: skip
     children: list[psutil.Process] = []
     try:
-        # Kill while an arm64 process runs under trixie's QEMU: the swap is in place.
+        # Kill as soon as this run's swap is in place (its journal names its pid). A
+        # process running under trixie's QEMU proves nothing here: on a shared host it may
+        # be another build that started during an earlier swap.
+        journal = binfmt.RUN_DIR / f"binfmt-{NAME}.journal"
         deadline = time.monotonic() + 600
-        while not under(trixie):
-            assert run.poll() is None, "the run ended before building under trixie's QEMU"
+        while not (
+            journal.exists()
+            and f'"pid": {run.pid},' in journal.read_text()
+            and str(trixie.binary("aarch64")) in (binfmt.read_entry_text(NAME) or "")
+        ):
+            assert run.poll() is None, "the run ended before swapping"
             assert time.monotonic() < deadline
-            time.sleep(0.05)
+            time.sleep(0.01)
         children = psutil.Process(run.pid).children(recursive=True)
         run.send_signal(signal.SIGKILL)
         run.wait(timeout=30)
