@@ -29,6 +29,8 @@ from bench.report import CI_FORMATS, EXPORT_FORMATS
 from bench.scenarios.loader import DEFAULT_SCENARIO, Scenario, resolve_scenario
 from bench.strategies import REGISTRY, get_strategy
 from bench.strategies.guest.cpu import CPU_MODELS
+from bench.tools import binfmt
+from bench.tools.emulators import Emulator
 from bench.tools.registry import registry_address
 
 if TYPE_CHECKING:
@@ -264,6 +266,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=_LIST,
         help="emulated CPU variant for qemu-user and qemu-system; repeatable; "
         "one of default, " + ", ".join(CPU_MODELS),
+    )
+    r.add_argument(
+        "--emulator",
+        action="append",
+        default=[],
+        type=_LIST,
+        help="qemu-user cells' emulator: host (default: the one registered here), a Debian "
+        "suite apt reaches (bookworm, trixie), or a QEMU version; swapped into binfmt_misc "
+        "for each cell; one per run",
     )
     r.add_argument(
         "--retries",
@@ -636,6 +647,27 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_OK if ready else EXIT_USAGE
 
 
+def _emulator(values: Sequence[str]) -> Emulator | None:
+    """Return the qemu-user emulator `--emulator` names (fetched when not the host's), or
+    None for the host's. Raises UsageError for more than one: not yet an axis of the matrix."""
+    from bench.tools import emulators
+
+    specs = emulators.parse_specs(values)
+    if len(specs) > 1:
+        raise UsageError(
+            f"--emulator takes one value per run for now, not {', '.join(specs)}: run once "
+            "per emulator"
+        )
+    if specs[0] == emulators.HOST:
+        return None
+    emulator = emulators.resolve(specs[0], say=_say)
+    _say(
+        f"qemu-user cells run under {emulator.package} {emulator.version} ({emulator.suite}, "
+        f"sha256 {emulator.sha256[:12]}...): {emulator.reported}"
+    )
+    return emulator
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.engine import runner
     from bench.report import frame as report
@@ -651,6 +683,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(f"unknown --cpu {cpu!r}; valid: default, {', '.join(CPU_MODELS)}")
     strategies = tuple(get_strategy(s).name for s in split_values(args.strategy)) or tuple(REGISTRY)
     platforms = _platforms(args.platform)
+    emulator = _emulator(args.emulator) if "qemu-user" in strategies else None
     scenarios = _run_scenarios(args, platforms)
     req = runner.RunRequest(
         scenarios=scenarios,
@@ -669,6 +702,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         caches=CACHES[args.cache],
         cpus=cpus,
         retries=args.retries,
+        emulator=emulator,
     )
     if args.reports is not None:
         writer.check_report_folder(args.reports)  # before the run, not after it
@@ -1053,6 +1087,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, or a usage error already printed
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
+        # A run killed while it had another emulator registered left the host's handler
+        # swapped: put it back before anything builds.
+        binfmt.repair(say=_say)
         return COMMANDS[args.command](args)
     except KeyboardInterrupt as exc:
         # The shell's convention, 128 + the signal: 130 for SIGINT, 143 for SIGTERM.

@@ -33,6 +33,7 @@ from bench.strategies.base import (
     join_index,
 )
 from bench.tools import registry
+from bench.tools.emulators import Emulator
 from bench.validate.image import ValidationReport, compare_artifacts, validate_image
 
 Say = Callable[[str], None]
@@ -58,6 +59,7 @@ class RunRequest:
     caches: tuple[str, ...] = ("cold",)
     cpus: tuple[str, ...] = ()
     retries: int = 0
+    emulator: Emulator | None = None  # qemu-user cells' emulator; None: the host's
 
 
 RETRYABLE = frozenset({"emulator-crash"})
@@ -142,6 +144,7 @@ def _settings(
         cpu=cell.cpu or None,
         cache="warm" if cell.cache == "warm" else "cold",
         nonce=nonce,
+        emulator=req.emulator if cell.strategy == "qemu-user" else None,
     )
 
 
@@ -220,6 +223,12 @@ class Engine:
             ) from exc
         self.summary = RunSummary(self.store)
         self.prov = provenance.collect(sorted({parse_platform(c.platform) for c in self.cells}))
+        if req.emulator is not None:
+            e = req.emulator
+            self.prov["qemu_user_emulator"] = {
+                "spec": e.spec, "package": e.package, "version": e.version, "suite": e.suite,
+                "sha256": e.sha256, "reported": e.reported, "binaries": dict(e.binaries),
+            }  # fmt: skip
         self.broken: dict[Cell, str] = {}
         self.manifest = RunManifest(
             status="running",

@@ -30,6 +30,7 @@ from bench.strategies.dockerfile import (
 )
 from bench.strategies.guest.cpu import CPU_MODELS
 from bench.tools import buildtrace, docker
+from bench.tools.emulators import Emulator
 
 Status = Literal["ok", "failed", "unavailable", "timeout", "no-op"]
 CacheMode = Literal["cold", "warm"]
@@ -71,6 +72,7 @@ class BuildSettings:
     cpu: str | None = None  # emulated CPU variant (guest CPU_MODELS); None: default
     cache: CacheMode = "cold"
     nonce: str = ""  # makes a warm build's touched source differ from the last one
+    emulator: Emulator | None = None  # qemu-user cells: None is the host's registered one
 
 
 @dataclass(frozen=True)

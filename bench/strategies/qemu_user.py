@@ -3,13 +3,20 @@ user-mode emulator that the kernel calls through binfmt_misc."""
 
 from __future__ import annotations
 
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
 from bench.host.facts import Host
-from bench.platforms import Platform
+from bench.platforms import Platform, host_platform
 from bench.scenarios.loader import Scenario
-from bench.strategies.base import Availability, BuildSettings, BuildxStrategy
+from bench.strategies.base import Availability, BuildOutcome, BuildSettings, BuildxStrategy
 from bench.strategies.dockerfile import BaseStages
 from bench.strategies.guest.cpu import CPU_MODELS
 from bench.strategies.native import emulatable_stages
+from bench.tools import binfmt
+from bench.tools.emulators import EmulatorUnavailable
 
 
 class QemuUser(BuildxStrategy):
@@ -54,3 +61,79 @@ class QemuUser(BuildxStrategy):
 
     def build_stages(self, scenario: Scenario, settings: BuildSettings, bases: BaseStages) -> str:
         return emulatable_stages(scenario, settings, self.name, bases)
+
+    def provision(
+        self, scenario: Scenario, platforms: list[Platform], settings: BuildSettings, log_path: Path
+    ) -> BuildOutcome:
+        """Build the toolchain stage under the cell's emulator (see `emulation`)."""
+        return self._emulated(
+            platforms,
+            settings,
+            lambda: super(QemuUser, self).provision(scenario, platforms, settings, log_path),
+        )
+
+    def build(
+        self,
+        scenario: Scenario,
+        platforms: list[Platform],
+        settings: BuildSettings,
+        tag: str,
+        log_path: Path,
+        on_line: Callable[[str], None] | None = None,
+    ) -> BuildOutcome:
+        """Build under the cell's emulator (see `emulation`); the record names it."""
+        return self._emulated(
+            platforms,
+            settings,
+            lambda: super(QemuUser, self).build(
+                scenario, platforms, settings, tag, log_path, on_line
+            ),
+        )
+
+    def _emulated(
+        self, platforms: list[Platform], settings: BuildSettings, build: Callable[[], BuildOutcome]
+    ) -> BuildOutcome:
+        try:
+            with emulation(platforms, settings):
+                outcome = build()
+        except EmulatorUnavailable as exc:
+            return BuildOutcome("unavailable", 0.0, failure_class="emulator", log_tail=str(exc))
+        emulator = settings.emulator
+        if emulator is not None and not emulator.is_host:
+            outcome.extra["emulator"] = {
+                "spec": emulator.spec,
+                "package": emulator.package,
+                "version": emulator.version,
+                "suite": emulator.suite,
+                "sha256": emulator.sha256,
+                "reported": emulator.reported,
+                "tag": emulator.tag,
+            }
+        return outcome
+
+
+def _say(message: str) -> None:
+    print(f"  {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def emulation(platforms: list[Platform], settings: BuildSettings) -> Iterator[None]:
+    """Hold every emulated platform's binfmt_misc lock for a build: shared under the host's
+    emulator, exclusive with `settings.emulator` swapped in otherwise (the host's handler
+    comes back when the block ends). Raises EmulatorUnavailable when the emulator has no
+    binary for a platform, BinfmtSwapFailed when the kernel refuses the swap."""
+    emulator = settings.emulator
+    # Never the machine's own architecture: a handler for it would send every native
+    # binary on the host through the emulator.
+    host = settings.host or host_platform()
+    emulated = sorted({p.qemu_name for p in platforms if p.qemu_name != host.qemu_name})
+    with contextlib.ExitStack() as stack:
+        # Always in the same (sorted) order, so two runs never each hold one lock and
+        # wait for the other's.
+        for name in emulated:
+            if emulator is None or emulator.is_host:
+                stack.enter_context(binfmt.arch_lock(name, exclusive=False, say=_say))
+            else:
+                interpreter = emulator.binary(name)
+                stack.enter_context(binfmt.swapped(name, interpreter, say=_say))
+        yield

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.tools import proc
@@ -111,3 +113,99 @@ def debian_mirror(
         if uri.rstrip("/").endswith("/debian"):
             return uri
     return os.environ.get("ARCHBENCH_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+
+
+@dataclass(frozen=True)
+class ArchiveVersion:
+    """One version of a package that the host's apt can fetch, and the suite offering it."""
+
+    package: str
+    version: str  # Debian's full version: 1:10.0.13+ds-0+deb13u1
+    suite: str  # trixie, bookworm, bookworm-security
+    uri: str
+
+
+def parse_madison(text: str) -> list[ArchiveVersion]:
+    """Parse `apt-cache madison` output (`pkg | version | uri suite/component arch Packages`).
+
+    Source-package lines (`... Sources`) are skipped.
+    """
+    found: list[ArchiveVersion] = []
+    for line in text.splitlines():
+        parts = [p.strip() for p in line.split("|")]
+        if len(parts) != 3:
+            continue
+        package, version, where = parts
+        words = where.split()
+        if len(words) < 2 or words[-1] != "Packages":
+            continue
+        suite = words[1].split("/", 1)[0]
+        found.append(ArchiveVersion(package, version, suite, words[0]))
+    return found
+
+
+def archive_versions(packages: Sequence[str]) -> list[ArchiveVersion]:
+    """Return every version of `packages` that the host's apt sources offer (madison's view,
+    from the lists of the last `apt-get update`), in apt's order."""
+    done = proc.run(["apt-cache", "madison", *packages], timeout=60)
+    return parse_madison(done.stdout)
+
+
+def parse_stanza(text: str) -> dict[str, str]:
+    """Parse the first deb822 stanza of `text` into its fields (continuation lines joined)."""
+    fields: dict[str, str] = {}
+    last = ""
+    for line in text.splitlines():
+        if not line.strip():
+            if fields:
+                break
+            continue
+        if line[0] in " \t" and last:
+            fields[last] += "\n" + line.strip()
+            continue
+        key, _, value = line.partition(":")
+        last = key.strip()
+        fields[last] = value.strip()
+    return fields
+
+
+def package_record(package: str, version: str) -> dict[str, str]:
+    """Return the archive index's record of `package`=`version` (`apt-cache show`): its
+    SHA256, Size, Depends, Filename... Raises CommandFailed when apt knows no such version."""
+    done = proc.run(["apt-cache", "show", f"{package}={version}"], timeout=60, check=True)
+    return parse_stanza(done.stdout)
+
+
+def download(package: str, version: str, dest: Path, log_path: Path | None = None) -> Path:
+    """Download the .deb of `package`=`version` into `dest` (`apt-get download`) and return
+    its path. Installs nothing. Raises CommandFailed."""
+    dest.mkdir(parents=True, exist_ok=True)
+    before = set(dest.glob("*.deb"))
+    proc.run(
+        ["apt-get", "download", f"{package}={version}"],
+        timeout=1800,
+        env=_ENV,
+        cwd=dest,
+        check=True,
+        log_path=log_path,
+    )
+    new = sorted(set(dest.glob(f"{package}_*.deb")) - before)
+    if len(new) != 1:
+        raise FileNotFoundError(f"apt-get download left {len(new)} new {package} .deb files")
+    return new[0]
+
+
+def sha256_of(path: Path) -> str:
+    """Return the hex SHA-256 of the file at `path`."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def extract(deb: Path, dest: Path) -> None:
+    """Unpack the files of the .deb `deb` under `dest` (`dpkg -x`: no scripts run, nothing
+    is installed). Raises CommandFailed."""
+    dest.mkdir(parents=True, exist_ok=True)
+    proc.run(["dpkg", "-x", str(deb), str(dest)], timeout=600, check=True)
