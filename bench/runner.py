@@ -87,6 +87,8 @@ def probe_cells(
     found = {}
     for c in cells:
         a = REGISTRY[c.strategy].probe(parse_platform(c.platform), host)
+        if a.available:
+            a = REGISTRY[c.strategy].suits(scenarios[c.scenario])
         if a.available and c.cache == "warm":
             if c.strategy == "qemu-system":
                 a = Availability(

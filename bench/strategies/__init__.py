@@ -5,6 +5,7 @@ from __future__ import annotations
 from bench.errors import UsageError
 from bench.strategies.base import Availability, BuildxStrategy
 from bench.strategies.cross import Cross
+from bench.strategies.hybrid import Hybrid
 from bench.strategies.native import Native
 from bench.strategies.qemu_system import QemuSystem
 from bench.strategies.qemu_user import QemuUser
@@ -16,6 +17,7 @@ REGISTRY: dict[str, Strategy] = {
     "qemu-system": QemuSystem(),
     "qemu-user": QemuUser(),
     "cross": Cross(),
+    "hybrid": Hybrid(),
 }
 
 

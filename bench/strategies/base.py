@@ -89,6 +89,17 @@ class BuildxStrategy:
     def probe(self, platform: Platform, host: Platform) -> Availability:
         raise NotImplementedError
 
+    def suits(self, scenario: Scenario) -> Availability:
+        """Return whether this strategy applies to `scenario` at all (whatever the
+        platform): the runner asks it after `probe`, so an unfit pairing is a cell
+        reported unavailable with the reason, never a failed build."""
+        return Availability(True)
+
+    def build_facts(self, log: str) -> dict[str, Any]:
+        """Return what a successful build's log tells about it beyond the compiler's
+        version (stored in the record's extra); none by default."""
+        return {}
+
     def approximation(self, scenario: Scenario) -> str:
         """Return how this strategy's image of `scenario` differs from one built on the
         target itself ('' when it does not): stored with every result, so reports weigh
@@ -236,6 +247,7 @@ class BuildxStrategy:
                 log_tail=_tail(trace.text + "\n" + done.stdout), extra=extra,
             )  # fmt: skip
         extra["compiler"] = compiler_version(trace.text)
+        extra.update(self.build_facts(trace.text))
         if approximate := self.approximation(scenario):
             extra["approximate"] = approximate
         if result.metadata.get("archbench.push-repaired"):
@@ -258,13 +270,23 @@ def cache_mount_id(scenario: str, strategy: str, cpu: str, size: int, target: st
     return f"archbench-{scenario}-{strategy}{variant}-s{size}-{target}"
 
 
-def build_stage(scenario: Scenario, settings: BuildSettings, strategy: str, cross: bool) -> str:
+def build_stage(
+    scenario: Scenario,
+    settings: BuildSettings,
+    strategy: str,
+    cross: bool,
+    *,
+    mounts: tuple[str, ...] = (),
+    before: tuple[str, ...] = (),
+) -> str:
     """Return the build stage: the scenario's build in a per-cell cache mount.
 
     The build folder (and XDG_CACHE_HOME, where Go and other tools keep their caches)
     lives in a cache mount keyed by scenario, strategy, size, CPU variant and target, so
     a warm build finds the last build's objects; a cold build empties it first.
-    Artifacts are copied to /out, which the final stage reads.
+    Artifacts are copied to /out, which the final stage reads. `mounts` are more
+    `--mount=` values of the build step (a strategy's tools from another stage);
+    `before` are shell commands run after the environment is set, before the build.
     """
     mount_id = cache_mount_id(
         scenario.name, strategy, settings.cpu or "", settings.size, "$TARGETARCH$TARGETVARIANT"
@@ -274,7 +296,8 @@ def build_stage(scenario: Scenario, settings: BuildSettings, strategy: str, cros
         for a in scenario.artifacts
     )
     qemu_cpu = "ARG QEMU_CPU\n" if settings.cpu else ""
-    env = " \\\n && ".join(build_env(scenario, cross=cross))
+    env = " \\\n && ".join(build_env(scenario, cross=cross) + list(before))
+    extra_mounts = "".join(f"    --mount={m} \\\n" for m in mounts)
     return (
         "FROM toolchain AS build\n"
         "ARG SIZE=1\n"
@@ -284,6 +307,7 @@ def build_stage(scenario: Scenario, settings: BuildSettings, strategy: str, cros
         f"{qemu_cpu}"
         "COPY src/ /src/\n"
         f"RUN --mount=type=cache,id={mount_id},target=/cache,sharing=locked \\\n"
+        f"{extra_mounts}"
         '    if [ "$ARCHBENCH_CACHE" != warm ]; then rm -rf /cache/tree /cache/xdg; fi \\\n'
         " && mkdir -p /cache/tree /cache/xdg && cp -a -u /src/. /cache/tree/ && cd /cache/tree \\\n"
         f" && {env} \\\n"
