@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="archbench",
         description="Build one project for several CPU "
-        "architectures with native, qemu-system, qemu-user and cross strategies; "
+        "architectures with native, qemu-system, qemu-user, cross and hybrid strategies; "
         "time, validate and report each.",
     )
     p.add_argument("--version", action="version", version=f"archbench {__version__}")

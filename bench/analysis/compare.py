@@ -55,6 +55,7 @@ INVALID = "invalid samples"
 EXACT_U_LIMIT = 60
 """Samples per side up to this use the exact Mann-Whitney distribution for the interval."""
 EMULATING = {"qemu-user": ("qemu_user", "qemu_user_package", "qemu_cpu"),
+             "hybrid": ("qemu_user", "qemu_user_package", "qemu_cpu"),
              "qemu-system": ("qemu_system",)}  # fmt: skip
 """Per strategy, the provenance fields that name the emulator it runs builds under."""
 

@@ -50,6 +50,7 @@ STRATEGY_COLOURS = {
     "qemu-system": "#D55E00",
     "qemu-user": "#E69F00",
     "cross": "#009E73",
+    "hybrid": "#CC79A7",
 }
 WARM_HATCH = "//"
 COMBINED_HATCH = ".."

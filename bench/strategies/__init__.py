@@ -12,6 +12,7 @@ from bench.scenarios.loader import Scenario
 from bench.strategies import userfile
 from bench.strategies.base import Availability, BuildxStrategy, Strategy
 from bench.strategies.cross import Cross
+from bench.strategies.hybrid import Hybrid
 from bench.strategies.native import Native
 from bench.strategies.qemu_system import QemuSystem
 from bench.strategies.qemu_user import QemuUser
@@ -21,6 +22,7 @@ REGISTRY: dict[str, Strategy] = {
     "qemu-system": QemuSystem(),
     "qemu-user": QemuUser(),
     "cross": Cross(),
+    "hybrid": Hybrid(),
 }
 
 

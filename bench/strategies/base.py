@@ -135,6 +135,11 @@ class Strategy(abc.ABC):
         variant must name a model for it)."""
         return platform != host.platform
 
+    def build_facts(self, log: str) -> dict[str, Any]:
+        """Return what a successful build's log tells about it beyond the compiler's
+        version (stored in the record's extra); none by default."""
+        return {}
+
     def approximation(self, scenario: Scenario) -> str:
         """Return how this strategy's image of `scenario` differs from one built on the
         target itself ('' when it does not): stored with every result, so reports weigh
@@ -354,6 +359,7 @@ class BuildxStrategy(Strategy):
                 log_tail=_tail(trace.text + "\n" + done.stdout), extra=extra,
             )  # fmt: skip
         extra["compiler"] = compiler_version(trace.text)
+        extra.update(self.build_facts(trace.text))
         if approximate := self.approximation(scenario):
             extra["approximate"] = approximate
         if result.metadata.get("archbench.push-repaired"):

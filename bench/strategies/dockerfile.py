@@ -54,13 +54,23 @@ def cache_mount_id(scenario: str, strategy: str, cpu: str, size: int, target: st
     return f"archbench-{scenario}-{strategy}{variant}-s{size}-{target}"
 
 
-def build_stage(scenario: Scenario, settings: BuildSettings, strategy: str, cross: bool) -> str:
+def build_stage(
+    scenario: Scenario,
+    settings: BuildSettings,
+    strategy: str,
+    cross: bool,
+    *,
+    mounts: tuple[str, ...] = (),
+    before: tuple[str, ...] = (),
+) -> str:
     """Return the build stage: the scenario's build in a per-cell cache mount.
 
     The build folder (and XDG_CACHE_HOME, where Go and other tools keep their caches)
     lives in a cache mount keyed by scenario, strategy, size, CPU variant and target, so
     a warm build finds the last build's objects; a cold build empties it first.
-    Artifacts are copied to /out, which the final stage reads.
+    Artifacts are copied to /out, which the final stage reads. `mounts` are more
+    `--mount=` values of the build step (a strategy's tools from another stage);
+    `before` are shell commands run after the environment is set, before the build.
     """
     mount_id = cache_mount_id(
         scenario.name, strategy, settings.cpu or "", settings.size, "$TARGETARCH$TARGETVARIANT"
@@ -71,7 +81,8 @@ def build_stage(scenario: Scenario, settings: BuildSettings, strategy: str, cros
         for a in scenario.artifacts
     )
     qemu_cpu = "ARG QEMU_CPU\n" if settings.cpu else ""
-    env = " \\\n && ".join(build_env(scenario, cross=cross))
+    env = " \\\n && ".join(build_env(scenario, cross=cross) + list(before))
+    extra_mounts = "".join(f"    --mount={m} \\\n" for m in mounts)
     return (
         "FROM toolchain AS build\n"
         "ARG SIZE=1\n"
@@ -81,6 +92,7 @@ def build_stage(scenario: Scenario, settings: BuildSettings, strategy: str, cros
         f"{qemu_cpu}"
         "COPY src/ /src/\n"
         f"RUN --mount=type=cache,id={mount_id},target=/cache,sharing=locked \\\n"
+        f"{extra_mounts}"
         '    if [ "$ARCHBENCH_CACHE" != warm ]; then rm -rf /cache/tree /cache/xdg; fi \\\n'
         " && mkdir -p /cache/tree /cache/xdg && cp -a -u /src/. /cache/tree/ && cd /cache/tree \\\n"
         f" && {env} \\\n"

@@ -14,7 +14,7 @@ SETTINGS = BuildSettings(
 
 
 def test_registry_is_plain_and_ordered():
-    assert list(REGISTRY) == ["native", "qemu-system", "qemu-user", "cross"]
+    assert list(REGISTRY) == ["native", "qemu-system", "qemu-user", "cross", "hybrid"]
     assert get_strategy("cross") is REGISTRY["cross"]
 
 
