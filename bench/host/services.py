@@ -158,19 +158,35 @@ def _started(name: str, pid: int) -> None:
     (PID_DIR / f"{name}.pid").write_text(f"{pid}\n")
 
 
+# The program each daemon archbench starts runs as: a pid file is trusted only when its
+# process still is that program (pids are reused; a stale or wrong file names another).
+DAEMON_PROGRAMS = {"containerd": "containerd", "dockerd": "dockerd", "registry": registry.BINARY}
+
+
+def _is_daemon(name: str, pid: int) -> bool:
+    program = next((p for n, p in DAEMON_PROGRAMS.items() if name.startswith(n)), None)
+    if program is None or pid <= 1:
+        return False
+    try:
+        argv = psutil.Process(pid).cmdline()
+    except (psutil.Error, OSError):
+        return False
+    return bool(argv) and Path(argv[0]).name == program
+
+
 def started_daemons() -> dict[str, int]:
     """Return {name: pid} of the daemons archbench started that still run: those in its
-    pid files, and those running with exactly the command line archbench starts them
-    with (a pid file is lost with /run at a reboot, or was never written by an older
-    archbench)."""
+    pid files whose process is that daemon, and those running with exactly the command
+    line archbench starts them with (a pid file is lost with /run at a reboot, or was
+    never written by an older archbench)."""
     found: dict[str, int] = {}
     for path in sorted(PID_DIR.glob("*.pid")):
         try:
             pid = int(path.read_text().strip())
-            os.kill(pid, 0)
         except (OSError, ValueError):
             continue
-        found[path.stem] = pid
+        if _is_daemon(path.stem, pid):
+            found[path.stem] = pid
     own = {
         ("containerd",): "containerd",
         ("dockerd", "--containerd", str(CONTAINERD_SOCKET)): "dockerd",
@@ -190,7 +206,11 @@ def started_daemons() -> dict[str, int]:
 
 
 def stop_daemon(name: str, pid: int, seconds: float = 30) -> None:
-    """Stop a daemon archbench started: SIGTERM, then SIGKILL after `seconds`."""
+    """Stop a daemon archbench started: SIGTERM, then SIGKILL after `seconds`. Does
+    nothing to a pid that is not that daemon."""
+    if not _is_daemon(name, pid):
+        (PID_DIR / f"{name}.pid").unlink(missing_ok=True)
+        return
 
     def gone() -> bool:
         try:

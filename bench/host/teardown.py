@@ -33,6 +33,7 @@ class Action:
 
     what: str
     do: Callable[[], None]
+    keep: bool = False  # only said: what teardown leaves, and why
 
 
 def _stop_rank(name: str) -> int:
@@ -89,31 +90,56 @@ def _remove_state_dir(path: Path) -> Callable[[], None]:
     return remove
 
 
+def _nothing() -> None:
+    """A line of the plan that is only said."""
+
+
 def _remove_builder() -> None:
     proc.run([docker.DOCKER, "buildx", "rm", "--force", BUILDER_NAME], timeout=120)
 
 
-def purge_plan(packages: list[str]) -> list[str]:
-    """Return the packages of `packages` that are still installed, after checking with
-    apt's simulation that purging them removes nothing else.
+@dataclass(frozen=True)
+class PurgePlan:
+    """The packages setup installed that teardown purges, and those it keeps because a
+    package installed since depends on them (with that package's name)."""
 
-    Raises HostNotReady naming the other packages apt would remove (something installed
-    after setup depends on them): teardown never removes what setup did not install.
+    purge: tuple[str, ...]
+    kept: tuple[tuple[str, str], ...] = ()
+
+
+def _outside(removed: list[str], mine: set[str]) -> list[str]:
+    return sorted(p for p in removed if p not in mine and p.split(":")[0] not in mine)
+
+
+def purge_plan(packages: list[str]) -> PurgePlan:
+    """Return which of `packages` (setup's, name:arch) to purge, asking apt's simulation.
+
+    A package that something installed after setup depends on is kept, never purged
+    with its dependent: teardown removes nothing setup did not install. Raises
+    HostNotReady when apt's simulation of the final set would still remove another.
     """
     installed = apt.installed_packages()
     still = sorted(p for p in packages if p in installed)
     if not still:
-        return []
-    removed = apt.simulate_purge(still)
+        return PurgePlan(())
     mine = {p.split(":")[0] for p in still} | set(still)
-    others = sorted(p for p in removed if p not in mine and p.split(":")[0] not in mine)
-    if others:
-        raise HostNotReady(
-            "purging the packages setup installed would also remove "
-            + ", ".join(others)
-            + ", installed since; remove those first or tear down without --purge"
-        )
-    return still
+    kept: list[tuple[str, str]] = []
+    if _outside(apt.simulate_purge(still), mine):
+        # One simulation per package tells which of setup's packages the newer ones need.
+        for package in still:
+            others = _outside(apt.simulate_purge([package]), mine)
+            if others:
+                kept.append((package, others[0]))
+    purge = [p for p in still if p not in {k for k, _ in kept}]
+    if purge:
+        others = _outside(apt.simulate_purge(purge), mine)
+        if others:
+            raise HostNotReady(
+                "purging the packages setup installed would also remove "
+                + ", ".join(others)
+                + ", installed since; remove those first or tear down without --purge"
+            )
+    return PurgePlan(tuple(purge), tuple(kept))
 
 
 def plan(purge: bool) -> list[Action]:
@@ -168,13 +194,20 @@ def plan(purge: bool) -> list[Action]:
         )
     if purge:
         packages = purge_plan(record.packages)
-        if packages:
+        if packages.purge:
             actions.append(
                 Action(
-                    f"{len(packages)} package(s) setup installed, purged: " + ", ".join(packages),
-                    lambda: apt.purge(packages, log_path=None),
+                    f"{len(packages.purge)} package(s) setup installed, purged: "
+                    + ", ".join(packages.purge),
+                    lambda: apt.purge(list(packages.purge), log_path=None),
                 )
             )
+        if packages.kept:
+            # Said, not done: these stay, and so does their record.
+            for package, by in packages.kept:
+                actions.append(
+                    Action(f"{package}: {by}, installed since, needs it", _nothing, keep=True)
+                )
         for name in record.dirs:
             if Path(name).exists():
                 actions.append(
@@ -183,11 +216,14 @@ def plan(purge: bool) -> list[Action]:
                         _remove_state_dir(Path(name)),
                     )
                 )
-        actions.append(
-            Action(
-                f"setup's record {hostrecord.RECORD.parent}", _remove_tree(hostrecord.RECORD.parent)
+        if not packages.kept:
+            # With packages kept, the record stays: a later --purge finishes the job.
+            actions.append(
+                Action(
+                    f"setup's record {hostrecord.RECORD.parent}",
+                    _remove_tree(hostrecord.RECORD.parent),
+                )
             )
-        )
     return actions
 
 
@@ -200,6 +236,9 @@ def teardown(purge: bool, dry_run: bool, say: Say) -> list[Action]:
     if not actions:
         say("nothing to remove: setup left nothing on this host")
     for action in actions:
+        if action.keep:
+            say("keeping " + action.what)
+            continue
         say(("would remove " if dry_run else "removing ") + action.what)
         if not dry_run:
             action.do()

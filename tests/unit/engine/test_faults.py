@@ -50,8 +50,9 @@ def test_a_failed_build_with_no_registry_answering_is_a_registry_failure():
     assert runner.registry_failure("127.0.0.1:1", "compile-error") == "compile-error"
 
 
-def test_engine_not_answering_is_started_and_said(monkeypatch):
+def test_engine_not_answering_is_started_and_said(monkeypatch, tmp_path):
     said: list[str] = []
+    monkeypatch.setattr(services, "PID_DIR", tmp_path)
     started: list[list[str]] = []
     answers = iter([False, True])
     monkeypatch.setattr(services.shutil, "which", lambda name: f"/usr/bin/{name}")

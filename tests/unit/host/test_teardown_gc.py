@@ -97,9 +97,31 @@ def test_teardown_removes_only_what_setup_recorded(host):
     assert not hostrecord.RECORD.parent.exists()
 
 
-def test_purge_refuses_when_apt_would_remove_more(host, monkeypatch):
-    hostrecord.add_packages(["mmdebstrap:all"])
-    monkeypatch.setattr(apt, "simulate_purge", lambda pkgs: ["mmdebstrap", "users-tool"])
+def test_purge_keeps_what_a_package_installed_since_needs(host, monkeypatch):
+    hostrecord.add_packages(["mmdebstrap:all", "arch-test:all"])
+
+    def simulate(pkgs):
+        # users-tool, installed after setup, depends on mmdebstrap.
+        return [p.split(":")[0] for p in pkgs] + (
+            ["users-tool"] if "mmdebstrap:all" in pkgs else []
+        )
+
+    monkeypatch.setattr(apt, "simulate_purge", simulate)
+    said: list[str] = []
+    teardown.teardown(purge=True, dry_run=False, say=said.append)
+    assert host["purged"] == [["arch-test:all"]]
+    assert "keeping mmdebstrap:all: users-tool, installed since, needs it" in said
+    assert hostrecord.RECORD.exists()  # kept for a later --purge
+
+
+def test_purge_refuses_when_apt_would_still_remove_more(host, monkeypatch):
+    hostrecord.add_packages(["mmdebstrap:all", "arch-test:all"])
+    # Each alone removes nothing else, the two together do: refuse, remove nothing.
+    monkeypatch.setattr(
+        apt,
+        "simulate_purge",
+        lambda pkgs: [p.split(":")[0] for p in pkgs] + (["users-tool"] if len(pkgs) > 1 else []),
+    )
     with pytest.raises(HostNotReady, match="users-tool"):
         teardown.teardown(purge=True, dry_run=False, say=lambda _m: None)
     assert host["purged"] == []
@@ -258,3 +280,20 @@ def test_mounts_below_deepest_first():
         "/var/lib/docker/rootfs/overlayfs/abc",
         "/var/lib/docker",
     ]
+
+
+def test_a_pid_file_naming_another_process_is_never_signalled(tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.setattr(services, "PID_DIR", tmp_path)
+    (tmp_path / "dockerd.pid").write_text("1\n")  # init, not a dockerd
+    (tmp_path / "containerd.pid").write_text(f"{os.getpid()}\n")  # this python
+    assert "dockerd" not in services.started_daemons() or services.started_daemons()[
+        "dockerd"
+    ] not in (1, os.getpid())
+    killed: list[int] = []
+    monkeypatch.setattr(services.os, "kill", lambda pid, sig: killed.append(pid))
+    services.stop_daemon("dockerd", 1)
+    services.stop_daemon("containerd", os.getpid())
+    assert killed == []
+    assert not (tmp_path / "dockerd.pid").exists()
