@@ -37,6 +37,7 @@ $(BIN)/.installed: pyproject.toml
 
 lint: venv
 	$(BIN)/ruff check bench tests
+	$(BIN)/ruff format --check bench tests
 	$(BIN)/mypy
 
 clean:

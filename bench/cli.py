@@ -161,9 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     td = sub.add_parser("teardown", help="undo what setup did on this host, and only that")
-    td.add_argument(
-        "--purge", action="store_true", help="also purge the packages setup installed"
-    )
+    td.add_argument("--purge", action="store_true", help="also purge the packages setup installed")
     td.add_argument("--dry-run", action="store_true", help="say what would be removed, only")
 
     g = sub.add_parser(
@@ -305,17 +303,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="stage of --dockerfile to build, or (repeatable) target of --bake",
     )
     r.add_argument(
-        "--build-arg", action="append", default=[], type=_TEXT, metavar="K=V",
+        "--build-arg",
+        action="append",
+        default=[],
+        type=_TEXT,
+        metavar="K=V",
         help="build argument of --dockerfile; repeatable",
-    )  # fmt: skip
+    )
     r.add_argument(
-        "--secret", action="append", default=[], type=_TEXT,
+        "--secret",
+        action="append",
+        default=[],
+        type=_TEXT,
         help="buildx --secret value passed through (e.g. id=npmrc,src=.npmrc); repeatable",
-    )  # fmt: skip
+    )
     r.add_argument(
-        "--ssh", action="append", default=[], type=_TEXT,
+        "--ssh",
+        action="append",
+        default=[],
+        type=_TEXT,
         help="buildx --ssh value passed through (e.g. default); repeatable",
-    )  # fmt: skip
+    )
     r.add_argument(
         "--no-combined",
         action="store_true",
@@ -529,7 +537,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     for row in rows:
         st = row["stats"]
         table.add_row(
-            escape(str(row["cell"])), escape(str(row["status"])), str(row["n"]),
+            escape(str(row["cell"])),
+            escape(str(row["status"])),
+            str(row["n"]),
             " ".join(f"{x:.1f}" for x in row["samples"]),
             f"{st['median']:.2f}" if st else "-",
             f"{st['minimum']:.1f}-{st['maximum']:.1f}" if st else "-",
@@ -538,16 +548,18 @@ def cmd_show(args: argparse.Namespace) -> int:
             escape(" ".join(f"{k} {v:.1f}" for k, v in row["steps"].items() if v >= 0.05)),
             f"{row['cpu_s']:.1f}" if row["cpu_s"] is not None else "-",
             f"{row['peak_mib']:.0f}" if row["peak_mib"] is not None else "-",
-        )  # fmt: skip
+        )
     out.print(table)
     for row in rows:
         for warning in (row["stats"] or {}).get("warnings", []):
             out.print(f"warning: {row['cell']}: {warning}", markup=False)
         if row["stats"] and row["stats"]["reps_for_gate"]:
-            out.print(f"{row['cell']}: `archbench compare` (one cell, threshold 10 %, alpha "
-                      f"0.05) finds a 20 % slowdown 90 % of the time with about "
-                      f"{row['stats']['reps_for_gate']} repetitions per side at this spread",
-                      markup=False)  # fmt: skip
+            out.print(
+                f"{row['cell']}: `archbench compare` (one cell, threshold 10 %, alpha "
+                f"0.05) finds a 20 % slowdown 90 % of the time with about "
+                f"{row['stats']['reps_for_gate']} repetitions per side at this spread",
+                markup=False,
+            )
     prov = manifest.get("provenance", {})
     out.print(
         f"host {prov.get('hostname')} ({prov.get('cpu_model')}, {prov.get('cpu_count')} cores, "
@@ -719,16 +731,29 @@ def cmd_run(args: argparse.Namespace) -> int:
         for warning in data.skipped:
             warn(warning)
         written = _write_run_report(data, reports_dir, summary.store.run_id)
-        table = Table("scenario", "size", "kind", "strategy", "cache", "platform", "median s",
-                      "n", "vs native", title=f"run {summary.store.run_id}")  # fmt: skip
+        table = Table(
+            "scenario",
+            "size",
+            "kind",
+            "strategy",
+            "cache",
+            "platform",
+            "median s",
+            "n",
+            "vs native",
+            title=f"run {summary.store.run_id}",
+        )
         for _, row in data.wall.iterrows():
             ratio = row["vs_native"]
             table.add_row(
-                *(escape(str(row[k])) for k in ("scenario", "size", "kind", "variant", "cache",
-                                                 "platform")),
-                f"{row['median_s']:.1f}", str(row["n"]),
+                *(
+                    escape(str(row[k]))
+                    for k in ("scenario", "size", "kind", "variant", "cache", "platform")
+                ),
+                f"{row['median_s']:.1f}",
+                str(row["n"]),
                 "" if ratio != ratio else f"{ratio:.2f}",
-            )  # fmt: skip
+            )
         out.print(table)
     for r in summary.records:
         if r.status in ("failed", "timeout"):
@@ -807,9 +832,7 @@ def _write_run_report(data: ReportData, reports_dir: Path, run_id: str) -> list[
         return []
 
 
-def _runs(
-    refs: Sequence[str], root: Path, warn: Callable[[LoadWarning], None]
-) -> list[StoredRun]:
+def _runs(refs: Sequence[str], root: Path, warn: Callable[[LoadWarning], None]) -> list[StoredRun]:
     """Return the runs named by `refs` (run ids or folders), read through the one
     tolerant loader, or with no `refs` the latest run that can be read. Each damaged
     file is passed to `warn`; a run whose manifest cannot be used is skipped.
@@ -855,9 +878,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                 return EXIT_OK
             if args.out.is_dir():
                 raise ValueError(f"--out {args.out} is a folder; give a file name")
-            replaced = replace_file(
-                args.out, lambda tmp: tmp.write_text(ci_text, encoding="utf-8")
-            )
+            replaced = replace_file(args.out, lambda tmp: tmp.write_text(ci_text, encoding="utf-8"))
             _say(f"export: {args.format} to {args.out}" + ("; replaced" if replaced else ""))
             return EXIT_OK
         text = report.export_frame(df, args.format, args.out)
@@ -889,8 +910,9 @@ def cmd_report(args: argparse.Namespace) -> int:
             f"the report could not be written ({type(exc).__name__}: {exc}); "
             f"{out_dir} is left as it was"
         ) from exc
-    _say(f"report: {len(written)} files in {out_dir}"
-         + (f"; replaced {out_dir}" if replaced else ""))  # fmt: skip
+    _say(
+        f"report: {len(written)} files in {out_dir}" + (f"; replaced {out_dir}" if replaced else "")
+    )
     print(out_dir / "report.html")
     return EXIT_OK
 
@@ -929,23 +951,40 @@ def cmd_compare(args: argparse.Namespace) -> int:
         data["failed"] = failed
         print(json.dumps(data, indent=2))
     else:
-        table = Table("cell", "n base/new", "median base s", "median new s", "ratio new/base",
-                      "interval (coverage)", "p slower", "p faster", "verdict",
-                      title=escape(f"compare {result.base_run} -> {result.new_run} (threshold "
-                                   f"{threshold:.0%}, alpha {args.alpha:g} family-wise)"),
-                      )  # fmt: skip
+        table = Table(
+            "cell",
+            "n base/new",
+            "median base s",
+            "median new s",
+            "ratio new/base",
+            "interval (coverage)",
+            "p slower",
+            "p faster",
+            "verdict",
+            title=escape(
+                f"compare {result.base_run} -> {result.new_run} (threshold "
+                f"{threshold:.0%}, alpha {args.alpha:g} family-wise)"
+            ),
+        )
         for c in result.cells:
             table.add_row(
-                escape(c.cell), f"{c.base_n}/{c.new_n}", _fmt(c.base_median_s),
-                _fmt(c.new_median_s), _fmt(c.ratio),
+                escape(c.cell),
+                f"{c.base_n}/{c.new_n}",
+                _fmt(c.base_median_s),
+                _fmt(c.new_median_s),
+                _fmt(c.ratio),
                 f"[{_fmt(c.ci_low)}, {_fmt(c.ci_high)}] ({c.ci_coverage:.0%})",
-                _fmt(c.p_slower, ".3g"), _fmt(c.p_faster, ".3g"), escape(c.verdict),
-            )  # fmt: skip
+                _fmt(c.p_slower, ".3g"),
+                _fmt(c.p_faster, ".3g"),
+                escape(c.verdict),
+            )
         out.print(table)
         out.print(f"test: {compare.TEST_METHOD}; interval: {compare.CI_METHOD}", markup=False)
-        out.print(f"{len(result.cells)} cell(s) compared: a verdict needs at least "
-                  f"{result.min_reps} repetitions per side (C(2n, n) >= cells / alpha)",
-                  markup=False)  # fmt: skip
+        out.print(
+            f"{len(result.cells)} cell(s) compared: a verdict needs at least "
+            f"{result.min_reps} repetitions per side (C(2n, n) >= cells / alpha)",
+            markup=False,
+        )
         for c in result.cells:
             for note in c.notes:
                 out.print(f"note: {c.cell}: {note}", markup=False)
@@ -985,14 +1024,32 @@ def _compare_pairs(args: argparse.Namespace, threshold: float) -> int:
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))
     else:
-        table = Table("A", "B", "pairs", "ratio B/A", "95% interval", "p slower", "p faster",
-                      "verdict", title=escape(f"paired compare in run {result.run_id}: {axis} "
-                      f"{b} against {a} (threshold {threshold:.0%}, alpha {args.alpha:g} "
-                      "family-wise)"))  # fmt: skip
+        table = Table(
+            "A",
+            "B",
+            "pairs",
+            "ratio B/A",
+            "95% interval",
+            "p slower",
+            "p faster",
+            "verdict",
+            title=escape(
+                f"paired compare in run {result.run_id}: {axis} "
+                f"{b} against {a} (threshold {threshold:.0%}, alpha {args.alpha:g} "
+                "family-wise)"
+            ),
+        )
         for p in result.pairs:
-            table.add_row(escape(p.cell_a), escape(p.cell_b), str(p.pairs), _fmt(p.ratio),
-                          f"[{_fmt(p.ci_low)}, {_fmt(p.ci_high)}]", _fmt(p.p_slower, ".3g"),
-                          _fmt(p.p_faster, ".3g"), escape(p.verdict))  # fmt: skip
+            table.add_row(
+                escape(p.cell_a),
+                escape(p.cell_b),
+                str(p.pairs),
+                _fmt(p.ratio),
+                f"[{_fmt(p.ci_low)}, {_fmt(p.ci_high)}]",
+                _fmt(p.p_slower, ".3g"),
+                _fmt(p.p_faster, ".3g"),
+                escape(p.verdict),
+            )
         out.print(table)
         out.print(f"test: {paired.TEST_METHOD}", markup=False)
         for p in result.pairs:
@@ -1023,34 +1080,64 @@ def cmd_history(args: argparse.Namespace) -> int:
     if missing:
         raise UsageError(f"no stored run measured cell {missing[0]!r}")
     if args.json:
-        print(json.dumps({
-            "method": history.METHOD,
-            "alpha": args.alpha,
-            "cells": {
-                k: {"runs": [{"run_id": p.run_id, "started_at": p.started_at,
-                              "commit": p.commit, "n": len(p.samples),
-                              "median_s": p.median_s} for p in v],
-                    "run_noise": history.run_noise([p.median_s for p in v]),
-                    "min_step": history.minimum_step([p.median_s for p in v]),
-                    "steps": [s.as_dict() for s in steps[k]]}
-                for k, v in series.items()
-            },
-        }, indent=2))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "method": history.METHOD,
+                    "alpha": args.alpha,
+                    "cells": {
+                        k: {
+                            "runs": [
+                                {
+                                    "run_id": p.run_id,
+                                    "started_at": p.started_at,
+                                    "commit": p.commit,
+                                    "n": len(p.samples),
+                                    "median_s": p.median_s,
+                                }
+                                for p in v
+                            ],
+                            "run_noise": history.run_noise([p.median_s for p in v]),
+                            "min_step": history.minimum_step([p.median_s for p in v]),
+                            "steps": [s.as_dict() for s in steps[k]],
+                        }
+                        for k, v in series.items()
+                    },
+                },
+                indent=2,
+            )
+        )
         return EXIT_OK
-    table = Table("cell", "runs", "first median s", "last median s", "run noise",
-                  "min step", "change points",
-                  title=escape(f"history of {len(runs)} runs under {args.results}"))  # fmt: skip
+    table = Table(
+        "cell",
+        "runs",
+        "first median s",
+        "last median s",
+        "run noise",
+        "min step",
+        "change points",
+        title=escape(f"history of {len(runs)} runs under {args.results}"),
+    )
     for key, points in series.items():
         medians = [p.median_s for p in points]
-        found = "; ".join(
-            f"{s.ratio:.2f}x [{s.ci_low:.2f}, {s.ci_high:.2f}] ({s.ci_coverage:.0%}) at "
-            f"{s.run_id} ({s.started_at}, {s.commit[:10] or '-'}), "
-            f"{s.n_before}/{s.n_after} runs, p {s.p_value:.2g}"
-            for s in steps[key]
-        ) or "none"  # fmt: skip
-        table.add_row(escape(key), str(len(points)), f"{points[0].median_s:.3f}",
-                      f"{points[-1].median_s:.3f}", f"{history.run_noise(medians):.1%}",
-                      f"{history.minimum_step(medians):.1%}", escape(found))  # fmt: skip
+        found = (
+            "; ".join(
+                f"{s.ratio:.2f}x [{s.ci_low:.2f}, {s.ci_high:.2f}] ({s.ci_coverage:.0%}) at "
+                f"{s.run_id} ({s.started_at}, {s.commit[:10] or '-'}), "
+                f"{s.n_before}/{s.n_after} runs, p {s.p_value:.2g}"
+                for s in steps[key]
+            )
+            or "none"
+        )
+        table.add_row(
+            escape(key),
+            str(len(points)),
+            f"{points[0].median_s:.3f}",
+            f"{points[-1].median_s:.3f}",
+            f"{history.run_noise(medians):.1%}",
+            f"{history.minimum_step(medians):.1%}",
+            escape(found),
+        )
     out.print(table)
     out.print(f"method: {history.METHOD}", markup=False)
     return EXIT_OK

@@ -187,8 +187,10 @@ def registry(value: str) -> str:
 
     Raises ValueError naming the value.
     """
-    bad = ValueError(f"bad registry {value!r}; expected HOST:PORT with a port from 1 to "
-                     "65535 and no scheme or path, e.g. 127.0.0.1:5000")  # fmt: skip
+    bad = ValueError(
+        f"bad registry {value!r}; expected HOST:PORT with a port from 1 to "
+        "65535 and no scheme or path, e.g. 127.0.0.1:5000"
+    )
     host, sep, port = value.rpartition(":")
     if not sep or not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
         raise bad

@@ -10,6 +10,7 @@ from bench.errors import UsageError
 # The Debian release of base images and guests, unless a platform needs a newer one.
 DEFAULT_SUITE = "bookworm"
 
+
 @dataclass(frozen=True, order=True)
 class Platform:
     """One OCI platform and its names in Debian, the kernel, QEMU and GNU triplets."""

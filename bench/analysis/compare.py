@@ -54,9 +54,11 @@ POSSIBLE = "possible regression: too few repetitions to tell"
 INVALID = "invalid samples"
 EXACT_U_LIMIT = 60
 """Samples per side up to this use the exact Mann-Whitney distribution for the interval."""
-EMULATING = {"qemu-user": ("qemu_user", "qemu_user_package", "qemu_cpu"),
-             "hybrid": ("qemu_user", "qemu_user_package", "qemu_cpu"),
-             "qemu-system": ("qemu_system",)}  # fmt: skip
+EMULATING = {
+    "qemu-user": ("qemu_user", "qemu_user_package", "qemu_cpu"),
+    "hybrid": ("qemu_user", "qemu_user_package", "qemu_cpu"),
+    "qemu-system": ("qemu_system",),
+}
 """Per strategy, the provenance fields that name the emulator it runs builds under."""
 
 
@@ -225,10 +227,22 @@ def _valid(xs: Sequence[float]) -> bool:
 
 def _invalid(name: str, base: Sequence[float], new: Sequence[float]) -> CellComparison:
     bad = [x for x in (*base, *new) if not (math.isfinite(x) and x > 0)]
-    return CellComparison(name, len(base), len(new), math.nan, math.nan, math.nan, math.nan,
-                          math.nan, 0.0, None, None, False, INVALID,
-                          (f"non-finite or non-positive time(s) {bad[:3]}: cannot judge, "
-                           "so the gate fails",))  # fmt: skip
+    return CellComparison(
+        name,
+        len(base),
+        len(new),
+        math.nan,
+        math.nan,
+        math.nan,
+        math.nan,
+        math.nan,
+        0.0,
+        None,
+        None,
+        False,
+        INVALID,
+        (f"non-finite or non-positive time(s) {bad[:3]}: cannot judge, so the gate fails",),
+    )
 
 
 def compare_samples(
@@ -284,9 +298,23 @@ def compare_samples(
         elif ratio < 1 - threshold and fast_ok[name]:
             verdict = FASTER
         out.append(
-            CellComparison(name, len(base), len(new), b_med, n_med, ratio, low, high, coverage,
-                           p_slow[name], p_fast[name], advisory, verdict, tuple(notes))
-        )  # fmt: skip
+            CellComparison(
+                name,
+                len(base),
+                len(new),
+                b_med,
+                n_med,
+                ratio,
+                low,
+                high,
+                coverage,
+                p_slow[name],
+                p_fast[name],
+                advisory,
+                verdict,
+                tuple(notes),
+            )
+        )
     return out
 
 
@@ -373,9 +401,13 @@ def recipe_of(r: Record, provenance: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _recipe_changes(
-    name: str, base: Sequence[Record], new: Sequence[Record], bm: Mapping[str, Any],
-    nm: Mapping[str, Any], sources_changed: bool,
-) -> tuple[list[str], list[str]]:  # fmt: skip
+    name: str,
+    base: Sequence[Record],
+    new: Sequence[Record],
+    bm: Mapping[str, Any],
+    nm: Mapping[str, Any],
+    sources_changed: bool,
+) -> tuple[list[str], list[str]]:
     """Return (recipe changes, warnings) of one cell."""
     changes, warnings = [], []
     b_parts = [recipe_of(r, bm.get("provenance", {})) for r in base]
@@ -384,16 +416,17 @@ def _recipe_changes(
         b = sorted({p.get(label, "") for p in b_parts} - {""})
         n = sorted({p.get(label, "") for p in n_parts} - {""})
         if b and n and b != n:
-            changes.append(f"{name}: {label} changed ({', '.join(b)[:40]} -> "
-                           f"{', '.join(n)[:40]})")  # fmt: skip
+            changes.append(f"{name}: {label} changed ({', '.join(b)[:40]} -> {', '.join(n)[:40]})")
     if not any(r.extra.get("harness_recipe_sha256") for r in (*base, *new)):
         # Older records hash the recipe and the sources together.
         b = sorted({str(r.extra.get("recipe_sha256", "")) for r in base} - {""})
         n = sorted({str(r.extra.get("recipe_sha256", "")) for r in new} - {""})
         if b and n and b != n:
             if sources_changed:
-                warnings.append(f"{name}: recipe hash differs and the sources changed too; "
-                                "these records cannot tell a recipe change apart")  # fmt: skip
+                warnings.append(
+                    f"{name}: recipe hash differs and the sources changed too; "
+                    "these records cannot tell a recipe change apart"
+                )
             else:
                 changes.append(f"{name}: recipe hash changed ({b[0][:12]} -> {n[0][:12]})")
     return changes, warnings
@@ -422,8 +455,9 @@ def compare_runs(
     n_src = new_manifest.get("request", {}).get("scenario_digests", {})
     source_changes = sorted(
         f"{s}: project sources changed ({b_src[s][:12]} -> {n_src[s][:12]})"
-        for s in set(b_src) & set(n_src) if b_src[s] != n_src[s]
-    )  # fmt: skip
+        for s in set(b_src) & set(n_src)
+        if b_src[s] != n_src[s]
+    )
     changed_scenarios = {s for s in set(b_src) & set(n_src) if b_src[s] != n_src[s]}
     samples: dict[str, tuple[list[float], list[float]]] = {}
     broken: list[Breakage] = []
@@ -445,8 +479,9 @@ def compare_runs(
             # A cell that built every time in BASE and fails in NEW is the worst
             # regression there is, even if some of its repetitions still build.
             worst = n_bad[-1]
-            what = (f"{worst.status} in {len(n_bad)} of {len(n_all)} repetition(s)"
-                    + (f" ({worst.failure_class})" if worst.failure_class else ""))  # fmt: skip
+            what = f"{worst.status} in {len(n_bad)} of {len(n_all)} repetition(s)" + (
+                f" ({worst.failure_class})" if worst.failure_class else ""
+            )
             detail = _tail(worst.log_tail) or worst.reason or "-"
             if worst.log_file:
                 detail += f" (log {worst.log_file})"
@@ -456,8 +491,9 @@ def compare_runs(
         if not n_ok:
             continue
         cell = cell_of(b_ok[0])
-        c_changes, c_warn = _recipe_changes(key, b_ok, n_ok, base_manifest, new_manifest,
-                                            cell.scenario in changed_scenarios)  # fmt: skip
+        c_changes, c_warn = _recipe_changes(
+            key, b_ok, n_ok, base_manifest, new_manifest, cell.scenario in changed_scenarios
+        )
         recipe += c_changes
         warnings += c_warn
         if len({r.provenance.get("hostname", "") for r in (*b_ok, *n_ok)} - {""}) > 1:

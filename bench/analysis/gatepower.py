@@ -36,9 +36,15 @@ class Rates:
 
 
 def unpaired(
-    reps: int, cells: int = 7, cv: float = 0.07, slowdown: float = 1.0, trials: int = 1000,
-    seed: int = 1, threshold: float = 0.10, alpha: float = 0.05,
-) -> Rates:  # fmt: skip
+    reps: int,
+    cells: int = 7,
+    cv: float = 0.07,
+    slowdown: float = 1.0,
+    trials: int = 1000,
+    seed: int = 1,
+    threshold: float = 0.10,
+    alpha: float = 0.05,
+) -> Rates:
     """Return the gate's rates (`compare_samples`) on `cells` cells of `reps` repetitions
     per side, BASE and NEW independent lognormal samples, cell 0 of NEW `slowdown` times
     slower."""
@@ -57,9 +63,16 @@ def unpaired(
 
 
 def paired(
-    pairs: int, cells: int = 1, cv: float = 0.07, drift: float = 0.01, slowdown: float = 1.0,
-    trials: int = 1000, seed: int = 2, threshold: float = 0.10, alpha: float = 0.05,
-) -> Rates:  # fmt: skip
+    pairs: int,
+    cells: int = 1,
+    cv: float = 0.07,
+    drift: float = 0.01,
+    slowdown: float = 1.0,
+    trials: int = 1000,
+    seed: int = 2,
+    threshold: float = 0.10,
+    alpha: float = 0.05,
+) -> Rates:
     """Return the paired gate's rates (`compare_paired_samples`) on `cells` paired cells
     of `pairs` pairs, run in the order the runner uses (A B, B A, ...), under a random
     walk of `drift` (relative SD) per build on top of per-build noise `cv`; B of cell 0
@@ -89,9 +102,14 @@ def paired(
 
 
 def history_false_rate(
-    runs: int = 20, reps: int = 5, offset_sd: float = 0.03, cv: float = 0.07,
-    trials: int = 300, seed: int = 3, step: float = 1.0,
-) -> float:  # fmt: skip
+    runs: int = 20,
+    reps: int = 5,
+    offset_sd: float = 0.03,
+    cv: float = 0.07,
+    trials: int = 300,
+    seed: int = 3,
+    step: float = 1.0,
+) -> float:
     """Return the share of simulated series in which `history.detect` finds a change
     point: `runs` runs of `reps` repetitions, each run offset by independent lognormal
     noise of SD `offset_sd`, repetitions with `cv`; the second half `step` times slower
@@ -102,8 +120,10 @@ def history_false_rate(
         offsets = lognormal(rng, (runs, 1), offset_sd)
         times = 100 * offsets * lognormal(rng, (runs, reps), cv)
         times[runs // 2 :] *= step
-        points = [RunPoint("c", "s", f"r{i:02d}", f"{i:02d}", "", tuple(times[i].tolist()))
-                  for i in range(runs)]  # fmt: skip
+        points = [
+            RunPoint("c", "s", f"r{i:02d}", f"{i:02d}", "", tuple(times[i].tolist()))
+            for i in range(runs)
+        ]
         hits += bool(detect(points))
     return hits / trials
 
@@ -115,14 +135,15 @@ def main() -> None:
     args = parser.parse_args()
     n = args.trials
     print("compare, 7 cells, CV 7 %, threshold 10 %, alpha 0.05 family-wise (Holm)")
-    print(f"| reps per side | A/A: any cell flagged | +20 % on one cell: found | "
-          f"'possible regression' shown (+20 %) |  ({n} trials each)")  # fmt: skip
+    print(
+        f"| reps per side | A/A: any cell flagged | +20 % on one cell: found | "
+        f"'possible regression' shown (+20 %) |  ({n} trials each)"
+    )
     print("| --- | --- | --- | --- |")
     for reps in (3, 5, 7, 8, 10):
         aa = unpaired(reps, trials=n, seed=10 + reps)
         hit = unpaired(reps, slowdown=1.2, trials=n, seed=20 + reps)
-        print(f"| {reps} | {aa.any_slower:.1%} | {hit.first_slower:.1%} | "
-              f"{hit.any_possible:.1%} |")  # fmt: skip
+        print(f"| {reps} | {aa.any_slower:.1%} | {hit.first_slower:.1%} | {hit.any_possible:.1%} |")
     print()
     print("compare --pair, 1 paired cell, CV 7 % per build, random walk 1 % per build")
     print(f"| pairs | A/A: flagged | +20 %: found |  ({n} trials each)")

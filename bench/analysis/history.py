@@ -183,9 +183,24 @@ def detect(
         low, high, coverage = ratio_interval(left, right)
         at = points[k]
         found.append(
-            Step(at.cell, at.run_id, at.started_at, at.commit, k, before, after,
-                 after / before, p_adj, len(left), len(right), low, high, coverage, floor)
-        )  # fmt: skip
+            Step(
+                at.cell,
+                at.run_id,
+                at.started_at,
+                at.commit,
+                k,
+                before,
+                after,
+                after / before,
+                p_adj,
+                len(left),
+                len(right),
+                low,
+                high,
+                coverage,
+                floor,
+            )
+        )
         segment(lo, k)
         segment(k, hi)
 
@@ -197,10 +212,18 @@ def series_frame(series: dict[str, list[RunPoint]]) -> pd.DataFrame:
     """Return one row per (cell, run): cell, strategy, run_id, started_at, commit, n,
     median_s."""
     rows = [
-        {"cell": p.cell, "strategy": p.strategy, "run_id": p.run_id, "started_at": p.started_at,
-         "commit": p.commit, "n": len(p.samples), "median_s": p.median_s}
-        for points in series.values() for p in points
-    ]  # fmt: skip
+        {
+            "cell": p.cell,
+            "strategy": p.strategy,
+            "run_id": p.run_id,
+            "started_at": p.started_at,
+            "commit": p.commit,
+            "n": len(p.samples),
+            "median_s": p.median_s,
+        }
+        for points in series.values()
+        for p in points
+    ]
     return pd.DataFrame(
         rows, columns=["cell", "strategy", "run_id", "started_at", "commit", "n", "median_s"]
     )

@@ -12,8 +12,18 @@ from bench.engine.results import Record
 
 NATIVE = "native"
 LABEL_MAX = 60
-_COLUMNS = ["scenario", "strategy", "platform", "rep", "stage", "line", "instruction",
-            "keyword", "runs_on", "seconds"]  # fmt: skip
+_COLUMNS = [
+    "scenario",
+    "strategy",
+    "platform",
+    "rep",
+    "stage",
+    "line",
+    "instruction",
+    "keyword",
+    "runs_on",
+    "seconds",
+]
 
 
 def instruction_rows(records: Iterable[Record]) -> pd.DataFrame:
@@ -28,10 +38,19 @@ def instruction_rows(records: Iterable[Record]) -> pd.DataFrame:
             if step.get("cached") or step.get("keyword") == "FROM":
                 continue
             rows.append(
-                (r.scenario, r.strategy, r.platform, r.rep, str(step["stage"]), int(step["line"]),
-                 str(step["instruction"]), str(step["keyword"]), str(step["runs_on"]),
-                 float(step["seconds"]))
-            )  # fmt: skip
+                (
+                    r.scenario,
+                    r.strategy,
+                    r.platform,
+                    r.rep,
+                    str(step["stage"]),
+                    int(step["line"]),
+                    str(step["instruction"]),
+                    str(step["keyword"]),
+                    str(step["runs_on"]),
+                    float(step["seconds"]),
+                )
+            )
     return pd.DataFrame(rows, columns=_COLUMNS)
 
 
@@ -40,12 +59,33 @@ def instruction_costs(rows: pd.DataFrame) -> pd.DataFrame:
     native cell's median of the same instruction (`native_s`), the ratio of the two and
     whether the step was emulated (a RUN on a foreign target, not on $BUILDPLATFORM:
     COPY and ADD run in BuildKit itself, never under the emulator)."""
-    cols = ["scenario", "stage", "line", "instruction", "keyword", "runs_on", "strategy",
-            "platform", "median_s", "n", "native_s", "ratio", "emulated"]  # fmt: skip
+    cols = [
+        "scenario",
+        "stage",
+        "line",
+        "instruction",
+        "keyword",
+        "runs_on",
+        "strategy",
+        "platform",
+        "median_s",
+        "n",
+        "native_s",
+        "ratio",
+        "emulated",
+    ]
     if rows.empty:
         return pd.DataFrame(columns=cols)
-    keys = ["scenario", "stage", "line", "instruction", "keyword", "runs_on", "strategy",
-            "platform"]  # fmt: skip
+    keys = [
+        "scenario",
+        "stage",
+        "line",
+        "instruction",
+        "keyword",
+        "runs_on",
+        "strategy",
+        "platform",
+    ]
     med = rows.groupby(keys, as_index=False).agg(
         median_s=("seconds", "median"), n=("seconds", "size")
     )

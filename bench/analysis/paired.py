@@ -85,13 +85,15 @@ class PairComparison:
 
     def as_dict(self) -> dict[str, Any]:
         """Return the comparison as a JSON-ready dict (NaN as None)."""
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                for k, v in asdict(self).items()}  # fmt: skip
+        return {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in asdict(self).items()
+        }
 
 
-def paired_t(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> tuple[
-    float, float, float, float, float
-]:  # fmt: skip
+def paired_t(
+    a: Sequence[float], b: Sequence[float], confidence: float = 0.95
+) -> tuple[float, float, float, float, float]:
     """Return (ratio, low, high, p_slower, p_faster) of B against A paired by index: the
     geometric-mean ratio, its t interval and the one-sided p-values of the paired t-test
     on log(B/A). Needs two pairs or more; raises ValueError otherwise."""
@@ -108,8 +110,13 @@ def paired_t(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -
     se = sd / math.sqrt(n)
     tval = mean / se
     q = float(student_t.ppf(1 - (1 - confidence) / 2, n - 1))
-    return (math.exp(mean), math.exp(mean - q * se), math.exp(mean + q * se),
-            float(student_t.sf(tval, n - 1)), float(student_t.cdf(tval, n - 1)))  # fmt: skip
+    return (
+        math.exp(mean),
+        math.exp(mean - q * se),
+        math.exp(mean + q * se),
+        float(student_t.sf(tval, n - 1)),
+        float(student_t.cdf(tval, n - 1)),
+    )
 
 
 def compare_paired_samples(
@@ -137,11 +144,25 @@ def compare_paired_samples(
         row = rows[k]
         if row is None:
             bad = len(a) != len(b) or not all(math.isfinite(x) and x > 0 for x in (*a, *b))
-            out.append(PairComparison(
-                k[0], k[1], min(len(a), len(b)), math.nan, math.nan, math.nan, None, None,
-                not bad, INVALID if bad else SAME,
-                ("non-finite or non-positive time: cannot judge" if bad
-                 else "fewer than 2 pairs: no test",)))  # fmt: skip
+            out.append(
+                PairComparison(
+                    k[0],
+                    k[1],
+                    min(len(a), len(b)),
+                    math.nan,
+                    math.nan,
+                    math.nan,
+                    None,
+                    None,
+                    not bad,
+                    INVALID if bad else SAME,
+                    (
+                        "non-finite or non-positive time: cannot judge"
+                        if bad
+                        else "fewer than 2 pairs: no test",
+                    ),
+                )
+            )
             continue
         ratio, low, high, p_slow, p_fast = row
         advisory = len(a) < MIN_PAIRS
@@ -152,8 +173,11 @@ def compare_paired_samples(
             verdict = FASTER
         need = f"{len(a)} pair(s): at least {MIN_PAIRS} are needed for a verdict"
         notes = (need,) if advisory else ()
-        out.append(PairComparison(k[0], k[1], len(a), ratio, low, high, p_slow, p_fast,
-                                  advisory, verdict, notes))  # fmt: skip
+        out.append(
+            PairComparison(
+                k[0], k[1], len(a), ratio, low, high, p_slow, p_fast, advisory, verdict, notes
+            )
+        )
     return out
 
 
@@ -179,11 +203,19 @@ class PairedRun:
 
     def as_dict(self) -> dict[str, Any]:
         """Return the comparison as a JSON-ready dict."""
-        return {"run": self.run_id, "axis": self.axis, "a": self.a, "b": self.b,
-                "threshold": self.threshold, "alpha": self.alpha, "test": TEST_METHOD,
-                "pairs": [p.as_dict() for p in self.pairs],
-                "broken": [x.as_dict() for x in self.broken], "warnings": list(self.warnings),
-                "failed": self.failed()}  # fmt: skip
+        return {
+            "run": self.run_id,
+            "axis": self.axis,
+            "a": self.a,
+            "b": self.b,
+            "threshold": self.threshold,
+            "alpha": self.alpha,
+            "test": TEST_METHOD,
+            "pairs": [p.as_dict() for p in self.pairs],
+            "broken": [x.as_dict() for x in self.broken],
+            "warnings": list(self.warnings),
+            "failed": self.failed(),
+        }
 
 
 def _axis_value(cell: Cell, axis: str) -> str:
@@ -225,8 +257,9 @@ def compare_pairs(
     broken: list[Breakage] = []
     warnings: list[str] = []
     if manifest.get("request", {}).get("order", "interleaved") != "interleaved":
-        warnings.append("the run was not interleaved: pairs are not adjacent in time, so "
-                        "drift is not cancelled")  # fmt: skip
+        warnings.append(
+            "the run was not interleaved: pairs are not adjacent in time, so drift is not cancelled"
+        )
     for cell_a in sorted(c for c in groups if _axis_value(c, axis) == a):
         cell_b = _with_axis(cell_a, axis, b)
         ok_a = {r.rep: r.wall_s for r in groups[cell_a] if r.status == "ok"}
@@ -239,8 +272,13 @@ def compare_pairs(
         if ok_a and bad_b and (not ok_b or not bad_a):
             worst = bad_b[-1]
             tail = " | ".join(worst.log_tail.strip().splitlines()[-5:]) or worst.reason or "-"
-            broken.append(Breakage(cell_b.key, f"{worst.status} in {len(bad_b)} of "
-                                   f"{len(recs_b)} repetition(s)", tail))  # fmt: skip
+            broken.append(
+                Breakage(
+                    cell_b.key,
+                    f"{worst.status} in {len(bad_b)} of {len(recs_b)} repetition(s)",
+                    tail,
+                )
+            )
         reps = sorted(set(ok_a) & set(ok_b))
         if not reps:
             if not recs_b:
@@ -248,8 +286,10 @@ def compare_pairs(
             continue
         samples[(cell_a.key, cell_b.key)] = ([ok_a[i] for i in reps], [ok_b[i] for i in reps])
     if not samples and not broken:
-        raise ValueError(f"no cell of run {run.run_id} has {axis}={a} with a {axis}={b} "
-                         "counterpart measured ok")  # fmt: skip
+        raise ValueError(
+            f"no cell of run {run.run_id} has {axis}={a} with a {axis}={b} counterpart measured ok"
+        )
     pairs = compare_paired_samples(samples, threshold, alpha) if samples else []
-    return PairedRun(run.run_id, axis, a, b, threshold, alpha,
-                     tuple(pairs), tuple(broken), tuple(warnings))  # fmt: skip
+    return PairedRun(
+        run.run_id, axis, a, b, threshold, alpha, tuple(pairs), tuple(broken), tuple(warnings)
+    )

@@ -153,26 +153,44 @@ def recommend(
             # to prefer emulation over a native build.
             order = sorted(options, key=lambda o: (bool(_approx(o[0])), float(o[0]["median_s"])))
             lead = order[0][0]
-            tied = [o for o in order if bool(_approx(o[0])) == bool(_approx(lead))
-                    and float(o[0]["ci_low_s"]) <= float(lead["ci_high_s"])
-                    and float(lead["ci_low_s"]) <= float(o[0]["ci_high_s"])]  # fmt: skip
+            tied = [
+                o
+                for o in order
+                if bool(_approx(o[0])) == bool(_approx(lead))
+                and float(o[0]["ci_low_s"]) <= float(lead["ci_high_s"])
+                and float(lead["ci_low_s"]) <= float(o[0]["ci_high_s"])
+            ]
             on_host = any(str(o[0]["strategy"]) == "native" for o in options)
             if on_host:
                 # native only runs on the host's own platform, where qemu-user and cross
                 # build natively too: they are one kind of build, and native names it.
-                tied += [o for o in order if all(o is not t for t in tied) and not _approx(o[0])
-                         and str(o[0]["strategy"]) in HOST_SAME_KIND
-                         and str(lead["strategy"]) in HOST_SAME_KIND]  # fmt: skip
-            chosen = min(tied, key=lambda o: (_rank(str(o[0]["strategy"])),
-                                              float(o[0]["median_s"])))  # fmt: skip
+                tied += [
+                    o
+                    for o in order
+                    if all(o is not t for t in tied)
+                    and not _approx(o[0])
+                    and str(o[0]["strategy"]) in HOST_SAME_KIND
+                    and str(lead["strategy"]) in HOST_SAME_KIND
+                ]
+            chosen = min(
+                tied, key=lambda o: (_rank(str(o[0]["strategy"])), float(o[0]["median_s"]))
+            )
             order = [chosen] + [o for o in order if o is not chosen]
             best = float(chosen[0]["median_s"])
             built = [
-                Option(str(r["variant"]), str(r["strategy"]), float(r["median_s"]),
-                       float(r["ci_low_s"]), float(r["ci_high_s"]), int(r["n"]), v,
-                       float(r["median_s"]) / best, _approx(r))
+                Option(
+                    str(r["variant"]),
+                    str(r["strategy"]),
+                    float(r["median_s"]),
+                    float(r["ci_low_s"]),
+                    float(r["ci_high_s"]),
+                    int(r["n"]),
+                    v,
+                    float(r["median_s"]) / best,
+                    _approx(r),
+                )
                 for r, v in order
-            ]  # fmt: skip
+            ]
             pick, alternatives = built[0], built[1:]
             for w in order[0][0]["warnings"]:
                 caveats.append(f"{pick.variant}: {w}")
@@ -182,8 +200,11 @@ def recommend(
                 )
             rest = [o for o in tied if o is not chosen]
             host_kind = on_host and str(chosen[0]["strategy"]) in HOST_SAME_KIND
-            same = [str(o[0]["variant"]) for o in rest
-                    if host_kind and str(o[0]["strategy"]) in HOST_SAME_KIND]  # fmt: skip
+            same = [
+                str(o[0]["variant"])
+                for o in rest
+                if host_kind and str(o[0]["strategy"]) in HOST_SAME_KIND
+            ]
             others = [str(o[0]["variant"]) for o in rest if str(o[0]["variant"]) not in same]
             if same:
                 caveats.append(
@@ -214,7 +235,15 @@ def recommend(
                 )
                 caveats.append(f"{name} was unavailable: {c.get('reason', 'no reason given')}")
         out.append(
-            Recommendation(str(scenario), int(str(size)), str(platform), cache, pick,
-                           tuple(alternatives), native_ref, tuple(dict.fromkeys(caveats)))
-        )  # fmt: skip
+            Recommendation(
+                str(scenario),
+                int(str(size)),
+                str(platform),
+                cache,
+                pick,
+                tuple(alternatives),
+                native_ref,
+                tuple(dict.fromkeys(caveats)),
+            )
+        )
     return out

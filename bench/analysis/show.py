@@ -27,22 +27,30 @@ def cell_rows(records: list[Record]) -> list[dict[str, Any]]:
             seconds = dict(r.extra.get("step_seconds") or {})
             for k, v in seconds.items():
                 steps.setdefault(k, []).append(float(v))
-        cpu = [r.extra["resources"]["cpu_user_s"] + r.extra["resources"]["cpu_system_s"]
-               for r in ok if r.extra.get("resources")]  # fmt: skip
-        peaks = [r.extra["resources"].get("peak_above_baseline_bytes") for r in ok
-                 if r.extra.get("resources")]  # fmt: skip
+        cpu = [
+            r.extra["resources"]["cpu_user_s"] + r.extra["resources"]["cpu_system_s"]
+            for r in ok
+            if r.extra.get("resources")
+        ]
+        peaks = [
+            r.extra["resources"].get("peak_above_baseline_bytes")
+            for r in ok
+            if r.extra.get("resources")
+        ]
         peak_values = [p for p in peaks if p is not None]
         statuses = sorted({r.status for r in recs})
-        rows.append({
-            "cell": key,
-            "status": ",".join(statuses),
-            "n": len(samples),
-            "samples": samples,
-            "stats": describe(samples).as_dict() if samples else None,
-            "steps": {k: statistics.median(v) for k, v in sorted(steps.items())},
-            "cpu_s": statistics.median(cpu) if cpu else None,
-            "peak_mib": statistics.median(peak_values) / 2**20 if peak_values else None,
-            "flakes": sum(int(r.extra.get("flakes", 0)) for r in recs),
-            "reason": next((r.reason for r in recs if r.reason), ""),
-        })  # fmt: skip
+        rows.append(
+            {
+                "cell": key,
+                "status": ",".join(statuses),
+                "n": len(samples),
+                "samples": samples,
+                "stats": describe(samples).as_dict() if samples else None,
+                "steps": {k: statistics.median(v) for k, v in sorted(steps.items())},
+                "cpu_s": statistics.median(cpu) if cpu else None,
+                "peak_mib": statistics.median(peak_values) / 2**20 if peak_values else None,
+                "flakes": sum(int(r.extra.get("flakes", 0)) for r in recs),
+                "reason": next((r.reason for r in recs if r.reason), ""),
+            }
+        )
     return rows

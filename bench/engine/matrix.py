@@ -43,8 +43,9 @@ def cell_of(record: Record) -> Cell:
     """Return the cell a record measured: the one key the runner, show, compare and
     history group by, so that nothing the run kept apart (a size, a CPU variant, a cache
     mode) is ever pooled."""
-    return Cell(record.scenario, record.size, record.strategy, record.platform, record.cache,
-                record.cpu)  # fmt: skip
+    return Cell(
+        record.scenario, record.size, record.strategy, record.platform, record.cache, record.cpu
+    )
 
 
 def split_values(values: Iterable[str]) -> list[str]:
@@ -127,4 +128,3 @@ def pair_adjacent(cells: Sequence[Cell]) -> list[Cell]:
     for c in cells:
         groups.setdefault((c.size, c.strategy, c.platform, c.cache), []).append(c)
     return [c for group in groups.values() for c in group]
-

@@ -189,8 +189,13 @@ _OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "warmup": bool,
 }
 _KINDS = ("cell", "provision", "merge", "combined")
-_TYPE_NAMES = {str: "a string", int: "an integer", dict: "an object", bool: "true or false",
-               list: "a list"}  # fmt: skip
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    dict: "an object",
+    bool: "true or false",
+    list: "a list",
+}
 
 
 def _type_name(expected: type | tuple[type, ...]) -> str:
@@ -273,9 +278,7 @@ def record_from_dict(data: Any) -> Record:
                 raise ValueError(f"field {name!r} is missing")
             continue
         if not _has_type(data[name], expected):
-            raise ValueError(
-                f"field {name!r} is {data[name]!r}, not {_type_name(expected)}"
-            )
+            raise ValueError(f"field {name!r} is {data[name]!r}, not {_type_name(expected)}")
     if data["kind"] not in _KINDS:
         raise ValueError(f"field 'kind' is {data['kind']!r}, not one of {', '.join(_KINDS)}")
     _check_seconds("wall_s", data["wall_s"], positive=data["status"] == "ok")
@@ -310,9 +313,7 @@ def manifest_from_dict(data: Any) -> dict[str, Any]:
     _schema_version(data, "manifest")
     for name, expected in _MANIFEST_TYPES.items():
         if name in data and not _has_type(data[name], expected):
-            raise ValueError(
-                f"field {name!r} is {data[name]!r:.60}, not {_type_name(expected)}"
-            )
+            raise ValueError(f"field {name!r} is {data[name]!r:.60}, not {_type_name(expected)}")
     if any(not isinstance(c, dict) for c in data.get("cells") or []):
         raise ValueError("field 'cells' holds an entry that is not an object")
     return data

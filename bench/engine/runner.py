@@ -213,8 +213,9 @@ class Engine:
             for scenario in req.scenarios:
                 if scenario.kind == "dockerfile":
                     # A base the mirror lacks fails now, by name, not minutes into a build.
-                    userfile.check_bases(scenario, list(req.platforms or scenario.platforms),
-                                         self.host, req.registry)  # fmt: skip
+                    userfile.check_bases(
+                        scenario, list(req.platforms or scenario.platforms), self.host, req.registry
+                    )
         try:
             self.store = RunStore(req.results_root)
         except OSError as exc:
@@ -226,9 +227,14 @@ class Engine:
         if req.emulator is not None:
             e = req.emulator
             self.prov["qemu_user_emulator"] = {
-                "spec": e.spec, "package": e.package, "version": e.version, "suite": e.suite,
-                "sha256": e.sha256, "reported": e.reported, "binaries": dict(e.binaries),
-            }  # fmt: skip
+                "spec": e.spec,
+                "package": e.package,
+                "version": e.version,
+                "suite": e.suite,
+                "sha256": e.sha256,
+                "reported": e.reported,
+                "binaries": dict(e.binaries),
+            }
         self.broken: dict[Cell, str] = {}
         self.manifest = RunManifest(
             status="running",

@@ -80,9 +80,13 @@ def reps_for_difference(
 
 
 def gate_power(
-    n: int, cv: float, change: float = 0.20, threshold: float = 0.10, alpha: float = 0.05,
+    n: int,
+    cv: float,
+    change: float = 0.20,
+    threshold: float = 0.10,
+    alpha: float = 0.05,
     cells: int = 1,
-) -> float:  # fmt: skip
+) -> float:
     """Return the approximate chance that `archbench compare` flags a slowdown of
     `change` (relative) in one of `cells` cells, with n lognormal repetitions per side of
     spread `cv`. Two conditions, taken as independent: its one-sided exact Mann-Whitney
@@ -118,9 +122,14 @@ def gate_power(
 
 
 def reps_for_gate(
-    cv: float, change: float = 0.20, threshold: float = 0.10, alpha: float = 0.05,
-    cells: int = 1, power: float = 0.90, limit: int = 200,
-) -> int | None:  # fmt: skip
+    cv: float,
+    change: float = 0.20,
+    threshold: float = 0.10,
+    alpha: float = 0.05,
+    cells: int = 1,
+    power: float = 0.90,
+    limit: int = 200,
+) -> int | None:
     """Return the repetitions per side at which the gate (see `gate_power`) flags a
     slowdown of `change` with at least `power`, or None beyond `limit` or when `change`
     is not above `threshold`."""

@@ -77,8 +77,9 @@ def _platform(desc: dict[str, Any]) -> str:
     return f"{p.get('os', '?')}/{p.get('architecture', '?')}{tail}"
 
 
-def import_archive(archive: Path, address: str, name: str = "",
-                   say: Callable[[str], None] = lambda _m: None) -> list[Imported]:  # fmt: skip
+def import_archive(
+    archive: Path, address: str, name: str = "", say: Callable[[str], None] = lambda _m: None
+) -> list[Imported]:
     """Copy every image of the archive into the registry at `address` under Docker Hub's
     path (`debian:bookworm` -> `library/debian:bookworm`), every platform it holds, and
     return what was imported. `name` names an image whose archive does not.
@@ -92,8 +93,7 @@ def import_archive(archive: Path, address: str, name: str = "",
         layout.tar.close()
 
 
-def _import(layout: _Layout, address: str, name: str,
-            say: Callable[[str], None]) -> list[Imported]:  # fmt: skip
+def _import(layout: _Layout, address: str, name: str, say: Callable[[str], None]) -> list[Imported]:
     archive = layout.archive
     out = []
     for desc in layout.index().get("manifests", []):
@@ -109,8 +109,9 @@ def _import(layout: _Layout, address: str, name: str,
             raise UsageError(f"{archive}: {ref} is not a Docker Hub name the mirror serves")
         repo, _, tag = repo_ref.rpartition(":")
         platforms, raw = _push(layout, desc, address, repo, say)
-        digest = registry.put_manifest(f"{address}/{repo}:{tag}", raw,
-                                       str(desc.get("mediaType", INDEX_TYPES[0])))  # fmt: skip
+        digest = registry.put_manifest(
+            f"{address}/{repo}:{tag}", raw, str(desc.get("mediaType", INDEX_TYPES[0]))
+        )
         say(f"imported {ref} as {address}/{repo}:{tag} ({', '.join(platforms)})")
         out.append(Imported(ref, f"{address}/{repo}:{tag}", digest, tuple(platforms)))
     if not out:
@@ -118,8 +119,9 @@ def _import(layout: _Layout, address: str, name: str,
     return out
 
 
-def _push(layout: _Layout, desc: dict[str, Any], address: str, repo: str,
-          say: Callable[[str], None]) -> tuple[list[str], bytes]:  # fmt: skip
+def _push(
+    layout: _Layout, desc: dict[str, Any], address: str, repo: str, say: Callable[[str], None]
+) -> tuple[list[str], bytes]:
     """Push the blobs and manifests under `desc` (an index or a manifest) into `repo`,
     children first; return the platforms of its image manifests and the manifest bytes
     to tag. An index entry whose manifest the archive lacks (`docker save` keeps only

@@ -313,25 +313,49 @@ def step_breakdown_chart(steps: pd.DataFrame) -> Figure:
     used: dict[str, str] = {}
     for i, (_, row) in enumerate(has.iterrows()):
         vm = float(row[vm_cols].sum()) > 0
-        parts = [(p, float(row[f"vm_{p}_s"])) for p in VM_PHASES] if vm else [
-            (c, float(row[f"step_{c}_s"])) for c in STEP_CATEGORIES]  # fmt: skip
+        parts = (
+            [(p, float(row[f"vm_{p}_s"])) for p in VM_PHASES]
+            if vm
+            else [(c, float(row[f"step_{c}_s"])) for c in STEP_CATEGORIES]
+        )
         left = 0.0
         for name, seconds in parts:
             if seconds <= 0:
                 continue
-            bars = ax.barh(i, seconds, left=left, color=STEP_COLOURS[name], edgecolor="black",
-                           linewidth=0.4, label=name)  # fmt: skip
+            bars = ax.barh(
+                i,
+                seconds,
+                left=left,
+                color=STEP_COLOURS[name],
+                edgecolor="black",
+                linewidth=0.4,
+                label=name,
+            )
             bars.patches[0].set_gid(name)
             used[name] = STEP_COLOURS[name]
             left += seconds
         rest = float(row["median_s"]) - left
         if rest > 0.02 * float(row["median_s"]):
-            bars = ax.barh(i, rest, left=left, color="white", edgecolor="#666666",
-                           linewidth=0.4, hatch="..", label="unaccounted")  # fmt: skip
+            bars = ax.barh(
+                i,
+                rest,
+                left=left,
+                color="white",
+                edgecolor="#666666",
+                linewidth=0.4,
+                hatch="..",
+                label="unaccounted",
+            )
             bars.patches[0].set_gid("unaccounted")
             used["unaccounted"] = "white"
-        ax.annotate(f"{row['median_s']:.3g} s", (max(left, float(row["median_s"])), i),
-                    xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)  # fmt: skip
+        ax.annotate(
+            f"{row['median_s']:.3g} s",
+            (max(left, float(row["median_s"])), i),
+            xytext=(4, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=8,
+        )
         labels.append(cell_label(row, True, _several_scenarios(has)).replace("\n", "  "))
     ax.set_yticks(range(len(has)), labels, fontsize=8)
     ax.invert_yaxis()
@@ -353,11 +377,16 @@ def cache_pairs(stats: pd.DataFrame) -> pd.DataFrame:
     cold = stats[stats["cache"] == "cold"].set_index(keys)
     warm = stats[stats["cache"] == "warm"].set_index(keys)
     both = cold.merge(warm, left_index=True, right_index=True, suffixes=("_cold", "_warm"))
-    out = pd.DataFrame({
-        "cold_s": both["median_s_cold"], "warm_s": both["median_s_warm"],
-        "cold_low": both["ci_low_s_cold"], "cold_high": both["ci_high_s_cold"],
-        "warm_low": both["ci_low_s_warm"], "warm_high": both["ci_high_s_warm"],
-    }).reset_index()  # fmt: skip
+    out = pd.DataFrame(
+        {
+            "cold_s": both["median_s_cold"],
+            "warm_s": both["median_s_warm"],
+            "cold_low": both["ci_low_s_cold"],
+            "cold_high": both["ci_high_s_cold"],
+            "warm_low": both["ci_low_s_warm"],
+            "warm_high": both["ci_high_s_warm"],
+        }
+    ).reset_index()
     out["cache"] = "cold"
     return _ordered(out) if not out.empty else out
 
@@ -376,16 +405,35 @@ def cache_chart(pairs: pd.DataFrame) -> Figure:
     colours = [strategy_colour(str(s)) for s in pairs["strategy"]]
     for offset, mode, hatch in ((-width / 2, "cold", ""), (width / 2, "warm", WARM_HATCH)):
         med = pairs[f"{mode}_s"].astype(float).to_numpy()
-        err = np.vstack([med - pairs[f"{mode}_low"].to_numpy(dtype=float),
-                         pairs[f"{mode}_high"].to_numpy(dtype=float) - med])  # fmt: skip
-        bars = ax.bar(x + offset, med, width, color=colours, edgecolor="black", linewidth=0.6,
-                      yerr=err, capsize=3, label=mode)  # fmt: skip
+        err = np.vstack(
+            [
+                med - pairs[f"{mode}_low"].to_numpy(dtype=float),
+                pairs[f"{mode}_high"].to_numpy(dtype=float) - med,
+            ]
+        )
+        bars = ax.bar(
+            x + offset,
+            med,
+            width,
+            color=colours,
+            edgecolor="black",
+            linewidth=0.6,
+            yerr=err,
+            capsize=3,
+            label=mode,
+        )
         for b in bars:
             b.set_hatch(hatch)
     for xi, (_, row) in zip(x, pairs.iterrows(), strict=True):
         top = max(float(row["cold_high"]), float(row["warm_high"]))
-        ax.annotate(f"warm/cold {row['warm_s'] / row['cold_s']:.2f}", (xi, top), xytext=(0, 4),
-                    textcoords="offset points", ha="center", fontsize=8)  # fmt: skip
+        ax.annotate(
+            f"warm/cold {row['warm_s'] / row['cold_s']:.2f}",
+            (xi, top),
+            xytext=(0, 4),
+            textcoords="offset points",
+            ha="center",
+            fontsize=8,
+        )
     _xticks(ax, pairs, with_cache=False)
     ax.set_ylabel("median wall time (s)")
     ax.set_title(f"Cold against warm (incremental) build ({_subtitle(pairs)})")
@@ -407,9 +455,14 @@ def growth_exponents(stats: pd.DataFrame) -> pd.DataFrame:
         slope, intercept = np.polyfit(
             np.log(g["size"].to_numpy(dtype=float)), np.log(g["median_s"].to_numpy(dtype=float)), 1
         )
-        rows.append({**dict(zip(keys, key, strict=True)), "exponent": float(slope),
-                     "coefficient_s": float(math.exp(intercept)),
-                     "sizes": tuple(int(s) for s in g["size"])})  # fmt: skip
+        rows.append(
+            {
+                **dict(zip(keys, key, strict=True)),
+                "exponent": float(slope),
+                "coefficient_s": float(math.exp(intercept)),
+                "sizes": tuple(int(s) for s in g["size"]),
+            }
+        )
     return pd.DataFrame(rows, columns=[*keys, "exponent", "coefficient_s", "sizes"])
 
 
@@ -426,15 +479,19 @@ def scaling_chart(stats: pd.DataFrame) -> Figure:
     markers = ["o", "s", "^", "D", "v", "P"]
     platforms = sorted(set(fits["platform"]))
     for _, fit in fits.iterrows():
-        g = stats[(stats["scenario"] == fit["scenario"]) & (stats["variant"] == fit["variant"])
-                  & (stats["cache"] == fit["cache"]) & (stats["platform"] == fit["platform"])
-                  ].sort_values("size")  # fmt: skip
+        g = stats[
+            (stats["scenario"] == fit["scenario"])
+            & (stats["variant"] == fit["variant"])
+            & (stats["cache"] == fit["cache"])
+            & (stats["platform"] == fit["platform"])
+        ].sort_values("size")
         colour = strategy_colour(str(fit["strategy"]))
         marker = markers[platforms.index(str(fit["platform"])) % len(markers)]
         sizes = g["size"].to_numpy(dtype=float)
         med = g["median_s"].to_numpy(dtype=float)
-        err = np.vstack([med - g["ci_low_s"].to_numpy(dtype=float),
-                         g["ci_high_s"].to_numpy(dtype=float) - med])  # fmt: skip
+        err = np.vstack(
+            [med - g["ci_low_s"].to_numpy(dtype=float), g["ci_high_s"].to_numpy(dtype=float) - med]
+        )
         ax.errorbar(sizes, med, yerr=err, fmt=marker, color=colour, capsize=3)
         line = fit["coefficient_s"] * sizes ** fit["exponent"]
         cache = "" if fit["cache"] == "cold" else f" ({fit['cache']})"
@@ -472,13 +529,25 @@ def history_chart(series: pd.DataFrame, steps: pd.DataFrame) -> Figure:
         n = per_strategy.get(strategy, 0)
         per_strategy[strategy] = n + 1
         times = pd.to_datetime(g["started_at"], utc=True)
-        ax.plot(times, g["median_s"], marker="o", linestyle=styles[n % len(styles)],
-                color=strategy_colour(strategy), label=cell)  # fmt: skip
+        ax.plot(
+            times,
+            g["median_s"],
+            marker="o",
+            linestyle=styles[n % len(styles)],
+            color=strategy_colour(strategy),
+            label=cell,
+        )
         for _, step in steps[steps["cell"] == cell].iterrows():
             when = pd.to_datetime(step["started_at"], utc=True)
             ax.axvline(when, color=strategy_colour(strategy), linestyle=":", linewidth=1.2)
-            ax.annotate(f"{step['ratio']:.2f}x", (when, float(step["after_s"])), xytext=(4, 4),
-                        textcoords="offset points", fontsize=8, color="black")  # fmt: skip
+            ax.annotate(
+                f"{step['ratio']:.2f}x",
+                (when, float(step["after_s"])),
+                xytext=(4, 4),
+                textcoords="offset points",
+                fontsize=8,
+                color="black",
+            )
     values = series[series["cell"].isin(cells)]["median_s"].astype(float).tolist()
     if needs_log_scale(values):
         _log_scale(ax)
@@ -543,8 +612,15 @@ def validation_chart(table: pd.DataFrame) -> Figure:
     ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
     for (i, j), v in np.ndenumerate(values):
         text = "-" if not math.isfinite(v) else ("pass" if v == 1 else f"{v:.0%}")
-        ax.text(j, i, text, ha="center", va="center", fontsize=8,
-                color="white" if math.isfinite(v) and v < 0.5 else "black")  # fmt: skip
+        ax.text(
+            j,
+            i,
+            text,
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="white" if math.isfinite(v) and v < 0.5 else "black",
+        )
     ax.set_xticks(range(table.shape[1]), [str(c) for c in table.columns])
     ax.set_yticks(range(table.shape[0]), [str(i) for i in table.index], fontsize=8)
     ax.set_title("Validation of the pushed images (share of repetitions passed)")
@@ -585,10 +661,23 @@ def resources_chart(resources: pd.DataFrame) -> Figure:
     user = resources["cpu_user_s"].to_numpy(dtype=float)
     system = np.nan_to_num(resources["cpu_system_s"].to_numpy(dtype=float))
     cpu_ax.bar(x, user, color=colours, edgecolor="black", linewidth=0.6, label="user")
-    cpu_ax.bar(x, system, bottom=user, color="white", edgecolor="black", linewidth=0.6,
-               hatch="xx", label="system")  # fmt: skip
-    mem_bars = mem_ax.bar(x, resources["peak_mib"].to_numpy(dtype=float), color=colours,
-                          edgecolor="black", linewidth=0.6)  # fmt: skip
+    cpu_ax.bar(
+        x,
+        system,
+        bottom=user,
+        color="white",
+        edgecolor="black",
+        linewidth=0.6,
+        hatch="xx",
+        label="system",
+    )
+    mem_bars = mem_ax.bar(
+        x,
+        resources["peak_mib"].to_numpy(dtype=float),
+        color=colours,
+        edgecolor="black",
+        linewidth=0.6,
+    )
     for b, h in zip(mem_bars, hatches, strict=True):
         b.set_hatch(h)
     many = _several_scenarios(resources)
@@ -600,6 +689,7 @@ def resources_chart(resources: pd.DataFrame) -> Figure:
     mem_ax.set_ylabel("median peak memory above baseline (MiB)")
     mem_ax.set_title("Peak memory")
     fig.suptitle("Resources used by the build", fontweight="bold")
-    _strategy_legend(mem_ax, list(resources["strategy"]), "warm" in set(resources["cache"]),
-                     loc="best")  # fmt: skip
+    _strategy_legend(
+        mem_ax, list(resources["strategy"]), "warm" in set(resources["cache"]), loc="best"
+    )
     return fig

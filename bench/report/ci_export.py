@@ -42,9 +42,11 @@ def github_action_benchmark(df: pd.DataFrame) -> list[dict[str, Any]]:
     for _, r in _stats(df).iterrows():
         low, high = float(r["ci_low_s"]), float(r["ci_high_s"])
         validated = "-" if r["validated"] is None else str(bool(r["validated"]))
-        extra = (f"n={int(r['n'])}; median CI [{low:.3f}, {high:.3f}] s "
-                 f"({float(r['ci_coverage']):.0%} coverage); CV {float(r['cv']):.1%}; "
-                 f"validated: {validated}")  # fmt: skip
+        extra = (
+            f"n={int(r['n'])}; median CI [{low:.3f}, {high:.3f}] s "
+            f"({float(r['ci_coverage']):.0%} coverage); CV {float(r['cv']):.1%}; "
+            f"validated: {validated}"
+        )
         out.append(
             {
                 "name": benchmark_name(r),

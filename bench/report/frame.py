@@ -74,23 +74,38 @@ def frame(records: list[Record]) -> pd.DataFrame:
         steps = r.extra.get("step_seconds") or {}
         res = r.extra.get("resources") or {}
         row: dict[str, Any] = {
-            "run_id": r.run_id, "kind": r.kind, "scenario": r.scenario, "size": r.size,
-            "strategy": r.strategy, "cpu": r.cpu or "default",
-            "variant": r.strategy + (f"-{r.cpu}" if r.cpu else ""), "cache": r.cache,
-            "warmup": r.warmup, "platform": r.platform or "all", "rep": r.rep,
-            "status": r.status, "wall_s": r.wall_s, "started_at": r.started_at,
+            "run_id": r.run_id,
+            "kind": r.kind,
+            "scenario": r.scenario,
+            "size": r.size,
+            "strategy": r.strategy,
+            "cpu": r.cpu or "default",
+            "variant": r.strategy + (f"-{r.cpu}" if r.cpu else ""),
+            "cache": r.cache,
+            "warmup": r.warmup,
+            "platform": r.platform or "all",
+            "rep": r.rep,
+            "status": r.status,
+            "wall_s": r.wall_s,
+            "started_at": r.started_at,
             "failure_class": r.failure_class,
             "validation_passed": d["validation"].get("passed") if d["validation"] else None,
-            "tag": r.tag, "digest": r.digest, "compiler": r.extra.get("compiler", ""),
-            "accel": r.extra.get("accel", ""), "qemu_cpu": r.extra.get("cpu", ""),
+            "tag": r.tag,
+            "digest": r.digest,
+            "compiler": r.extra.get("compiler", ""),
+            "accel": r.extra.get("accel", ""),
+            "qemu_cpu": r.extra.get("cpu", ""),
             "host": r.provenance.get("hostname", ""),
-            "commit": r.provenance.get("harness_commit", ""), "reason": r.reason,
+            "commit": r.provenance.get("harness_commit", ""),
+            "reason": r.reason,
             "recipe_sha256": r.extra.get("recipe_sha256", ""),
-            "cpu_user_s": res.get("cpu_user_s"), "cpu_system_s": res.get("cpu_system_s"),
+            "cpu_user_s": res.get("cpu_user_s"),
+            "cpu_system_s": res.get("cpu_system_s"),
             "peak_memory_bytes": res.get("peak_above_baseline_bytes"),
-            "flakes": r.extra.get("flakes", 0), "phase": r.extra.get("phase", ""),
+            "flakes": r.extra.get("flakes", 0),
+            "phase": r.extra.get("phase", ""),
             "approximate": r.extra.get("approximate", ""),
-        }  # fmt: skip
+        }
         for cat in STEP_CATEGORIES:
             row[f"step_{cat}_s"] = steps.get(cat)
         for phase in VM_PHASES:
@@ -257,13 +272,20 @@ def _describe_groups(rows: pd.DataFrame) -> pd.DataFrame:
     for key, group in rows.groupby(CELL_KEYS, sort=True):
         st = describe([float(x) for x in group.sort_values("started_at")["wall_s"]])
         checked = [v for v in group["validation_passed"] if v is not None and v == v]
-        out.append({
-            **dict(zip(CELL_KEYS, key, strict=True)),
-            "n": st.n, "median_s": st.median, "ci_low_s": st.ci_low, "ci_high_s": st.ci_high,
-            "ci_coverage": st.ci_coverage, "cv": st.cv, "warnings": st.warnings,
-            "validated": all(bool(v) for v in checked) if checked else None,
-            "approximate": next((str(a) for a in group["approximate"] if a and a == a), ""),
-        })  # fmt: skip
+        out.append(
+            {
+                **dict(zip(CELL_KEYS, key, strict=True)),
+                "n": st.n,
+                "median_s": st.median,
+                "ci_low_s": st.ci_low,
+                "ci_high_s": st.ci_high,
+                "ci_coverage": st.ci_coverage,
+                "cv": st.cv,
+                "warnings": st.warnings,
+                "validated": all(bool(v) for v in checked) if checked else None,
+                "approximate": next((str(a) for a in group["approximate"] if a and a == a), ""),
+            }
+        )
     return pd.DataFrame(out, columns=STAT_COLUMNS)
 
 

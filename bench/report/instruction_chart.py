@@ -28,11 +28,18 @@ def emulation_ratio_chart(costs: pd.DataFrame) -> Figure:
     fig, ax = plt.subplots(figsize=(9, max(2.6, 0.42 * len(has) + 1.6)), layout="constrained")
     names = []
     for i, (_, r) in enumerate(has.iterrows()):
-        names.append(f"{r['scenario']} {label(int(r['line']), str(r['instruction']))}\n"
-                     f"{r['strategy']} {r['platform']}")  # fmt: skip
-        ax.barh(i, float(r["ratio"]), color=STRATEGY_COLOURS.get(str(r["strategy"]), "#888888"),
-                edgecolor="black", linewidth=0.4,
-                hatch="" if r["runs_on"] == "target" else "//")  # fmt: skip
+        names.append(
+            f"{r['scenario']} {label(int(r['line']), str(r['instruction']))}\n"
+            f"{r['strategy']} {r['platform']}"
+        )
+        ax.barh(
+            i,
+            float(r["ratio"]),
+            color=STRATEGY_COLOURS.get(str(r["strategy"]), "#888888"),
+            edgecolor="black",
+            linewidth=0.4,
+            hatch="" if r["runs_on"] == "target" else "//",
+        )
         ax.text(float(r["ratio"]), i, f" {r['ratio']:.1f}x", va="center", fontsize=7)
     ax.axvline(1.0, color="black", linewidth=0.8, linestyle="--")
     ax.set_yticks(range(len(has)), names, fontsize=7)

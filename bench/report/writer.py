@@ -125,11 +125,16 @@ def _recommendation_blocks(recs: list[Recommendation]) -> list[Block]:
         blocks.append(Para(rec.sentence()))
         if rec.pick is not None:
             rows = [
-                (o.variant, _fmt_s(o.median_s), f"[{_fmt_s(o.ci_low_s)}, {_fmt_s(o.ci_high_s)}]",
-                 str(o.n), "-" if o.vs_native is None else f"{o.vs_native:.2f}x",
-                 "pick" if o is rec.pick else _vs_pick(o.vs_pick))
+                (
+                    o.variant,
+                    _fmt_s(o.median_s),
+                    f"[{_fmt_s(o.ci_low_s)}, {_fmt_s(o.ci_high_s)}]",
+                    str(o.n),
+                    "-" if o.vs_native is None else f"{o.vs_native:.2f}x",
+                    "pick" if o is rec.pick else _vs_pick(o.vs_pick),
+                )
                 for o in (rec.pick, *rec.alternatives)
-            ]  # fmt: skip
+            ]
             headers = ("strategy", "median s", "median CI s", "n", "vs native", "vs pick")
             blocks.append(Table(headers, tuple(rows)))
         if rec.caveats:
@@ -151,9 +156,14 @@ def _recommendation_blocks(recs: list[Recommendation]) -> list[Block]:
             emu, pick = r.emulation, r.pick
             assert emu is not None and pick is not None
             emu_rows.append(
-                (r.scenario, r.platform, f"{emu.vs_native:.1f}x", pick.variant,
-                 "-" if pick.vs_native is None else f"{pick.vs_native:.2f}x")
-            )  # fmt: skip
+                (
+                    r.scenario,
+                    r.platform,
+                    f"{emu.vs_native:.1f}x",
+                    pick.variant,
+                    "-" if pick.vs_native is None else f"{pick.vs_native:.2f}x",
+                )
+            )
         blocks.append(
             Table(
                 ("scenario", "platform", "qemu-user vs native", "pick", "pick vs native"),
@@ -193,23 +203,50 @@ def plan_report(data: ReportData, out_dir: Path, wall: Figure | str) -> ReportPl
         plan.blocks.append(Para("No cell built successfully."))
     else:
         rows = [
-            (str(r["scenario"]), str(r["size"]), str(r["variant"]), str(r["platform"]),
-             str(r["cache"]), str(r["n"]), _fmt_s(r["median_s"]),
-             f"[{_fmt_s(r['ci_low_s'])}, {_fmt_s(r['ci_high_s'])}] ({r['ci_coverage']:.0%})",
-             f"{r['cv']:.1%}", {True: "pass", False: "FAIL"}.get(r["validated"], "-"),
-             "; ".join(r["warnings"]) or "-")
+            (
+                str(r["scenario"]),
+                str(r["size"]),
+                str(r["variant"]),
+                str(r["platform"]),
+                str(r["cache"]),
+                str(r["n"]),
+                _fmt_s(r["median_s"]),
+                f"[{_fmt_s(r['ci_low_s'])}, {_fmt_s(r['ci_high_s'])}] ({r['ci_coverage']:.0%})",
+                f"{r['cv']:.1%}",
+                {True: "pass", False: "FAIL"}.get(r["validated"], "-"),
+                "; ".join(r["warnings"]) or "-",
+            )
             for _, r in charts._ordered(stats).iterrows()
-        ]  # fmt: skip
+        ]
         plan.blocks.append(
-            Table(("scenario", "size", "strategy", "platform", "cache", "n", "median s",
-                   "median CI s (coverage)", "CV", "validated", "warnings"), tuple(rows))
-        )  # fmt: skip
-    _chart(plan, out_dir, "walltime-ci", "Wall time with confidence intervals",
-           lambda: _drawn(wall),
-           "Bars: median wall time, with its ratio to the native reference; whiskers: the "
-           "order-statistic confidence interval of the median (its real coverage is in the "
-           "table above); dotted: combined builds.",
-           out_dir / "walltime.png")  # fmt: skip
+            Table(
+                (
+                    "scenario",
+                    "size",
+                    "strategy",
+                    "platform",
+                    "cache",
+                    "n",
+                    "median s",
+                    "median CI s (coverage)",
+                    "CV",
+                    "validated",
+                    "warnings",
+                ),
+                tuple(rows),
+            )
+        )
+    _chart(
+        plan,
+        out_dir,
+        "walltime-ci",
+        "Wall time with confidence intervals",
+        lambda: _drawn(wall),
+        "Bars: median wall time, with its ratio to the native reference; whiskers: the "
+        "order-statistic confidence interval of the median (its real coverage is in the "
+        "table above); dotted: combined builds.",
+        out_dir / "walltime.png",
+    )
 
     plan.blocks.append(Heading("Slowdown against native"))
     slow = data.slowdown
@@ -221,48 +258,91 @@ def plan_report(data: ReportData, out_dir: Path, wall: Figure | str) -> ReportPl
         plan.blocks.append(
             Para("Reference (native cell): " + ", ".join(sorted(set(slow["reference"]))) + ".")
         )
-        plan.blocks.append(Table(
-            ("strategy", *[str(c) for c in matrix.columns]),
-            tuple((str(i), *["-" if v != v else f"{v:.2f}x" for v in matrix.loc[i]])
-                  for i in matrix.index),
-        ))  # fmt: skip
-        _chart(plan, out_dir, "slowdown", "Slowdown heatmap",
-               lambda: charts.slowdown_heatmap(slow))  # fmt: skip
+        plan.blocks.append(
+            Table(
+                ("strategy", *[str(c) for c in matrix.columns]),
+                tuple(
+                    (str(i), *["-" if v != v else f"{v:.2f}x" for v in matrix.loc[i]])
+                    for i in matrix.index
+                ),
+            )
+        )
+        _chart(plan, out_dir, "slowdown", "Slowdown heatmap", lambda: charts.slowdown_heatmap(slow))
 
     plan.blocks.append(Heading("Where the time goes"))
-    _chart(plan, out_dir, "steps", "Per-step breakdown",
-           lambda: charts.step_breakdown_chart(charts.step_table(df)),
-           "Median seconds per build step (buildx trace) or VM phase; the hatched rest is "
-           "wall time no step accounts for (client start, push, waiting).")  # fmt: skip
+    _chart(
+        plan,
+        out_dir,
+        "steps",
+        "Per-step breakdown",
+        lambda: charts.step_breakdown_chart(charts.step_table(df)),
+        "Median seconds per build step (buildx trace) or VM phase; the hatched rest is "
+        "wall time no step accounts for (client start, push, waiting).",
+    )
 
     _instruction_blocks(plan, out_dir, data.records)
 
     plan.blocks.append(Heading("Cold against warm cache"))
-    _chart(plan, out_dir, "cache", "Cold against warm",
-           lambda: charts.cache_chart(charts.cache_pairs(stats)))  # fmt: skip
+    _chart(
+        plan,
+        out_dir,
+        "cache",
+        "Cold against warm",
+        lambda: charts.cache_chart(charts.cache_pairs(stats)),
+    )
 
     plan.blocks.append(Heading("Cost against work size"))
     fits = charts.growth_exponents(stats)
     if not fits.empty:
-        plan.blocks.append(Table(
-            ("strategy", "platform", "cache", "sizes", "growth exponent b"),
-            tuple((str(f["variant"]), str(f["platform"]), str(f["cache"]),
-                   ", ".join(str(s) for s in f["sizes"]), f"{f['exponent']:.2f}")
-                  for _, f in fits.iterrows()),
-        ))  # fmt: skip
-    _chart(plan, out_dir, "scaling", "Cost against work size",
-           lambda: charts.scaling_chart(stats))  # fmt: skip
+        plan.blocks.append(
+            Table(
+                ("strategy", "platform", "cache", "sizes", "growth exponent b"),
+                tuple(
+                    (
+                        str(f["variant"]),
+                        str(f["platform"]),
+                        str(f["cache"]),
+                        ", ".join(str(s) for s in f["sizes"]),
+                        f"{f['exponent']:.2f}",
+                    )
+                    for _, f in fits.iterrows()
+                ),
+            )
+        )
+    _chart(plan, out_dir, "scaling", "Cost against work size", lambda: charts.scaling_chart(stats))
 
     plan.blocks.append(Heading("History"))
     hist_runs = list(data.history)
     series, steps = history.analyse(hist_runs)
     all_steps = [s for v in steps.values() for s in v]
     if all_steps:
-        plan.blocks.append(Table(
-            ("cell", "first run after", "started", "commit", "before s", "after s", "ratio", "p"),
-            tuple((s.cell, s.run_id, s.started_at, s.commit[:12], _fmt_s(s.before_s),
-                   _fmt_s(s.after_s), f"{s.ratio:.2f}x", f"{s.p_value:.3g}") for s in all_steps),
-        ))  # fmt: skip
+        plan.blocks.append(
+            Table(
+                (
+                    "cell",
+                    "first run after",
+                    "started",
+                    "commit",
+                    "before s",
+                    "after s",
+                    "ratio",
+                    "p",
+                ),
+                tuple(
+                    (
+                        s.cell,
+                        s.run_id,
+                        s.started_at,
+                        s.commit[:12],
+                        _fmt_s(s.before_s),
+                        _fmt_s(s.after_s),
+                        f"{s.ratio:.2f}x",
+                        f"{s.p_value:.3g}",
+                    )
+                    for s in all_steps
+                ),
+            )
+        )
     elif len(hist_runs) > 1:
         plan.blocks.append(
             Para(
@@ -270,21 +350,38 @@ def plan_report(data: ReportData, out_dir: Path, wall: Figure | str) -> ReportPl
                 "Mann-Whitney test per split, Bonferroni-corrected, alpha 0.05)."
             )
         )
-    _chart(plan, out_dir, "history", "Build time history",
-           lambda: charts.history_chart(history.series_frame(series),
-                                        history.steps_frame(all_steps)))  # fmt: skip
+    _chart(
+        plan,
+        out_dir,
+        "history",
+        "Build time history",
+        lambda: charts.history_chart(history.series_frame(series), history.steps_frame(all_steps)),
+    )
 
     plan.blocks.append(Heading("Validation and resources"))
-    _chart(plan, out_dir, "validation", "Validation matrix",
-           lambda: charts.validation_chart(charts.validation_table(data.records)))  # fmt: skip
-    _chart(plan, out_dir, "resources", "Resources",
-           lambda: charts.resources_chart(charts.resource_table(df)))  # fmt: skip
+    _chart(
+        plan,
+        out_dir,
+        "validation",
+        "Validation matrix",
+        lambda: charts.validation_chart(charts.validation_table(data.records)),
+    )
+    _chart(
+        plan,
+        out_dir,
+        "resources",
+        "Resources",
+        lambda: charts.resources_chart(charts.resource_table(df)),
+    )
 
     unavailable = [c for m in manifests for c in m.get("cells", []) if not c.get("available", 1)]
     if unavailable:
         plan.blocks.append(Heading("Unavailable cells"))
-        plan.blocks.append(Bullets(tuple(dict.fromkeys(
-            f"{c.get('cell')}: {c.get('reason', '')}" for c in unavailable))))  # fmt: skip
+        plan.blocks.append(
+            Bullets(
+                tuple(dict.fromkeys(f"{c.get('cell')}: {c.get('reason', '')}" for c in unavailable))
+            )
+        )
     if data.skipped:
         plan.blocks.append(Heading("Stored results skipped"))
         plan.blocks.append(Bullets(tuple(str(w) for w in data.skipped)))
@@ -315,9 +412,15 @@ def _instruction_blocks(plan: ReportPlan, out_dir: Path, records: list[Record]) 
         elif kind == "table":
             plan.blocks.append(Table(tuple(value[0]), tuple(value[1])))
         else:
-            _chart(plan, out_dir, "instructions", "Cost of each Dockerfile instruction", value,
-                   "Each instruction's median time over the native build's; hatched: run on "
-                   "$BUILDPLATFORM.")  # fmt: skip
+            _chart(
+                plan,
+                out_dir,
+                "instructions",
+                "Cost of each Dockerfile instruction",
+                value,
+                "Each instruction's median time over the native build's; hatched: run on "
+                "$BUILDPLATFORM.",
+            )
     csv = out_dir / "instructions.csv"
     costs_frame(records).to_csv(csv, index=False)
     plan.written.append(csv)
@@ -457,8 +560,9 @@ def staged_folder(out_dir: Path) -> Iterator[Path]:
         stage.chmod(0o755)  # mkdtemp makes it private; a report is for reading
         old = None
         if out_dir.exists():
-            old = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.",
-                                        suffix=".old"))  # fmt: skip
+            old = Path(
+                tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".old")
+            )
             os.replace(out_dir, old / out_dir.name)
         try:
             os.replace(stage, out_dir)

@@ -244,9 +244,7 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
         while cur.endswith(escape):
             parts.append(cur[: -len(escape)].strip())
             # Comment and blank lines inside a continued instruction are skipped.
-            while i < len(lines) and (
-                not lines[i].strip() or lines[i].lstrip().startswith("#")
-            ):
+            while i < len(lines) and (not lines[i].strip() or lines[i].lstrip().startswith("#")):
                 i += 1
             if i >= len(lines):
                 cur = ""
@@ -376,8 +374,9 @@ def vertex_ref(name: str) -> VertexRef | None:
     m = _VERTEX.match(name)
     if not m:
         return None
-    return VertexRef(m.group("stage") or "", int(m.group("step")), m.group("what"),
-                     m.group("platform") or "")  # fmt: skip
+    return VertexRef(
+        m.group("stage") or "", int(m.group("step")), m.group("what"), m.group("platform") or ""
+    )
 
 
 def instruction_for(df: Dockerfile, ref: VertexRef) -> tuple[Stage, Instruction] | None:

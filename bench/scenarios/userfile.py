@@ -110,9 +110,13 @@ def dockerfile_scenario(
     )
 
 
-def bake_scenarios(file: Path, targets: tuple[str, ...] = (),
-                   platforms: tuple[Platform, ...] = (), secrets: tuple[str, ...] = (),
-                   ssh: tuple[str, ...] = ()) -> list[Scenario]:  # fmt: skip
+def bake_scenarios(
+    file: Path,
+    targets: tuple[str, ...] = (),
+    platforms: tuple[Platform, ...] = (),
+    secrets: tuple[str, ...] = (),
+    ssh: tuple[str, ...] = (),
+) -> list[Scenario]:
     """Return one dockerfile scenario per target of the bake `file` (resolved by
     `docker buildx bake --print`): its context, Dockerfile, target stage, args and
     platforms (`platforms`, when given, over the target's own). Raises UsageError naming
@@ -124,8 +128,10 @@ def bake_scenarios(file: Path, targets: tuple[str, ...] = (),
     found = []
     for t in bake.resolve(file.resolve(), targets):
         if "://" in t.context or t.context.startswith("git@"):
-            raise UsageError(f"{file}: target {t.name}: a remote context ({t.context}) "
-                             "cannot be benchmarked; give a local folder")  # fmt: skip
+            raise UsageError(
+                f"{file}: target {t.name}: a remote context ({t.context}) "
+                "cannot be benchmarked; give a local folder"
+            )
         context = (file.resolve().parent / t.context).resolve()
         own = tuple(parse_platform(p) for p in t.platforms)
         found.append(

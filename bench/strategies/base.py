@@ -235,9 +235,9 @@ class BuildxStrategy(Strategy):
             sources.copy_tree(
                 scenario.tree(),
                 src,
-                ignore=shutil.ignore_patterns(".git") if own else shutil.ignore_patterns(
-                    "build", ".git"
-                ),
+                ignore=shutil.ignore_patterns(".git")
+                if own
+                else shutil.ignore_patterns("build", ".git"),
             )
             if settings.cache == "warm" and scenario.touch:
                 # A real edit, not only a new mtime: the COPY's content changes, so the
@@ -313,9 +313,7 @@ class BuildxStrategy(Strategy):
             # Cold: the toolchain stage stays cached (provisioned apart) and the build
             # stage always runs from an empty build folder. Warm: the edited source
             # alone makes the build stage run again.
-            "no_cache_filter": ("build",)
-            if target is None and settings.cache == "cold"
-            else (),
+            "no_cache_filter": ("build",) if target is None and settings.cache == "cold" else (),
         }
         if scenario.kind == "dockerfile":
             from bench.strategies import userfile
@@ -339,9 +337,12 @@ class BuildxStrategy(Strategy):
                 except CommandTimeout as exc:
                     trace = buildtrace.parse(exc.output)
                     return BuildOutcome(
-                        "timeout", exc.seconds, tag, failure_class="timeout",
+                        "timeout",
+                        exc.seconds,
+                        tag,
+                        failure_class="timeout",
                         log_tail=_tail(trace.text or exc.output),
-                    )  # fmt: skip
+                    )
         finally:
             shutil.rmtree(ctx, ignore_errors=True)
         done = result.completed
@@ -355,9 +356,13 @@ class BuildxStrategy(Strategy):
         if not done.ok:
             failure = classify_failure(trace.text + "\n" + done.stdout)
             return BuildOutcome(
-                "failed", done.seconds, tag, failure_class=failure,
-                log_tail=_tail(trace.text + "\n" + done.stdout), extra=extra,
-            )  # fmt: skip
+                "failed",
+                done.seconds,
+                tag,
+                failure_class=failure,
+                log_tail=_tail(trace.text + "\n" + done.stdout),
+                extra=extra,
+            )
         extra["compiler"] = compiler_version(trace.text)
         extra.update(self.build_facts(trace.text))
         if approximate := self.approximation(scenario):

@@ -76,7 +76,7 @@ def build_stage(
         scenario.name, strategy, settings.cpu or "", settings.size, "$TARGETARCH$TARGETVARIANT"
     )
     copies = " && ".join(
-        f"mkdir -p \"$(dirname {shlex.quote('/out/' + a.built)})\""
+        f'mkdir -p "$(dirname {shlex.quote("/out/" + a.built)})"'
         f" && cp -a -- {shlex.quote(a.built)} {shlex.quote('/out/' + a.built)}"
         for a in scenario.artifacts
     )

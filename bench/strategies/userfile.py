@@ -65,8 +65,9 @@ def placement(parsed: Dockerfile, target: str | None = None) -> Placement:
     return Placement(tuple(build), tuple(on_target))
 
 
-def probe(strategy: str, scenario: Scenario, platform: Platform, host: Host,
-          base: Availability) -> Availability:  # fmt: skip
+def probe(
+    strategy: str, scenario: Scenario, platform: Platform, host: Host, base: Availability
+) -> Availability:
     """Return whether `strategy` names what a build of the scenario's Dockerfile for
     `platform` is here, given the strategy's own answer `base`.
 
@@ -109,8 +110,9 @@ def probe(strategy: str, scenario: Scenario, platform: Platform, host: Host,
     return base
 
 
-def missing_bases(scenario: Scenario, platforms: list[Platform], host: Platform,
-                  address: str) -> list[str]:  # fmt: skip
+def missing_bases(
+    scenario: Scenario, platforms: list[Platform], host: Platform, address: str
+) -> list[str]:
     """Return one line per FROM image (and `# syntax=` frontend) of the build that the
     local registry at `address` (Docker Hub's mirror here) does not hold for a platform.
     Images of another registry than Docker Hub are not checked."""
@@ -151,8 +153,9 @@ def missing_bases(scenario: Scenario, platforms: list[Platform], host: Platform,
     return out
 
 
-def check_bases(scenario: Scenario, platforms: list[Platform], host: Platform,
-                address: str) -> None:  # fmt: skip
+def check_bases(
+    scenario: Scenario, platforms: list[Platform], host: Platform, address: str
+) -> None:
     """Raise UsageError naming each base image the local mirror lacks and how to
     provide it (no registry beyond it can be reached)."""
     missing = missing_bases(scenario, platforms, host, address)

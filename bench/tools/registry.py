@@ -259,8 +259,15 @@ def stored_manifests(repo: str, storage: Path = STORAGE_DIR) -> list[str]:
     behind, reachable by digest, and only the storage shows it.
     """
     revisions = (
-        storage / "docker" / "registry" / "v2" / "repositories" / repo / "_manifests"
-        / "revisions" / "sha256"
+        storage
+        / "docker"
+        / "registry"
+        / "v2"
+        / "repositories"
+        / repo
+        / "_manifests"
+        / "revisions"
+        / "sha256"
     )
     if not revisions.is_dir():
         return []
@@ -272,9 +279,7 @@ def delete_manifest(address: str, repo: str, digest: str, timeout: float = 30) -
 
     Raises RegistryUnavailable when the registry refuses or does not answer.
     """
-    req = urllib.request.Request(
-        f"http://{address}/v2/{repo}/manifests/{digest}", method="DELETE"
-    )
+    req = urllib.request.Request(f"http://{address}/v2/{repo}/manifests/{digest}", method="DELETE")
     try:
         with urllib.request.urlopen(req, timeout=timeout):
             return

@@ -59,8 +59,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         req = bench_request()
         cells = expand(
             [(s.name, [p.name for p in s.platforms]) for s in req.scenarios],
-            req.strategies, req.sizes, [p.name for p in req.platforms], req.caches, req.cpus,
-        )  # fmt: skip
+            req.strategies,
+            req.sizes,
+            [p.name for p in req.platforms],
+            req.caches,
+            req.cpus,
+        )
         metafunc.parametrize("cell", cells, ids=[c.key for c in cells])
 
 

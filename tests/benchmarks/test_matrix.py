@@ -42,9 +42,14 @@ def test_build(benchmark, engine: Engine, cell: Cell) -> None:
         clock.now += record.wall_s
 
     benchmark.extra_info.update(
-        scenario=cell.scenario, size=cell.size, strategy=cell.strategy,
-        platform=cell.platform, cache=cell.cache, cpu=cell.cpu or "default",
-        run_id=engine.store.run_id, order="back-to-back",
-    )  # fmt: skip
+        scenario=cell.scenario,
+        size=cell.size,
+        strategy=cell.strategy,
+        platform=cell.platform,
+        cache=cell.cache,
+        cpu=cell.cpu or "default",
+        run_id=engine.store.run_id,
+        order="back-to-back",
+    )
     benchmark.pedantic(one_build, rounds=engine.req.reps, iterations=1, warmup_rounds=0)
     assert statuses == ["ok"] * engine.req.reps

@@ -20,8 +20,9 @@ pytestmark = [pytest.mark.engine, pytest.mark.registry, pytest.mark.binfmt]
 STRATEGIES = "native,cross,qemu-user,qemu-system"
 
 
-def _scenario(tmp_path: Path, name: str, artifacts: list[str], smoke: list[str],
-              expect: str) -> Path:  # fmt: skip
+def _scenario(
+    tmp_path: Path, name: str, artifacts: list[str], smoke: list[str], expect: str
+) -> Path:
     """Copy the Dockerfile's folder into tmp_path with a scenario file beside it."""
     app = tmp_path / "app"
     shutil.copytree(DATA / "dockerfiles" / name, app)
@@ -38,8 +39,9 @@ def _scenario(tmp_path: Path, name: str, artifacts: list[str], smoke: list[str],
 
 
 def _run(archbench_cmd: list[str], tmp_path: Path, file: Path) -> dict[tuple[str, str], object]:
-    done = run(archbench_cmd, tmp_path, str(file), "--strategy", STRATEGIES,
-               "--platform", "amd64,arm64")  # fmt: skip
+    done = run(
+        archbench_cmd, tmp_path, str(file), "--strategy", STRATEGIES, "--platform", "amd64,arm64"
+    )
     assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
     _, records = load_run(resolve_run(None, tmp_path / "results"))
     return {(r.strategy, r.platform): r for r in records if r.kind == "cell"}
@@ -51,8 +53,11 @@ def _instructions(tmp_path: Path) -> list[dict[str, str]]:
 
 
 def _row(rows: list[dict[str, str]], line: int, strategy: str, platform: str) -> dict[str, str]:
-    found = [r for r in rows if r["line"] == str(line) and r["strategy"] == strategy
-             and r["platform"] == platform]  # fmt: skip
+    found = [
+        r
+        for r in rows
+        if r["line"] == str(line) and r["strategy"] == strategy and r["platform"] == platform
+    ]
     assert len(found) == 1, rows
     return found[0]
 
@@ -70,14 +75,16 @@ def _validated(record: object) -> dict[str, dict]:
 
 
 def test_c_make_every_run_on_the_target(archbench_cmd, registry, binfmt_arm64, tmp_path):
-    file = _scenario(tmp_path, "c-make", ["/usr/local/bin/cksum32"], ["--version"],
-                     "cksum32 1.0 {arch}")  # fmt: skip
+    file = _scenario(
+        tmp_path, "c-make", ["/usr/local/bin/cksum32"], ["--version"], "cksum32 1.0 {arch}"
+    )
     cells = _run(archbench_cmd, tmp_path, file)
     for platform in ("linux/amd64", "linux/arm64"):
         strategy = "native" if platform == "linux/amd64" else "qemu-user"
         checks = _validated(cells[(strategy, platform)])
-        assert "cksum32 1.0 " + ("x86_64" if strategy == "native" else "aarch64") in (
-            checks["smoke"]["detail"]
+        assert (
+            "cksum32 1.0 " + ("x86_64" if strategy == "native" else "aarch64")
+            in (checks["smoke"]["detail"])
         )
     _unavailable(cells, "cross", "linux/arm64", "runs every RUN on the target platform")
     _unavailable(cells, "qemu-system", "linux/arm64", "rewriting the Dockerfile")
@@ -94,9 +101,13 @@ def test_c_make_every_run_on_the_target(archbench_cmd, registry, binfmt_arm64, t
 
 
 def test_go_service_cross_builds_on_buildplatform(archbench_cmd, registry, binfmt_arm64, tmp_path):
-    file = _scenario(tmp_path, "go-service", ["/usr/local/bin/hello-svc"],
-                     ["/usr/local/bin/hello-svc", "-version"],
-                     "hello-svc 0.3 linux/{architecture}")  # fmt: skip
+    file = _scenario(
+        tmp_path,
+        "go-service",
+        ["/usr/local/bin/hello-svc"],
+        ["/usr/local/bin/hello-svc", "-version"],
+        "hello-svc 0.3 linux/{architecture}",
+    )
     cells = _run(archbench_cmd, tmp_path, file)
     _validated(cells[("native", "linux/amd64")])
     checks = _validated(cells[("cross", "linux/arm64")])
@@ -112,10 +123,13 @@ def test_go_service_cross_builds_on_buildplatform(archbench_cmd, registry, binfm
 
 def test_tarball_image_per_arch_add(archbench_cmd, registry, binfmt_arm64, tmp_path):
     file = _scenario(tmp_path, "tarball-image", ["/usr/bin/jq"], [], "")
-    file.write_text(file.read_text().replace(
-        '[smoke]\ncommand = []\nexpect = ""\n',
-        '[smoke]\ncommand = ["/usr/local/bin/tool", "--version"]\n'
-        'expect = "tool 2.1 {architecture}"\n'))  # fmt: skip
+    file.write_text(
+        file.read_text().replace(
+            '[smoke]\ncommand = []\nexpect = ""\n',
+            '[smoke]\ncommand = ["/usr/local/bin/tool", "--version"]\n'
+            'expect = "tool 2.1 {architecture}"\n',
+        )
+    )
     dist = tmp_path / "app" / "dist"
     dist.mkdir()
     for arch in ("amd64", "arm64"):

@@ -47,9 +47,17 @@ def test_a_qemu_user_cell_runs_under_the_named_emulator(
     watcher.start()
     try:
         done = run_archbench(
-            archbench_cmd, tmp_path, TINY, "--strategy", "qemu-user",
-            "--platform", "linux/arm64", "--emulator", "trixie", timeout=900,
-        )  # fmt: skip
+            archbench_cmd,
+            tmp_path,
+            TINY,
+            "--strategy",
+            "qemu-user",
+            "--platform",
+            "linux/arm64",
+            "--emulator",
+            "trixie",
+            timeout=900,
+        )
     finally:
         stop.set()
         watcher.join()
@@ -70,11 +78,28 @@ def test_sigkill_in_a_swapped_build_is_repaired_by_the_next_command(
 ):
     before = binfmt.read_entry_text(NAME)
     run = subprocess.Popen(
-        [*archbench_cmd, "run", TINY, "--strategy", "qemu-user", "--platform", "linux/arm64",
-         "--emulator", "trixie", "--reps", "1", "--no-combined",
-         "--results", str(tmp_path / "results"), "--reports", str(tmp_path / "reports")],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            *archbench_cmd,
+            "run",
+            TINY,
+            "--strategy",
+            "qemu-user",
+            "--platform",
+            "linux/arm64",
+            "--emulator",
+            "trixie",
+            "--reps",
+            "1",
+            "--no-combined",
+            "--results",
+            str(tmp_path / "results"),
+            "--reports",
+            str(tmp_path / "reports"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     children: list[psutil.Process] = []
     try:
         # Kill as soon as this run's swap is in place (its journal names its pid). A
@@ -105,7 +130,10 @@ def test_sigkill_in_a_swapped_build_is_repaired_by_the_next_command(
                 pass
     repaired = subprocess.run(
         [*archbench_cmd, "show", "--results", str(tmp_path / "results")],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert f"restored the host's binfmt_misc handler {NAME}" in repaired.stderr
     assert binfmt.read_entry_text(NAME) == before

@@ -32,7 +32,7 @@ def _say(message: str) -> None:
 def s390x_program(path: Path) -> Path:
     """Write a static s390x ELF: read(0, sp-8, 1); exit(argc)."""
     base = 0x1000000
-    code = bytes.fromhex("a7290000" "e330fff8ff71" "a7490001" "0a03" "e320f0000004" "0a01")
+    code = bytes.fromhex("a7290000e330fff8ff71a74900010a03e320f00000040a01")
     size = 64 + 56 + len(code)
     ident = b"\x7fELF" + bytes([2, 2, 1, 0]) + bytes(8)
     header = struct.pack(
@@ -227,9 +227,20 @@ def test_the_qemu_user_strategy_swaps_for_the_build_and_puts_back(trixie, host_s
 )
 def test_run_refuses_an_emulator_it_cannot_name(archbench_cmd, tmp_path, value, expected):
     done = subprocess.run(
-        [*archbench_cmd, "run", "--strategy", "qemu-user", "--emulator", value,
-         "--results", str(tmp_path / "results")],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            *archbench_cmd,
+            "run",
+            "--strategy",
+            "qemu-user",
+            "--emulator",
+            value,
+            "--results",
+            str(tmp_path / "results"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2, done.stderr
     assert expected in done.stderr

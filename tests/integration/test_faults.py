@@ -163,16 +163,23 @@ def archbench(
     env = dict(os.environ, **{MARK_ENV: mark})
     return subprocess.Popen(
         [
-            *archbench_cmd, "run", *args, "--reps", "1", "--no-combined",
-            "--results", str(results or tmp_path / "results"),
-            "--reports", str(tmp_path / f"reports-{secrets.token_hex(2)}"),
+            *archbench_cmd,
+            "run",
+            *args,
+            "--reps",
+            "1",
+            "--no-combined",
+            "--results",
+            str(results or tmp_path / "results"),
+            "--reports",
+            str(tmp_path / f"reports-{secrets.token_hex(2)}"),
         ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-    )  # fmt: skip
+    )
 
 
 def read_until(p: subprocess.Popen[str], needle: str, lines: list[str], timeout: float) -> None:
@@ -277,9 +284,17 @@ def test_an_emulator_crash_is_classified_retried_and_counted_as_a_flake(
     )
     scenario = write_scenario(tmp_path / mark, mark, build, ("linux/arm64",))
     p = archbench(
-        archbench_cmd, mark, tmp_path, str(scenario),
-        "--strategy", "qemu-user", "--platform", "linux/arm64", "--retries", "1",
-    )  # fmt: skip
+        archbench_cmd,
+        mark,
+        tmp_path,
+        str(scenario),
+        "--strategy",
+        "qemu-user",
+        "--platform",
+        "linux/arm64",
+        "--retries",
+        "1",
+    )
     lines: list[str] = []
     with ended(p):
         read_until(p, "[1/1]", lines, 900)
@@ -453,9 +468,16 @@ def test_a_registry_stopped_mid_run_fails_cells_as_registry_and_the_next_run_res
             # The next run, started now (the first is still writing its report), finds no
             # registry, starts it, and says so: the outage lasts seconds.
             second = archbench(
-                archbench_cmd, mark, tmp_path, str(scenario), "--strategy", "cross",
-                "--platform", "linux/amd64", results=tmp_path / "results2",
-            )  # fmt: skip
+                archbench_cmd,
+                mark,
+                tmp_path,
+                str(scenario),
+                "--strategy",
+                "cross",
+                "--platform",
+                "linux/amd64",
+                results=tmp_path / "results2",
+            )
             with ended(second):
                 read_until(second, f"starting the registry on {registry}", again, 120)
                 deadline = time.monotonic() + 30
@@ -502,9 +524,15 @@ def test_an_engine_not_running_at_the_start_is_started_and_said(
         services.stop_engine()
         assert not services.engine_answers()
         p = archbench(
-            archbench_cmd, mark, tmp_path, str(scenario), "--strategy", "cross",
-            "--platform", "linux/amd64",
-        )  # fmt: skip
+            archbench_cmd,
+            mark,
+            tmp_path,
+            str(scenario),
+            "--strategy",
+            "cross",
+            "--platform",
+            "linux/amd64",
+        )
         lines: list[str] = []
         with ended(p):
             code = finish(p, lines, 900)
@@ -603,10 +631,11 @@ def test_two_runs_at_once_complete_and_each_validates_its_own_images_by_digest(
     ]
     results = tmp_path / "results"
     runs = [
-        archbench(archbench_cmd, mark, tmp_path, str(scenario), "--strategy", "cross",
-                  results=results)
+        archbench(
+            archbench_cmd, mark, tmp_path, str(scenario), "--strategy", "cross", results=results
+        )
         for scenario in versions
-    ]  # fmt: skip
+    ]
     outputs: list[list[str]] = [[], []]
     with ended(runs[0]), ended(runs[1]):
         codes = [finish(p, out, 900) for p, out in zip(runs, outputs, strict=True)]

@@ -37,10 +37,18 @@ def test_a_cell_that_stops_building_fails_the_gate(archbench_cmd, registry, tmp_
     runs = sorted(p for p in (tmp_path / "results").iterdir() if p.is_dir())
     assert len(runs) == 2
     done = subprocess.run(
-        [*archbench_cmd, "compare", str(runs[0]), str(runs[1]), "--results",
-         str(tmp_path / "results")],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            *archbench_cmd,
+            "compare",
+            str(runs[0]),
+            str(runs[1]),
+            "--results",
+            str(tmp_path / "results"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1, done.stdout + done.stderr
     cell = f"{name}-s1-native-linux-amd64"
     assert f"BROKEN: {cell}: failed in 1 of 1 repetition(s)" in done.stdout

@@ -35,10 +35,23 @@ def bench(tmp_path, storage, *args, env_extra=None):
     )
     env.update(env_extra or {})
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "tests/benchmarks",
-         "--benchmark-only", f"--benchmark-storage=file://{storage}", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "tests/benchmarks",
+            "--benchmark-only",
+            f"--benchmark-storage=file://{storage}",
+            *args,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def test_json_holds_the_engines_numbers(registry, tmp_path, storage):

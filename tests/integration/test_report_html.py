@@ -27,10 +27,16 @@ window.addEventListener('load', () => {
 
 def chromium_flags(profile: Path) -> list[str]:
     return [
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
         f"--user-data-dir={profile}",
-    ]  # fmt: skip
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +67,18 @@ def test_every_image_decodes_in_chromium(chromium, page, tmp_path):
     probed = tmp_path / "probed.html"
     probed.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
     dom = subprocess.run(
-        [chromium, *chromium_flags(tmp_path / "profile"), "--virtual-time-budget=5000",
-         "--dump-dom", probed.as_uri()],
-        capture_output=True, text=True, timeout=120, check=True,
-    ).stdout  # fmt: skip
+        [
+            chromium,
+            *chromium_flags(tmp_path / "profile"),
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            probed.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     images = re.findall(r"<img [^>]*>", dom)
     expected = len(re.findall(r"<img ", page.read_text()))
     assert len(images) == expected
@@ -75,10 +89,18 @@ def test_every_image_decodes_in_chromium(chromium, page, tmp_path):
 def test_screenshot_is_not_blank(chromium, page, tmp_path):
     shot = tmp_path / "shot.png"
     subprocess.run(
-        [chromium, *chromium_flags(tmp_path / "profile"), f"--screenshot={shot}",
-         "--window-size=1200,3000", "--virtual-time-budget=5000", page.as_uri()],
-        capture_output=True, timeout=120, check=True,
-    )  # fmt: skip
+        [
+            chromium,
+            *chromium_flags(tmp_path / "profile"),
+            f"--screenshot={shot}",
+            "--window-size=1200,3000",
+            "--virtual-time-budget=5000",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     assert shot.read_bytes().startswith(PNG_MAGIC)
     try:
         from PIL import Image

@@ -24,29 +24,55 @@ def good(archbench_cmd, registry, binfmt_arm64, tmp_path_factory):
     """The cross strategy's real tiny image (built by a real run)."""
     out = tmp_path_factory.mktemp("good")
     done = subprocess.run(
-        [*archbench_cmd, "run", str(DATA / "scenarios" / "tiny"), "--strategy", "cross",
-         "--reps", "1", "--no-combined", "--results", str(out / "r"), "--reports",
-         str(out / "p")], capture_output=True, text=True, timeout=1800)  # fmt: skip
+        [
+            *archbench_cmd,
+            "run",
+            str(DATA / "scenarios" / "tiny"),
+            "--strategy",
+            "cross",
+            "--reps",
+            "1",
+            "--no-combined",
+            "--results",
+            str(out / "r"),
+            "--reports",
+            str(out / "p"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     ref = f"{registry}/archbench/tiny:cross"
     return ref, image_platforms(reg.get_manifest(ref).body)
 
 
 def validate(archbench_cmd, *args):
-    done = subprocess.run([*archbench_cmd, "validate", *args, "--json"], capture_output=True,
-                          text=True, timeout=600)  # fmt: skip
+    done = subprocess.run(
+        [*archbench_cmd, "validate", *args, "--json"], capture_output=True, text=True, timeout=600
+    )
     return done.returncode, json.loads(done.stdout) if done.stdout.strip() else {}, done.stderr
 
 
 def failed(report, name, platform=""):
-    return [c for c in report["images"][0]["checks"]
-            if not c["passed"] and c["name"] == name and c["platform"] == platform]  # fmt: skip
+    return [
+        c
+        for c in report["images"][0]["checks"]
+        if not c["passed"] and c["name"] == name and c["platform"] == platform
+    ]
 
 
 def test_real_images_pass(archbench_cmd, good, registry):
     ref, _ = good
-    code, report, err = validate(archbench_cmd, ref, f"{registry}/archbench/tiny:qemu-user",
-                                 *BOTH, *ART, "--expect-output", EXPECT)  # fmt: skip
+    code, report, err = validate(
+        archbench_cmd,
+        ref,
+        f"{registry}/archbench/tiny:qemu-user",
+        *BOTH,
+        *ART,
+        "--expect-output",
+        EXPECT,
+    )
     assert code == 0, err
     assert report["passed"]
     names = {(c["name"], c["platform"]) for c in report["images"][0]["checks"]}
@@ -58,8 +84,19 @@ def test_real_images_pass(archbench_cmd, good, registry):
 def test_arm64_entry_with_an_x86_64_binary(archbench_cmd, good, registry, tmp_path):
     _, digests = good
     shutil.copy(DATA / "scenarios" / "tiny" / "src" / "tiny.c", tmp_path)
-    subprocess.run(["gcc", "-static", "-O2", "-DSIZE=1", "-o", str(tmp_path / "tiny"),
-                    str(tmp_path / "tiny.c")], check=True, timeout=120)  # fmt: skip
+    subprocess.run(
+        [
+            "gcc",
+            "-static",
+            "-O2",
+            "-DSIZE=1",
+            "-o",
+            str(tmp_path / "tiny"),
+            str(tmp_path / "tiny.c"),
+        ],
+        check=True,
+        timeout=120,
+    )
     (tmp_path / "Dockerfile").write_text(
         'FROM scratch\nCOPY tiny /usr/local/bin/tiny\nCMD ["/usr/local/bin/tiny"]\n'
     )
@@ -67,8 +104,7 @@ def test_arm64_entry_with_an_x86_64_binary(archbench_cmd, good, registry, tmp_pa
     result = docker.build(tmp_path, platforms=["linux/arm64"], tag=bad_arm, timeout=600)
     assert result.completed.ok, result.completed.tail()
     ref = f"{registry}/archbench/tiny:defect-elf"
-    docker.imagetools_create(ref, [f"{registry}/archbench/tiny@{digests['linux/amd64']}",
-                                   bad_arm])  # fmt: skip
+    docker.imagetools_create(ref, [f"{registry}/archbench/tiny@{digests['linux/amd64']}", bad_arm])
     code, report, err = validate(archbench_cmd, ref, *BOTH, *ART, "--expect-output", EXPECT)
     assert code == 1
     elf = failed(report, "elf", "linux/arm64")
@@ -93,17 +129,22 @@ def test_config_disagrees_with_its_index_entry(archbench_cmd, good, registry):
     amd64 = reg.get_manifest(f"{registry}/archbench/tiny@{digests['linux/amd64']}")
     entry = {"mediaType": amd64.media_type, "digest": amd64.digest, "size": len(amd64.raw)}
     index = {
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [entry | {"platform": {"os": "linux", "architecture": "amd64"}},
-                      entry | {"platform": {"os": "linux", "architecture": "arm64"}}],
-    }  # fmt: skip
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            entry | {"platform": {"os": "linux", "architecture": "amd64"}},
+            entry | {"platform": {"os": "linux", "architecture": "arm64"}},
+        ],
+    }
     ref = f"{registry}/archbench/tiny:defect-config"
     reg.put_manifest(ref, json.dumps(index).encode(), index["mediaType"])
     code, report, _ = validate(archbench_cmd, ref, *BOTH)
     assert code == 1
     check = failed(report, "config", "linux/arm64")
-    assert check and "index entry says linux/arm64, image config says linux/amd64" in \
-        check[0]["detail"]  # fmt: skip
+    assert (
+        check
+        and "index entry says linux/arm64, image config says linux/amd64" in check[0]["detail"]
+    )
     assert not failed(report, "config", "linux/amd64")
 
 
@@ -123,8 +164,7 @@ def test_smoke_run_prints_the_wrong_text(archbench_cmd, good, registry, tmp_path
     ref_good, _ = good
     (tmp_path / "Dockerfile").write_text(f'FROM {ref_good}\nCMD ["/bin/echo", "hello"]\n')
     ref = f"{registry}/archbench/tiny:defect-smoke"
-    result = docker.build(tmp_path, platforms=["linux/amd64", "linux/arm64"], tag=ref,
-                          timeout=600)  # fmt: skip
+    result = docker.build(tmp_path, platforms=["linux/amd64", "linux/arm64"], tag=ref, timeout=600)
     assert result.completed.ok, result.completed.tail()
     code, report, _ = validate(archbench_cmd, ref, *BOTH, *ART, "--expect-output", EXPECT)
     assert code == 1
@@ -141,6 +181,7 @@ def test_unreachable_registry_is_exit_2(archbench_cmd):
 
 
 def test_bad_artifact_path_is_exit_2(archbench_cmd, registry):
-    code, _, err = validate(archbench_cmd, f"{registry}/x:y", "--platform", "amd64",
-                            "--artifact", "usr/bin/x")  # fmt: skip
+    code, _, err = validate(
+        archbench_cmd, f"{registry}/x:y", "--platform", "amd64", "--artifact", "usr/bin/x"
+    )
     assert code == 2 and "absolute path" in err

@@ -294,9 +294,18 @@ def test_numbers_are_bounded_and_finite_and_empty_is_an_error(capsys, argv, need
 
 @pytest.mark.parametrize(
     "value",
-    ["http://127.0.0.1:5000", "127.0.0.1:5000/v2", "127.0.0.1:0", "127.0.0.1:65536",
-     "127.0.0.1", "a b:5000", "127.0.0.1:5000\nx: y", "127.0.0.1:+50", "[::1:5000"],
-)  # fmt: skip
+    [
+        "http://127.0.0.1:5000",
+        "127.0.0.1:5000/v2",
+        "127.0.0.1:0",
+        "127.0.0.1:65536",
+        "127.0.0.1",
+        "a b:5000",
+        "127.0.0.1:5000\nx: y",
+        "127.0.0.1:+50",
+        "[::1:5000",
+    ],
+)
 def test_a_registry_address_is_host_and_port(capsys, value):
     assert main(["setup", "--registry", value]) == 2
     err = capsys.readouterr().err.strip()
@@ -353,16 +362,18 @@ def test_a_download_over_the_size_limit_is_refused(tmp_path, monkeypatch):
 
 def test_an_archive_over_the_unpacked_limit_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(sources, "MAX_UNPACKED_BYTES", 1000)
-    archive = tarball(tmp_path / "bomb.tar.gz", [member("p/a", 800), member("p/b", 800)],
-                      b"\0" * 800)  # fmt: skip
+    archive = tarball(
+        tmp_path / "bomb.tar.gz", [member("p/a", 800), member("p/b", 800)], b"\0" * 800
+    )
     with pytest.raises(tarfile.TarError, match="more than the 1000 bytes"):
         sources.unpack_tarball(archive, tmp_path / "out", strip=1)
     assert not (tmp_path / "out" / "a").exists()
 
 
 def test_links_out_of_a_tarball_are_refused_and_hard_links_follow_the_strip(tmp_path):
-    link_out = tarball(tmp_path / "l.tar.gz", [member("p/x", type=tarfile.SYMTYPE,
-                                                      linkname="../../etc/passwd")])  # fmt: skip
+    link_out = tarball(
+        tmp_path / "l.tar.gz", [member("p/x", type=tarfile.SYMTYPE, linkname="../../etc/passwd")]
+    )
     with pytest.raises(tarfile.TarError):
         sources.unpack_tarball(link_out, tmp_path / "l", strip=1)
     hard = tarball(
@@ -434,8 +445,9 @@ def test_show_prints_stored_markup_as_text(capsys, tmp_path):
 
     store = RunStore(tmp_path, "run1")
     store.write_manifest({"status": "[blink]done[/blink]"})
-    store.add(Record("cell", "run1", "[red]evil[/red]", 1, "native", "linux/amd64", 1, "ok",
-                     1.0, "t"))  # fmt: skip
+    store.add(
+        Record("cell", "run1", "[red]evil[/red]", 1, "native", "linux/amd64", 1, "ok", 1.0, "t")
+    )
     assert main(["show", "run1", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "[red]evil[/red]" in out and "[blink]done[/blink]" in out

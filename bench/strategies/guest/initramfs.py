@@ -86,9 +86,20 @@ def cpio_newc(entries: Sequence[_CpioEntry]) -> bytes:
         name = entry.name.encode() + b"\0"
         nlink = 2 if stat.S_ISDIR(entry.mode) else 1
         fields = (
-            ino, entry.mode, 0, 0, nlink, 0, len(entry.data),
-            0, 0, entry.rdev[0], entry.rdev[1], len(name), 0,
-        )  # fmt: skip
+            ino,
+            entry.mode,
+            0,
+            0,
+            nlink,
+            0,
+            len(entry.data),
+            0,
+            0,
+            entry.rdev[0],
+            entry.rdev[1],
+            len(name),
+            0,
+        )
         out.extend(b"070701" + "".join(f"{v:08X}" for v in fields).encode())
         out.extend(name)
         pad4()

@@ -28,24 +28,47 @@ from bench.engine.results import Record, RunStore
 CELLS = [("qemu-user", "linux/arm64", 80.0), ("cross", "linux/arm64", 5.0)]
 
 
-def store_run(root, run_id, walls_for, recipe="r1", size=1, cells=CELLS, digest="src1",
-              status_for=None, qemu="qemu 7.2"):  # fmt: skip
+def store_run(
+    root,
+    run_id,
+    walls_for,
+    recipe="r1",
+    size=1,
+    cells=CELLS,
+    digest="src1",
+    status_for=None,
+    qemu="qemu 7.2",
+):
     store = RunStore(root, run_id)
-    store.write_manifest({
-        "started_at": "2026-01-01T00:00:00+00:00",
-        "request": {"scenario_digests": {"cbench": digest}},
-        "provenance": {"qemu_user": qemu},
-        "cells": [{"cell": f"cbench-s{size}-{s}-{p.replace('/', '-')}"} for s, p, _ in cells],
-    })  # fmt: skip
+    store.write_manifest(
+        {
+            "started_at": "2026-01-01T00:00:00+00:00",
+            "request": {"scenario_digests": {"cbench": digest}},
+            "provenance": {"qemu_user": qemu},
+            "cells": [{"cell": f"cbench-s{size}-{s}-{p.replace('/', '-')}"} for s, p, _ in cells],
+        }
+    )
     for strategy, platform, base in cells:
         for rep, wall in enumerate(walls_for(base), start=1):
             status = status_for(strategy, rep) if status_for else "ok"
-            store.add(Record("cell", run_id, "cbench", size, strategy, platform, rep, status,
-                             wall if status == "ok" else 1.0, "2026-01-01T00:00:00+00:00",
-                             log_tail="" if status == "ok" else "cc: error: x.c:3: expected ';'",
-                             failure_class="" if status == "ok" else "compile",
-                             extra={"harness_recipe_sha256": recipe},
-                             provenance={"hostname": "vm", "qemu_user": qemu}))  # fmt: skip
+            store.add(
+                Record(
+                    "cell",
+                    run_id,
+                    "cbench",
+                    size,
+                    strategy,
+                    platform,
+                    rep,
+                    status,
+                    wall if status == "ok" else 1.0,
+                    "2026-01-01T00:00:00+00:00",
+                    log_tail="" if status == "ok" else "cc: error: x.c:3: expected ';'",
+                    failure_class="" if status == "ok" else "compile",
+                    extra={"harness_recipe_sha256": recipe},
+                    provenance={"hostname": "vm", "qemu_user": qemu},
+                )
+            )
     return store.path
 
 
@@ -67,8 +90,13 @@ def test_threshold_and_alpha_are_validated():
         compare_samples({"c": ([1.0], [1.0])}, alpha=math.nan)
 
 
-BAD_FLAGS = [["--threshold", "nan"], ["--threshold", "0"], ["--alpha", "nan"],
-             ["--alpha", "1"], ["--alpha", "0"]]  # fmt: skip
+BAD_FLAGS = [
+    ["--threshold", "nan"],
+    ["--threshold", "0"],
+    ["--alpha", "nan"],
+    ["--alpha", "1"],
+    ["--alpha", "0"],
+]
 
 
 @pytest.mark.parametrize("flag", BAD_FLAGS)
@@ -132,8 +160,10 @@ def test_twenty_percent_on_one_of_seven_cells_is_found_at_the_recommended_reps()
 
 
 def test_too_few_reps_give_an_advisory_verdict_strict_fails_it(tmp_path, capsys):
-    cells = [("qemu-user", p, 80.0) for p in ("linux/arm64", "linux/arm/v7", "linux/riscv64",
-                                               "linux/ppc64le")]  # fmt: skip
+    cells = [
+        ("qemu-user", p, 80.0)
+        for p in ("linux/arm64", "linux/arm/v7", "linux/riscv64", "linux/ppc64le")
+    ]
     store_run(tmp_path, "base", noisy(1, 4), cells=cells)
     store_run(tmp_path, "new", noisy(2, 4, factor=1.3), cells=cells)
     assert main(["compare", "base", "new", "--results", str(tmp_path)]) == 0
@@ -175,8 +205,9 @@ def test_faster_new_run_exits_0(tmp_path):
 
 
 def test_a_nan_time_fails_the_gate_instead_of_hiding_a_slowdown(tmp_path):
-    cells = compare_samples({"c": ([10.0, 10.1, 9.9, 10.0, 10.2],
-                                   [24.0, float("nan"), 24.2, 23.9, 24.1])})  # fmt: skip
+    cells = compare_samples(
+        {"c": ([10.0, 10.1, 9.9, 10.0, 10.2], [24.0, float("nan"), 24.2, 23.9, 24.1])}
+    )
     assert cells[0].verdict == INVALID
     walls = iter([[10.0, 10.1, 9.9, 10.0, 10.2], [24.0, float("nan"), 24.2, 23.9, 24.1]])
     store_run(tmp_path, "base", lambda _b: next(walls), cells=CELLS[:1])
@@ -186,8 +217,12 @@ def test_a_nan_time_fails_the_gate_instead_of_hiding_a_slowdown(tmp_path):
 
 def test_a_cell_that_stops_building_fails_the_gate_with_status_and_log(tmp_path, capsys):
     store_run(tmp_path, "base", noisy(1, 5))
-    store_run(tmp_path, "new", noisy(2, 5),
-              status_for=lambda strategy, _rep: "failed" if strategy == "cross" else "ok")
+    store_run(
+        tmp_path,
+        "new",
+        noisy(2, 5),
+        status_for=lambda strategy, _rep: "failed" if strategy == "cross" else "ok",
+    )
     assert main(["compare", "base", "new", "--results", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "BROKEN: cbench-s1-cross-linux-arm64: failed in 5 of 5 repetition(s) (compile)" in out
@@ -196,8 +231,12 @@ def test_a_cell_that_stops_building_fails_the_gate_with_status_and_log(tmp_path,
 
 def test_a_cell_unavailable_in_new_is_breakage(tmp_path, capsys):
     store_run(tmp_path, "base", noisy(1, 5))
-    store_run(tmp_path, "new", noisy(2, 5),
-              status_for=lambda strategy, _rep: "unavailable" if strategy == "cross" else "ok")
+    store_run(
+        tmp_path,
+        "new",
+        noisy(2, 5),
+        status_for=lambda strategy, _rep: "unavailable" if strategy == "cross" else "ok",
+    )
     assert main(["compare", "base", "new", "--results", str(tmp_path)]) == 1
     assert "BROKEN: cbench-s1-cross-linux-arm64: unavailable in 5 of 5" in capsys.readouterr().out
 
@@ -248,8 +287,10 @@ def test_sizes_are_never_pooled(tmp_path, capsys):
     store_run(tmp_path, "new", noisy(2, 5), size=2)
     result = compare_runs(tmp_path / "base", tmp_path / "new")
     assert not result.cells
-    assert set(result.only_base) == {"cbench-s1-qemu-user-linux-arm64",
-                                     "cbench-s1-cross-linux-arm64"}  # fmt: skip
+    assert set(result.only_base) == {
+        "cbench-s1-qemu-user-linux-arm64",
+        "cbench-s1-cross-linux-arm64",
+    }
     assert "cbench-s2-cross-linux-arm64" in result.only_new
 
 

@@ -16,12 +16,28 @@ def store_runs(root, medians, reps=3, seed=0, size=1):
     for i, median in enumerate(medians):
         run_id = f"202601{i + 1:02d}T000000Z-run{i}"
         store = RunStore(root, run_id)
-        store.write_manifest({"started_at": f"2026-01-{i + 1:02d}T00:00:00+00:00",
-                              "provenance": {"harness_commit": f"commit{i}"}})  # fmt: skip
+        store.write_manifest(
+            {
+                "started_at": f"2026-01-{i + 1:02d}T00:00:00+00:00",
+                "provenance": {"harness_commit": f"commit{i}"},
+            }
+        )
         for rep in range(1, reps + 1):
             wall = median * (1 + 0.01 * rng.standard_normal())
-            store.add(Record("cell", run_id, "cbench", size, "qemu-user", "linux/arm64", rep,
-                             "ok", wall, f"2026-01-{i + 1:02d}T00:00:00+00:00"))  # fmt: skip
+            store.add(
+                Record(
+                    "cell",
+                    run_id,
+                    "cbench",
+                    size,
+                    "qemu-user",
+                    "linux/arm64",
+                    rep,
+                    "ok",
+                    wall,
+                    f"2026-01-{i + 1:02d}T00:00:00+00:00",
+                )
+            )
 
 
 def test_a_step_is_found_at_the_run_where_it_happens(tmp_path):

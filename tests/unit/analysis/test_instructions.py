@@ -10,36 +10,71 @@ from bench.analysis import instructions
 from bench.engine.results import Record
 
 
-def _cell(strategy: str, platform: str, rep: int, steps: list[dict[str, Any]],
-          status: str = "ok") -> Record:  # fmt: skip
-    return Record(kind="cell", run_id="r", scenario="df-app", size=1, strategy=strategy,
-                  platform=platform, rep=rep, status=status, wall_s=10.0,
-                  started_at="2026-01-01T00:00:00+00:00",
-                  extra={"instructions": steps})  # fmt: skip
+def _cell(
+    strategy: str, platform: str, rep: int, steps: list[dict[str, Any]], status: str = "ok"
+) -> Record:
+    return Record(
+        kind="cell",
+        run_id="r",
+        scenario="df-app",
+        size=1,
+        strategy=strategy,
+        platform=platform,
+        rep=rep,
+        status=status,
+        wall_s=10.0,
+        started_at="2026-01-01T00:00:00+00:00",
+        extra={"instructions": steps},
+    )
 
 
-def _step(line: int, keyword: str, text: str, seconds: float, runs_on: str = "target",
-          cached: bool = False) -> dict[str, Any]:  # fmt: skip
+def _step(
+    line: int,
+    keyword: str,
+    text: str,
+    seconds: float,
+    runs_on: str = "target",
+    cached: bool = False,
+) -> dict[str, Any]:
     return {
-        "stage": "build", "line": line, "instruction": f"{keyword} {text}", "keyword": keyword,
-        "runs_on": runs_on, "seconds": seconds, "cached": cached,
-    }  # fmt: skip
+        "stage": "build",
+        "line": line,
+        "instruction": f"{keyword} {text}",
+        "keyword": keyword,
+        "runs_on": runs_on,
+        "seconds": seconds,
+        "cached": cached,
+    }
 
 
 def _records() -> list[Record]:
     out = []
     for rep, (apt, make) in enumerate([(10.0, 4.0), (12.0, 6.0), (11.0, 5.0)], 1):
-        out.append(_cell("native", "linux/amd64", rep, [
-            _step(1, "FROM", "debian:bookworm", 0.0, cached=True),
-            _step(3, "RUN", "apt-get install gcc", apt),
-            _step(5, "COPY", ". .", 0.5),
-            _step(6, "RUN", "make", make),
-        ]))  # fmt: skip
-        out.append(_cell("qemu-user", "linux/arm64", rep, [
-            _step(3, "RUN", "apt-get install gcc", apt * 4),
-            _step(5, "COPY", ". .", 0.6),
-            _step(6, "RUN", "make", make * 10),
-        ]))  # fmt: skip
+        out.append(
+            _cell(
+                "native",
+                "linux/amd64",
+                rep,
+                [
+                    _step(1, "FROM", "debian:bookworm", 0.0, cached=True),
+                    _step(3, "RUN", "apt-get install gcc", apt),
+                    _step(5, "COPY", ". .", 0.5),
+                    _step(6, "RUN", "make", make),
+                ],
+            )
+        )
+        out.append(
+            _cell(
+                "qemu-user",
+                "linux/arm64",
+                rep,
+                [
+                    _step(3, "RUN", "apt-get install gcc", apt * 4),
+                    _step(5, "COPY", ". .", 0.6),
+                    _step(6, "RUN", "make", make * 10),
+                ],
+            )
+        )
     out.append(_cell("qemu-user", "linux/arm64", 4, [_step(3, "RUN", "x", 999.0)], "failed"))
     return out
 
@@ -78,8 +113,9 @@ def test_steps_on_buildplatform_are_not_emulated() -> None:
     assert not cross["emulated"] and cross["ratio"] == pytest.approx(9.0 / 8.0)
     assert instructions.savings(costs).empty
     assert instructions.strategy_picks(recs) == {
-        ("df-app", "linux/amd64"): "native", ("df-app", "linux/arm64"): "cross",
-    }  # fmt: skip
+        ("df-app", "linux/amd64"): "native",
+        ("df-app", "linux/arm64"): "cross",
+    }
 
 
 def test_no_instructions_no_rows() -> None:

@@ -13,8 +13,9 @@ from bench.cli import main
 from bench.engine.results import Record, RunStore
 
 
-def store_pair_run(root, run_id, factor=1.0, reps=7, seed=0, b_status="ok", order="interleaved",
-                   a_fails=()):  # fmt: skip
+def store_pair_run(
+    root, run_id, factor=1.0, reps=7, seed=0, b_status="ok", order="interleaved", a_fails=()
+):
     rng = np.random.default_rng(seed)
     store = RunStore(root, run_id)
     store.write_manifest({"request": {"order": order}})
@@ -27,9 +28,21 @@ def store_pair_run(root, run_id, factor=1.0, reps=7, seed=0, b_status="ok", orde
             if scenario == "old" and rep in a_fails:
                 status = "failed"
             tail = "" if status == "ok" else "error: undefined reference"
-            store.add(Record("cell", run_id, scenario, 1, "cross", "linux/arm64", rep, status,
-                             wall * (factor if scenario == "new" else 1.0), "",
-                             log_tail=tail))  # fmt: skip
+            store.add(
+                Record(
+                    "cell",
+                    run_id,
+                    scenario,
+                    1,
+                    "cross",
+                    "linux/arm64",
+                    rep,
+                    status,
+                    wall * (factor if scenario == "new" else 1.0),
+                    "",
+                    log_tail=tail,
+                )
+            )
     return store.path
 
 
@@ -87,8 +100,9 @@ def test_compare_pair_flags_a_slower_variant_and_passes_an_identical_one(tmp_pat
 
 def test_compare_pair_fails_when_variant_b_stops_building(tmp_path, capsys):
     store_pair_run(tmp_path, "broken", b_status="failed")
-    assert main(["compare", "broken", "--results", str(tmp_path), "--pair",
-                 "scenario=old,new"]) == 1  # fmt: skip
+    assert (
+        main(["compare", "broken", "--results", str(tmp_path), "--pair", "scenario=old,new"]) == 1
+    )
     assert "BROKEN: new-s1-cross-linux-arm64: failed in 7 of 7" in capsys.readouterr().out
 
 
@@ -122,8 +136,9 @@ def test_the_paired_interval_holds_its_95_percent_under_drift():
 
 def test_a_failure_both_variants_share_is_not_breakage_of_b(tmp_path):
     # B failed everywhere: breakage, even though A failed once too.
-    assert compare_pairs(store_pair_run(tmp_path, "all", b_status="failed", a_fails=(3,)),
-                         "scenario", "old", "new").broken  # fmt: skip
+    assert compare_pairs(
+        store_pair_run(tmp_path, "all", b_status="failed", a_fails=(3,)), "scenario", "old", "new"
+    ).broken
     # Both failed at repetition 3 only (the registry went away): not B's breakage.
     path = store_pair_run(tmp_path, "shared", a_fails=(3,))
     for f in (path / "records").glob("*-cell-new-*-r3.json"):

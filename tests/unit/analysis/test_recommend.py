@@ -8,12 +8,23 @@ APPROX = "packages unpacked with dpkg -x: no maintainer script ran"
 
 def stats_row(strategy: str, platform: str, median: float, approximate: str = "") -> dict:
     return {
-        "scenario": "s", "size": 1, "strategy": strategy, "variant": strategy,
-        "cpu": "default", "cache": "cold", "platform": platform, "n": 5,
-        "median_s": median, "ci_low_s": median * 0.95, "ci_high_s": median * 1.05,
-        "ci_coverage": 0.94, "cv": 0.03, "warnings": (), "validated": True,
+        "scenario": "s",
+        "size": 1,
+        "strategy": strategy,
+        "variant": strategy,
+        "cpu": "default",
+        "cache": "cold",
+        "platform": platform,
+        "n": 5,
+        "median_s": median,
+        "ci_low_s": median * 0.95,
+        "ci_high_s": median * 1.05,
+        "ci_coverage": 0.94,
+        "cv": 0.03,
+        "warnings": (),
+        "validated": True,
         "approximate": approximate,
-    }  # fmt: skip
+    }
 
 
 def recs(rows: list[dict]):
@@ -25,21 +36,25 @@ def recs(rows: list[dict]):
 
 
 def test_compile_workload_picks_the_fastest_and_states_the_emulation_cost():
-    got = recs([
-        stats_row("native", "linux/amd64", 4.0),
-        stats_row("qemu-user", "linux/arm64", 64.0),
-        stats_row("cross", "linux/arm64", 4.4),
-    ])["linux/arm64"]  # fmt: skip
+    got = recs(
+        [
+            stats_row("native", "linux/amd64", 4.0),
+            stats_row("qemu-user", "linux/arm64", 64.0),
+            stats_row("cross", "linux/arm64", 4.4),
+        ]
+    )["linux/arm64"]
     assert got.pick is not None and got.pick.variant == "cross"
     assert "costs 16.0x native, 14.5x the pick" in got.sentence()
 
 
 def test_an_approximate_image_is_not_picked_over_a_faithful_one():
-    got = recs([
-        stats_row("native", "linux/amd64", 20.0),
-        stats_row("qemu-user", "linux/arm64", 95.0),
-        stats_row("cross", "linux/arm64", 14.0, APPROX),
-    ])["linux/arm64"]  # fmt: skip
+    got = recs(
+        [
+            stats_row("native", "linux/amd64", 20.0),
+            stats_row("qemu-user", "linux/arm64", 95.0),
+            stats_row("cross", "linux/arm64", 14.0, APPROX),
+        ]
+    )["linux/arm64"]
     assert got.pick is not None and got.pick.variant == "qemu-user"
     text = got.sentence()
     assert "costs 4.8x native." in text
@@ -47,29 +62,35 @@ def test_an_approximate_image_is_not_picked_over_a_faithful_one():
 
 
 def test_an_approximate_image_is_picked_only_when_nothing_else_built():
-    got = recs([
-        stats_row("native", "linux/amd64", 20.0),
-        stats_row("cross", "linux/arm64", 14.0, APPROX),
-    ])["linux/arm64"]  # fmt: skip
+    got = recs(
+        [
+            stats_row("native", "linux/amd64", 20.0),
+            stats_row("cross", "linux/arm64", 14.0, APPROX),
+        ]
+    )["linux/arm64"]
     assert got.pick is not None and got.pick.variant == "cross"
     assert "Caution: " + APPROX in got.sentence()
 
 
 def test_the_hosts_own_platform_states_no_emulation_cost():
-    got = recs([
-        stats_row("native", "linux/amd64", 20.0),
-        stats_row("qemu-user", "linux/amd64", 19.8),
-        stats_row("cross", "linux/amd64", 10.0, APPROX),
-    ])["linux/amd64"]  # fmt: skip
+    got = recs(
+        [
+            stats_row("native", "linux/amd64", 20.0),
+            stats_row("qemu-user", "linux/amd64", 19.8),
+            stats_row("cross", "linux/amd64", 10.0, APPROX),
+        ]
+    )["linux/amd64"]
     assert got.emulation is None and "Emulating" not in got.sentence()
 
 
 def test_a_faster_approximate_option_is_no_overlap_caveat():
-    got = recs([
-        stats_row("native", "linux/amd64", 20.0),
-        stats_row("qemu-user", "linux/arm64", 95.0),
-        stats_row("cross", "linux/arm64", 94.0, APPROX),
-    ])["linux/arm64"]  # fmt: skip
+    got = recs(
+        [
+            stats_row("native", "linux/amd64", 20.0),
+            stats_row("qemu-user", "linux/arm64", 95.0),
+            stats_row("cross", "linux/arm64", 94.0, APPROX),
+        ]
+    )["linux/arm64"]
     assert not any("overlap" in c for c in got.caveats)
 
 
@@ -88,28 +109,34 @@ def test_the_report_tables_each_workloads_emulation_cost():
 
 
 def test_on_the_hosts_platform_native_is_picked_over_an_equal_qemu_user_build():
-    got = recs([
-        stats_row("native", "linux/amd64", 20.0),
-        stats_row("qemu-user", "linux/amd64", 19.6),
-        stats_row("cross", "linux/amd64", 19.9),
-    ])["linux/amd64"]  # fmt: skip
+    got = recs(
+        [
+            stats_row("native", "linux/amd64", 20.0),
+            stats_row("qemu-user", "linux/amd64", 19.6),
+            stats_row("cross", "linux/amd64", 19.9),
+        ]
+    )["linux/amd64"]
     assert got.pick is not None and got.pick.variant == "native"
     assert any("same kind of build" in c and "native is picked" in c for c in got.caveats)
     assert "0.98x" not in got.sentence()
 
 
 def test_overlapping_intervals_are_a_tie_settled_by_precedence():
-    got = recs([
-        stats_row("native", "linux/amd64", 4.0),
-        stats_row("qemu-system", "linux/arm64", 60.0),
-        stats_row("qemu-user", "linux/arm64", 63.0),
-    ])["linux/arm64"]  # fmt: skip
+    got = recs(
+        [
+            stats_row("native", "linux/amd64", 4.0),
+            stats_row("qemu-system", "linux/arm64", 60.0),
+            stats_row("qemu-user", "linux/arm64", 63.0),
+        ]
+    )["linux/arm64"]
     assert got.pick is not None and got.pick.variant == "qemu-user"
     assert any("ties with qemu-system" in c for c in got.caveats)
-    apart = recs([
-        stats_row("native", "linux/amd64", 4.0),
-        stats_row("qemu-system", "linux/arm64", 50.0),
-        stats_row("qemu-user", "linux/arm64", 63.0),
-    ])["linux/arm64"]  # fmt: skip
+    apart = recs(
+        [
+            stats_row("native", "linux/amd64", 4.0),
+            stats_row("qemu-system", "linux/arm64", 50.0),
+            stats_row("qemu-user", "linux/arm64", 63.0),
+        ]
+    )["linux/arm64"]
     assert apart.pick is not None and apart.pick.variant == "qemu-system"
     assert not any("ties" in c for c in apart.caveats)

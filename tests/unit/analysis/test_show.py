@@ -47,8 +47,10 @@ def test_rows_follow_the_stored_cell_records_of_every_golden_run():
             ok = [r for r in raw if _key(r) == row["cell"] and r["status"] == "ok"]
             assert row["samples"] == [r["wall_s"] for r in ok]
             if ok and ok[0].get("extra", {}).get("resources"):
-                cpu = [r["extra"]["resources"]["cpu_user_s"]
-                       + r["extra"]["resources"]["cpu_system_s"] for r in ok]
+                cpu = [
+                    r["extra"]["resources"]["cpu_user_s"] + r["extra"]["resources"]["cpu_system_s"]
+                    for r in ok
+                ]
                 assert row["cpu_s"] == statistics.median(cpu)
                 compile_s = [r["extra"]["step_seconds"]["compile"] for r in ok]
                 assert row["steps"]["compile"] == statistics.median(compile_s)

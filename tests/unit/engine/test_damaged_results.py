@@ -132,8 +132,9 @@ def assert_warned(err, path, why):
 
 
 @pytest.mark.parametrize("damage", RECORD_DAMAGE, ids=list(RECORD_DAMAGE))
-def test_a_damaged_record_is_skipped_by_every_command(damage, results, tmp_path, monkeypatch,
-                                                      capsys):  # fmt: skip
+def test_a_damaged_record_is_skipped_by_every_command(
+    damage, results, tmp_path, monkeypatch, capsys
+):
     damaged = results / COPY / "records" / RECORD
     make, why = RECORD_DAMAGE[damage]
     make(damaged, monkeypatch)
@@ -172,8 +173,10 @@ def test_a_damaged_record_is_skipped_by_every_command(damage, results, tmp_path,
     assert code == 0
     assert_warned(err, damaged, why)
     compared = {c["cell"]: c for c in json.loads(out)["cells"]}
-    assert (compared["cbench-s1-cross-linux-amd64"]["base_n"],
-            compared["cbench-s1-cross-linux-amd64"]["new_n"]) == (3, 2)  # fmt: skip
+    assert (
+        compared["cbench-s1-cross-linux-amd64"]["base_n"],
+        compared["cbench-s1-cross-linux-amd64"]["new_n"],
+    ) == (3, 2)
     assert compared["cbench-s1-qemu-user-linux-arm64"]["ratio"] == pytest.approx(1.0)
     code, out, err = run_cli(capsys, "compare", OLD, COPY, *r)
     assert code == 0 and "cbench-s1-cross-linux-amd64" in out
@@ -189,8 +192,9 @@ def test_a_damaged_record_is_skipped_by_every_command(damage, results, tmp_path,
 
 
 @pytest.mark.parametrize("damage", MANIFEST_DAMAGE, ids=list(MANIFEST_DAMAGE))
-def test_a_damaged_manifest_skips_its_run_and_reports_the_others(damage, results, tmp_path,
-                                                                 monkeypatch, capsys):  # fmt: skip
+def test_a_damaged_manifest_skips_its_run_and_reports_the_others(
+    damage, results, tmp_path, monkeypatch, capsys
+):
     damaged = results / COPY / "manifest.json"
     make, why = MANIFEST_DAMAGE[damage]
     make(damaged, monkeypatch)
@@ -256,8 +260,9 @@ def test_stored_formats_keep_loading(results):
         assert run.warnings == ()
         assert len(run.records) == len(list((results / run_id / "records").iterdir()))
     # An unavailable cell has no time: 0 s is valid there, and only there.
-    unavailable = json.loads((RUNS / OLD / "records" / "0001-cell-cbench-s1-native-linux-arm64"
-                              "-r1.json").read_text())  # fmt: skip
+    unavailable = json.loads(
+        (RUNS / OLD / "records" / "0001-cell-cbench-s1-native-linux-arm64-r1.json").read_text()
+    )
     assert unavailable["wall_s"] == 0 and record_from_dict(unavailable).status == "unavailable"
     v1 = json.loads((DATA / "result-v1-cell.json").read_text())
     assert record_from_dict(v1).cache == "cold"
@@ -274,8 +279,9 @@ def _boom(*_args, **_kwargs):
 def test_a_report_that_fails_leaves_no_folder(results, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(charts, "step_breakdown_chart", _boom)
     out_dir = tmp_path / "reports" / "r"
-    code, out, err = run_cli(capsys, "report", OLD, "--results", str(results),
-                             "--out", str(out_dir))  # fmt: skip
+    code, out, err = run_cli(
+        capsys, "report", OLD, "--results", str(results), "--out", str(out_dir)
+    )
     assert code == 1
     assert "the report could not be written (RuntimeError: chart failed half-way)" in err
     assert list((tmp_path / "reports").iterdir()) == []
@@ -331,8 +337,9 @@ def test_report_refuses_to_replace_a_folder_that_is_not_a_report(results, tmp_pa
     assert [p.name for p in keep.iterdir()] == ["notes.txt"]
 
 
-def test_export_out_replaces_the_file_atomically_and_says_so(results, tmp_path, monkeypatch,
-                                                             capsys):  # fmt: skip
+def test_export_out_replaces_the_file_atomically_and_says_so(
+    results, tmp_path, monkeypatch, capsys
+):
     out = tmp_path / "export.csv"
     r = ["--results", str(results), "--format", "csv", "--out", str(out)]
     code, _, err = run_cli(capsys, "export", NEW, *r)

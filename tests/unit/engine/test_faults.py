@@ -36,9 +36,7 @@ def test_sigterm_handler_raises_interrupted_with_its_number():
 def test_a_log_on_a_full_disk_neither_hangs_nor_loses_output():
     # /dev/full answers every write with ENOSPC; 200000 lines overflow any pipe buffer,
     # so a pump that stopped at the first failed write would leave the child blocked.
-    done = proc.run(
-        ["seq", "1", "200000"], timeout=60, log_path=Path("/dev/full")
-    )
+    done = proc.run(["seq", "1", "200000"], timeout=60, log_path=Path("/dev/full"))
     assert done.ok
     assert done.stdout.splitlines()[-1] == "200000"
 

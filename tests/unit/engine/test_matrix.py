@@ -38,7 +38,12 @@ def test_expand_drops_duplicate_cells():
 def test_schedule_is_round_robin_by_repetition_alternating_direction():
     a, b = Cell("s", 1, "x", "p"), Cell("s", 1, "y", "p")
     assert schedule([a, b], 3) == [
-        (1, False, a), (1, False, b), (2, False, b), (2, False, a), (3, False, a), (3, False, b)
+        (1, False, a),
+        (1, False, b),
+        (2, False, b),
+        (2, False, a),
+        (3, False, a),
+        (3, False, b),
     ]
     assert schedule([a], 0) == []
 

@@ -15,11 +15,29 @@ from bench.report.frame import cell_statistics, frame, slowdown_table, wall_summ
 
 
 def rec(strategy, platform, wall, rep=1, size=1, cache="cold", cpu="", **extra):
-    validation = extra.pop("validation", {"passed": True, "checks": [
-        {"name": "smoke", "passed": True, "platform": platform, "skipped": False}]})  # fmt: skip
-    return Record("cell", "r", "s", size, strategy, platform, rep, "ok", wall,
-                  f"2026-01-01T00:00:{rep:02d}+00:00", validation=validation, extra=extra,
-                  cache=cache, cpu=cpu)  # fmt: skip
+    validation = extra.pop(
+        "validation",
+        {
+            "passed": True,
+            "checks": [{"name": "smoke", "passed": True, "platform": platform, "skipped": False}],
+        },
+    )
+    return Record(
+        "cell",
+        "r",
+        "s",
+        size,
+        strategy,
+        platform,
+        rep,
+        "ok",
+        wall,
+        f"2026-01-01T00:00:{rep:02d}+00:00",
+        validation=validation,
+        extra=extra,
+        cache=cache,
+        cpu=cpu,
+    )
 
 
 NATIVE = [4.0, 5.0, 6.0]
@@ -102,12 +120,15 @@ def test_no_native_means_no_slowdown_chart():
 
 def test_step_breakdown_stacks_median_steps_and_vm_phases():
     records = [
-        rec("qemu-user", "linux/arm64", 10.0, i + 1,
-            step_seconds={"toolchain": 1.0, "compile": c, "export": 0.5})
+        rec(
+            "qemu-user",
+            "linux/arm64",
+            10.0,
+            i + 1,
+            step_seconds={"toolchain": 1.0, "compile": c, "export": 0.5},
+        )
         for i, c in enumerate([6.0, 7.0, 8.0])
-    ] + [
-        rec("qemu-system", "linux/arm64", 30.0, 1, boot_s=5.0, build_s=20.0, shutdown_s=1.0)
-    ]  # fmt: skip
+    ] + [rec("qemu-system", "linux/arm64", 30.0, 1, boot_s=5.0, build_s=20.0, shutdown_s=1.0)]
     steps = charts.step_table(frame(records))
     fig = charts.step_breakdown_chart(steps)
     widths = {}
@@ -159,9 +180,13 @@ def test_scaling_chart_shows_the_fitted_exponent():
 
 
 def test_validation_matrix_holds_the_share_passed():
-    bad = {"passed": False, "checks": [
-        {"name": "smoke", "passed": False, "platform": "linux/arm64", "skipped": False},
-        {"name": "elf", "passed": True, "platform": "linux/arm64", "skipped": False}]}  # fmt: skip
+    bad = {
+        "passed": False,
+        "checks": [
+            {"name": "smoke", "passed": False, "platform": "linux/arm64", "skipped": False},
+            {"name": "elf", "passed": True, "platform": "linux/arm64", "skipped": False},
+        ],
+    }
     records = [
         rec("cross", "linux/arm64", 5.0, 1),
         rec("cross", "linux/arm64", 5.0, 2, validation=bad),
@@ -176,8 +201,9 @@ def test_validation_matrix_holds_the_share_passed():
 
 def test_resources_chart_shows_cpu_and_peak_memory():
     res = {"cpu_user_s": 3.0, "cpu_system_s": 1.0, "peak_above_baseline_bytes": 64 * 2**20}
-    fig = charts.resources_chart(charts.resource_table(frame([rec("cross", "linux/arm64", 5.0,
-                                                                  resources=res)])))  # fmt: skip
+    fig = charts.resources_chart(
+        charts.resource_table(frame([rec("cross", "linux/arm64", 5.0, resources=res)]))
+    )
     cpu_ax, mem_ax = fig.axes[:2]
     assert [p.get_height() for p in cpu_ax.patches] == pytest.approx([3.0, 1.0])
     assert [p.get_height() for p in mem_ax.patches] == pytest.approx([64.0])
@@ -187,15 +213,25 @@ def test_resources_chart_shows_cpu_and_peak_memory():
 def test_history_chart_marks_change_points():
     import pandas as pd
 
-    series = pd.DataFrame({
-        "cell": ["c"] * 4, "strategy": ["cross"] * 4, "run_id": list("abcd"),
-        "started_at": [f"2026-01-0{i}T00:00:00+00:00" for i in range(1, 5)],
-        "commit": ["x"] * 4, "n": [3] * 4, "median_s": [5.0, 5.0, 7.0, 7.0],
-    })  # fmt: skip
+    series = pd.DataFrame(
+        {
+            "cell": ["c"] * 4,
+            "strategy": ["cross"] * 4,
+            "run_id": list("abcd"),
+            "started_at": [f"2026-01-0{i}T00:00:00+00:00" for i in range(1, 5)],
+            "commit": ["x"] * 4,
+            "n": [3] * 4,
+            "median_s": [5.0, 5.0, 7.0, 7.0],
+        }
+    )
     steps = pd.DataFrame(
-        {"cell": ["c"], "started_at": ["2026-01-03T00:00:00+00:00"], "ratio": [1.4],
-         "after_s": [7.0]}
-    )  # fmt: skip
+        {
+            "cell": ["c"],
+            "started_at": ["2026-01-03T00:00:00+00:00"],
+            "ratio": [1.4],
+            "after_s": [7.0],
+        }
+    )
     fig = charts.history_chart(series, steps)
     ax = fig.axes[0]
     assert list(ax.lines[0].get_ydata()) == [5.0, 5.0, 7.0, 7.0]

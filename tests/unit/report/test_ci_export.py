@@ -28,13 +28,34 @@ def _records() -> list[Record]:
     out = []
     for rep, wall in enumerate([100.0, 110.0, 105.0, 120.0, 101.0], 1):
         for strategy, platform, k in CELLS:
-            out.append(Record(kind="cell", run_id="r", scenario="df-app", size=1,
-                              strategy=strategy, platform=platform, rep=rep, status="ok",
-                              wall_s=wall * k,
-                              started_at=f"2026-01-01T00:00:0{rep}+00:00"))  # fmt: skip
-    out.append(Record(kind="cell", run_id="r", scenario="df-app", size=1, strategy="cross",
-                      platform="linux/arm64", rep=1, status="unavailable", wall_s=0.0,
-                      started_at="2026-01-01T00:00:00+00:00"))  # fmt: skip
+            out.append(
+                Record(
+                    kind="cell",
+                    run_id="r",
+                    scenario="df-app",
+                    size=1,
+                    strategy=strategy,
+                    platform=platform,
+                    rep=rep,
+                    status="ok",
+                    wall_s=wall * k,
+                    started_at=f"2026-01-01T00:00:0{rep}+00:00",
+                )
+            )
+    out.append(
+        Record(
+            kind="cell",
+            run_id="r",
+            scenario="df-app",
+            size=1,
+            strategy="cross",
+            platform="linux/arm64",
+            rep=1,
+            status="unavailable",
+            wall_s=0.0,
+            started_at="2026-01-01T00:00:00+00:00",
+        )
+    )
     return out
 
 

@@ -82,8 +82,14 @@ def test_the_report_writes_each_file_once(tmp_path):
     written = write_report_files(load_report_data([store.path]), tmp_path / "out")
     names = [p.name for p in written]
     assert len(names) == len(set(names))
-    assert {"cells.csv", "walltime.csv", "walltime.png", "walltime-ci.png", "summary.md",
-            "report.html"} <= set(names)  # fmt: skip
+    assert {
+        "cells.csv",
+        "walltime.csv",
+        "walltime.png",
+        "walltime-ci.png",
+        "summary.md",
+        "report.html",
+    } <= set(names)
     # walltime.png and walltime-ci.png are one chart under the two names reports have used
     assert (tmp_path / "out" / "walltime.png").read_bytes() == (
         tmp_path / "out" / "walltime-ci.png"

@@ -36,14 +36,30 @@ def test_export_csv_has_one_row_per_record_and_every_column(results, capsys):
 
 def test_export_json_and_parquet_of_several_runs(results, tmp_path, capsys):
     out = tmp_path / "all.json"
-    assert main(["export", OLD, NEW, "--results", str(results), "--format", "json",
-                 "--out", str(out)]) == 0  # fmt: skip
+    assert (
+        main(["export", OLD, NEW, "--results", str(results), "--format", "json", "--out", str(out)])
+        == 0
+    )
     rows = json.loads(out.read_text())
     assert {r["run_id"] for r in rows} == {OLD, NEW}
     parquet = tmp_path / "all.parquet"
     pytest.importorskip("pyarrow")
-    assert main(["export", OLD, NEW, "--results", str(results), "--format", "parquet",
-                 "--out", str(parquet)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "export",
+                OLD,
+                NEW,
+                "--results",
+                str(results),
+                "--format",
+                "parquet",
+                "--out",
+                str(parquet),
+            ]
+        )
+        == 0
+    )
     back = pd.read_parquet(parquet)
     assert len(back) == len(rows)
     assert back["wall_s"].sum() == pytest.approx(sum(r["wall_s"] for r in rows))
@@ -98,9 +114,11 @@ def test_run_ends_with_the_one_report_reading_each_stored_run_once(
     read_run, build_frame, to_csv = stored.read_run, report_frame.frame, pandas.DataFrame.to_csv
     monkeypatch.setattr(stored, "read_run", lambda p: reads.append(p.name) or read_run(p))
     monkeypatch.setattr(report_frame, "frame", lambda r: frames.append(1) or build_frame(r))
-    monkeypatch.setattr(pandas.DataFrame, "to_csv",
-                        lambda self, path=None, **k: csv_writes.append(str(path)) or to_csv(
-                            self, path, **k))  # fmt: skip
+    monkeypatch.setattr(
+        pandas.DataFrame,
+        "to_csv",
+        lambda self, path=None, **k: csv_writes.append(str(path)) or to_csv(self, path, **k),
+    )
     out = tmp_path / "reports"
     main(["run", "--strategy", "cross", "--results", str(results), "--reports", str(out)])
     assert sorted(reads) == sorted([OLD, NEW])  # the run, and the one beside it for history

@@ -20,8 +20,12 @@ def test_c_make_every_run_on_the_target() -> None:
     assert [s.label for s in df.stages] == ["build", "stage-1"]
     build = df.stage("build")
     assert [(i.line, i.keyword) for i in build.instructions] == [
-        (4, "RUN"), (8, "WORKDIR"), (9, "COPY"), (10, "COPY"), (11, "RUN"),
-    ]  # fmt: skip
+        (4, "RUN"),
+        (8, "WORKDIR"),
+        (9, "COPY"),
+        (10, "COPY"),
+        (11, "RUN"),
+    ]
     # Continuation lines are joined into one instruction that starts on its first line.
     assert build.instructions[0].args.startswith("apt-get update && apt-get install -y")
     assert "rm -rf /var/lib/apt/lists/*" in build.instructions[0].args
@@ -134,7 +138,7 @@ def test_vertex_names_map_to_instructions() -> None:
     found = instruction_for(df, ref)
     assert found is not None and found[1].line == 4 and found[1].keyword == "RUN"
     # Multi-platform builds prefix the platform; WORKDIR counts as a step.
-    ref = vertex_ref("[linux/arm64 build 6/6] RUN make -j\"$(nproc)\"")
+    ref = vertex_ref('[linux/arm64 build 6/6] RUN make -j"$(nproc)"')
     assert ref is not None and ref.platform == "linux/arm64"
     found = instruction_for(df, ref)
     assert found is not None and found[1].line == 11

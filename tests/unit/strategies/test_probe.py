@@ -156,8 +156,9 @@ def test_qemu_system_names_the_missing_emulator_and_the_image_limit():
     assert a.reason == "qemu-system-aarch64 is not installed"
     assert a.fix == "apt-get install qemu-system-arm qemu-system-x86 qemu-utils"
     image = SCENARIOS["image"]
-    a = REGISTRY["qemu-system"].probe(image, dataclasses.replace(cell, scenario="pkgimage"),
-                                      full_host())
+    a = REGISTRY["qemu-system"].probe(
+        image, dataclasses.replace(cell, scenario="pkgimage"), full_host()
+    )
     assert not a.available and "has no container engine to build an image in" in a.reason
 
 
@@ -210,5 +211,8 @@ def test_the_base_is_abstract_and_only_buildx_strategies_write_build_stages():
     assert not isinstance(REGISTRY["qemu-system"], BuildxStrategy)
     assert not hasattr(REGISTRY["qemu-system"], "build_stages")
     assert {n for n, s in REGISTRY.items() if isinstance(s, BuildxStrategy)} == {
-        "native", "qemu-user", "cross", "hybrid"
+        "native",
+        "qemu-user",
+        "cross",
+        "hybrid",
     }

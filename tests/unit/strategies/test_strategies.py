@@ -106,8 +106,11 @@ def test_every_known_platform_has_a_cross_case():
         key = f"{p.architecture}/{p.variant}"
         assert triplets[key] == f"HOST_TRIPLET={p.gnu_triplet} DEBIAN_ARCH={p.debian_arch}"
         assert packages[key].startswith("P='")
-    assert set(triplets) == set(packages) == {f"{p.architecture}/{p.variant}" for p in
-                                              KNOWN.values()} | {"*"}
+    assert (
+        set(triplets)
+        == set(packages)
+        == {f"{p.architecture}/{p.variant}" for p in KNOWN.values()} | {"*"}
+    )
 
 
 def test_suite_template_gives_each_platform_its_release():
@@ -133,8 +136,10 @@ def test_build_env_is_the_same_contract_for_every_strategy():
     for name in ("native", "qemu-user", "cross"):
         text = REGISTRY[name].dockerfile(scenario, SETTINGS)
         steps = stage(text, "build").only("RUN").steps()
-        assert 'export CC="${P}gcc" CXX="${P}g++" AR="${P}ar" RANLIB="${P}ranlib" ' \
+        assert (
+            'export CC="${P}gcc" CXX="${P}g++" AR="${P}ar" RANLIB="${P}ranlib" '
             'STRIP="${P}strip"' in steps
+        )
         assert steps[0] == (
             'if [ "$ARCHBENCH_CACHE" != warm ]; then rm -rf /cache/tree /cache/xdg; fi'
         )
@@ -156,8 +161,9 @@ def test_image_scenario_runs_apt_on_the_target_or_unpacks_on_the_build_platform(
     build = found[-1]
     assert build.keywords() == ["ARG", "ARG", "RUN", "ARG", "ARG", "ADD", "ENV", "ENV", "CMD"]
     install, localedef = build.only("RUN").steps()
-    assert install.startswith("apt-get update && apt-get install -y --no-install-recommends "
-                              "locales jq && ")
+    assert install.startswith(
+        "apt-get update && apt-get install -y --no-install-recommends locales jq && "
+    )
     assert localedef.startswith("localedef -i en_US ")
     add = build.only("ADD")
     assert add.args == "src/payload/busybox-${TARGETARCH}.tar.xz /opt/busybox/"

@@ -62,21 +62,30 @@ def _manifest(store, *layers):
 
 
 def test_top_layer_wins_and_whiteouts_hide(blobs):
-    m = _manifest(blobs, _layer({"usr/bin/x": b"old", "etc/a": b"a"}),
-                  _layer({"usr/bin/x": b"new", "etc/.wh.a": None}))  # fmt: skip
+    m = _manifest(
+        blobs,
+        _layer({"usr/bin/x": b"old", "etc/a": b"a"}),
+        _layer({"usr/bin/x": b"new", "etc/.wh.a": None}),
+    )
     assert imagefs.read_image_file("h", "r", m, "/usr/bin/x") == b"new"
     assert imagefs.read_image_file("h", "r", m, "/etc/a") is None
     assert imagefs.read_image_file("h", "r", m, "/nope") is None
 
 
 def test_opaque_folder_hides_lower_layers_but_not_its_own(blobs):
-    m = _manifest(blobs, _layer({"opt/d/x": b"1", "opt/d/y": b"1"}),
-                  _layer({"opt/d/.wh..wh..opq": None, "./opt/d/y": b"2"}))  # fmt: skip
+    m = _manifest(
+        blobs,
+        _layer({"opt/d/x": b"1", "opt/d/y": b"1"}),
+        _layer({"opt/d/.wh..wh..opq": None, "./opt/d/y": b"2"}),
+    )
     assert imagefs.read_image_file("h", "r", m, "/opt/d/x") is None
     assert imagefs.read_image_file("h", "r", m, "/opt/d/y") == b"2"
 
 
 def test_symlinks_are_followed_across_layers(blobs):
-    m = _manifest(blobs, _layer({"usr/lib/real": b"elf"}),
-                  _layer({}, {"usr/local/bin/tool": "../../lib/real"}))  # fmt: skip
+    m = _manifest(
+        blobs,
+        _layer({"usr/lib/real": b"elf"}),
+        _layer({}, {"usr/local/bin/tool": "../../lib/real"}),
+    )
     assert imagefs.read_image_file("h", "r", m, "/usr/local/bin/tool") == b"elf"
