@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli import _platforms, _sizes
+from bench.cli.common import _platforms, _sizes
 from bench.engine.matrix import split_values
 from bench.engine.results import DEFAULT_RESULTS
 from bench.engine.runner import Engine, RunRequest

@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench import cli
 from bench.cli import main
+from bench.cli import run as run_command
 from bench.engine.results import DamagedRun, read_run, record_from_dict
 from bench.report import charts
 from bench.report import writer as htmlreport
@@ -311,13 +311,13 @@ def test_the_report_at_the_end_of_a_run_keeps_its_first_files_when_the_full_one_
 ):
     monkeypatch.setattr(htmlreport.charts, "history_chart", _boom)
     out_dir = tmp_path / "reports" / OLD
-    written = cli._write_run_report(load_report_data([results / OLD]), out_dir, OLD)
+    written = run_command._write_run_report(load_report_data([results / OLD]), out_dir, OLD)
     assert {p.name for p in written} == {"cells.csv", "walltime.csv", "walltime.png"}
     assert {p.name for p in out_dir.iterdir()} == {"cells.csv", "walltime.csv", "walltime.png"}
     assert [p.name for p in (tmp_path / "reports").iterdir()] == [OLD]
     assert "the full report could not be written (chart failed half-way)" in capsys.readouterr().err
     monkeypatch.undo()
-    written = cli._write_run_report(load_report_data([results / OLD]), out_dir, OLD)
+    written = run_command._write_run_report(load_report_data([results / OLD]), out_dir, OLD)
     assert [p.name for p in written] == ["cells.csv", "walltime.csv", "walltime.png", "report.html"]
     assert {"walltime.png", "slowdown.png", "summary.md"} <= {p.name for p in out_dir.iterdir()}
     assert all(p.parent == out_dir and p.is_file() for p in written)
@@ -379,6 +379,6 @@ def test_a_run_report_that_cannot_be_written_at_all_costs_nothing_else(
 ):
     monkeypatch.setattr(charts, "wall_chart", _boom)  # the first chart, in both attempts
     out_dir = tmp_path / "reports" / OLD
-    assert cli._write_run_report(load_report_data([results / OLD]), out_dir, OLD) == []
+    assert run_command._write_run_report(load_report_data([results / OLD]), out_dir, OLD) == []
     assert list((tmp_path / "reports").iterdir()) == []
     assert "no report could be written (chart failed half-way)" in capsys.readouterr().err

@@ -21,7 +21,7 @@ def test_a_signal_exits_128_plus_its_number(monkeypatch, capsys, signum, code):
             raise KeyboardInterrupt
         raise Interrupted(signum)
 
-    monkeypatch.setitem(cli.COMMANDS, "show", interrupted)
+    monkeypatch.setattr(cli.show, "run", interrupted)
     assert cli.main(["show"]) == code
     assert f"interrupted ({signal.Signals(signum).name})" in capsys.readouterr().err
 

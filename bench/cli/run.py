@@ -1,0 +1,381 @@
+"""`archbench run`: build, time, validate and store a matrix of cells, then report it."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.markup import escape
+from rich.table import Table
+
+from bench import inputs
+from bench.cli.common import (
+    _LIST,
+    _TEXT,
+    EXIT_FAILED,
+    EXIT_OK,
+    SIZE_MAX,
+    Subcommands,
+    _path,
+    _platforms,
+    _say,
+    _size,
+    _sizes,
+    _Warnings,
+    out,
+)
+from bench.engine.matrix import ORDERS, split_values
+from bench.engine.results import DEFAULT_RESULTS
+from bench.errors import UsageError
+from bench.platforms import Platform
+from bench.scenarios.loader import DEFAULT_SCENARIO, Scenario, resolve_scenario
+from bench.strategies import REGISTRY, get_strategy
+from bench.strategies.guest.cpu import CPU_MODELS
+from bench.tools.emulators import Emulator
+from bench.tools.registry import registry_address
+
+if TYPE_CHECKING:
+    from bench.report.frame import ReportData
+
+# --cache: the cache modes each value measures.
+CACHES: dict[str, tuple[str, ...]] = {
+    "cold": ("cold",),
+    "warm": ("warm",),
+    "both": ("cold", "warm"),
+}
+
+REPS_MAX = 1000
+WARMUP_MAX = 100
+RETRIES_MAX = 20
+TIMEOUT_MAX_S = 7 * 24 * 3600.0
+
+
+def add_parser(sub: Subcommands) -> None:
+    """Add the `run` subcommand and its flags to `sub`."""
+    r = sub.add_parser("run", help="build, time, validate and store a matrix of cells")
+    r.add_argument(
+        "scenario",
+        nargs="*",
+        type=_TEXT,
+        help=f"scenario names or files (default {DEFAULT_SCENARIO})",
+    )
+    r.add_argument(
+        "--strategy",
+        action="append",
+        default=[],
+        type=_LIST,
+        help=f"repeatable or comma list; one of {', '.join(REGISTRY)} (default all)",
+    )
+    r.add_argument(
+        "--platform",
+        action="append",
+        default=[],
+        type=_LIST,
+        help="repeatable or comma list (default: the scenario's platforms)",
+    )
+    r.add_argument(
+        "--size",
+        action="append",
+        default=[],
+        type=inputs.list_flag(_size),
+        help=f"work size N from 1 to {SIZE_MAX} (N times the work of size 1); "
+        "a comma list scans sizes",
+    )
+    r.add_argument(
+        "--reps",
+        type=inputs.int_flag(1, REPS_MAX),
+        default=3,
+        help="repetitions per cell (default 3)",
+    )
+    r.add_argument(
+        "--results", type=_path, default=DEFAULT_RESULTS, help="results folder (default results/)"
+    )
+    r.add_argument(
+        "--reports", type=_path, default=None, help="report folder (default reports/<run-id>/)"
+    )
+    r.add_argument("--registry", type=inputs.text_flag(inputs.registry))
+    r.add_argument(
+        "--base-image",
+        type=inputs.text_flag(inputs.image_ref),
+        help="base image for every stage instead of the scenario's own",
+    )
+    r.add_argument(
+        "--builder",
+        type=inputs.text_flag(inputs.name),
+        help="buildx builder name (default: the engine's own)",
+    )
+    r.add_argument(
+        "--timeout",
+        type=inputs.float_flag(0, TIMEOUT_MAX_S, open_low=True),
+        default=3600.0,
+        help="seconds one build may take (default 3600)",
+    )
+    r.add_argument(
+        "--warmup",
+        type=inputs.int_flag(0, WARMUP_MAX),
+        default=0,
+        help="unmeasured repetitions per cell before the measured ones (default 0)",
+    )
+    r.add_argument(
+        "--order",
+        type=_TEXT,
+        default="interleaved",
+        choices=ORDERS,
+        help="interleaved (round-robin over cells, the default) or sequential",
+    )
+    r.add_argument(
+        "--cache",
+        type=_TEXT,
+        default="cold",
+        choices=CACHES,
+        help="cold (empty build folder, the default), warm (incremental: one "
+        "source file edited) or both",
+    )
+    r.add_argument(
+        "--cpu",
+        action="append",
+        default=[],
+        type=_LIST,
+        help="emulated CPU variant for qemu-user and qemu-system; repeatable; "
+        "one of default, " + ", ".join(CPU_MODELS),
+    )
+    r.add_argument(
+        "--emulator",
+        action="append",
+        default=[],
+        type=_LIST,
+        help="qemu-user cells' emulator: host (default: the one registered here), a Debian "
+        "suite apt reaches (bookworm, trixie), or a QEMU version; swapped into binfmt_misc "
+        "for each cell; one per run",
+    )
+    r.add_argument(
+        "--retries",
+        type=inputs.int_flag(0, RETRIES_MAX),
+        default=0,
+        help="rebuilds of a repetition that failed in a known flaky way "
+        "(emulator crash); flakes are counted per cell",
+    )
+    r.add_argument(
+        "--dockerfile",
+        type=_path,
+        help="benchmark this Dockerfile as it is written (no scenario file needed)",
+    )
+    r.add_argument(
+        "--bake",
+        type=_path,
+        help="benchmark each target of this bake file (docker buildx bake --print); "
+        "--target picks targets",
+    )
+    r.add_argument(
+        "--context", type=_path, help="build context of --dockerfile (default: its folder)"
+    )
+    r.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        type=inputs.text_flag(inputs.name),
+        help="stage of --dockerfile to build, or (repeatable) target of --bake",
+    )
+    r.add_argument(
+        "--build-arg",
+        action="append",
+        default=[],
+        type=_TEXT,
+        metavar="K=V",
+        help="build argument of --dockerfile; repeatable",
+    )
+    r.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        type=_TEXT,
+        help="buildx --secret value passed through (e.g. id=npmrc,src=.npmrc); repeatable",
+    )
+    r.add_argument(
+        "--ssh",
+        action="append",
+        default=[],
+        type=_TEXT,
+        help="buildx --ssh value passed through (e.g. default); repeatable",
+    )
+    r.add_argument(
+        "--no-combined",
+        action="store_true",
+        help="skip the one-command multi-platform build per strategy",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run `archbench run` with the parsed `args`; return its exit code."""
+    from bench.engine import runner
+    from bench.report import frame as report
+    from bench.report import writer
+
+    if args.reps < 1:
+        raise UsageError(f"bad --reps {args.reps}; expected at least 1")
+    if args.warmup < 0 or args.retries < 0:
+        raise UsageError("bad --warmup or --retries; expected 0 or more")
+    cpus = tuple("" if c == "default" else c for c in split_values(args.cpu))
+    for cpu in cpus:
+        if cpu and cpu not in CPU_MODELS:
+            raise UsageError(f"unknown --cpu {cpu!r}; valid: default, {', '.join(CPU_MODELS)}")
+    strategies = tuple(get_strategy(s).name for s in split_values(args.strategy)) or tuple(REGISTRY)
+    platforms = _platforms(args.platform)
+    emulator = _emulator(args.emulator) if "qemu-user" in strategies else None
+    scenarios = _run_scenarios(args, platforms)
+    req = runner.RunRequest(
+        scenarios=scenarios,
+        strategies=strategies,
+        platforms=platforms,
+        sizes=_sizes(args.size),
+        reps=args.reps,
+        results_root=args.results,
+        registry=registry_address(args.registry),
+        base_image=args.base_image,
+        builder=args.builder,
+        timeout=args.timeout,
+        combined=not args.no_combined,
+        warmup=args.warmup,
+        order=args.order,
+        caches=CACHES[args.cache],
+        cpus=cpus,
+        retries=args.retries,
+        emulator=emulator,
+    )
+    if args.reports is not None:
+        writer.check_report_folder(args.reports)  # before the run, not after it
+    summary = runner.execute(req, _say)
+    reports_dir = args.reports or (writer.DEFAULT_REPORTS / summary.store.run_id)
+    written: list[Path] = []
+    try:
+        # The report reads the run back from the store, once, like `archbench report`.
+        data = report.load_report_data([summary.store.path])
+    except Exception as exc:  # noqa: BLE001
+        _say(f"archbench: the stored run could not be read back ({exc}); no report written")
+    else:
+        warn = _Warnings()
+        for warning in data.skipped:
+            warn(warning)
+        written = _write_run_report(data, reports_dir, summary.store.run_id)
+        table = Table(
+            "scenario",
+            "size",
+            "kind",
+            "strategy",
+            "cache",
+            "platform",
+            "median s",
+            "n",
+            "vs native",
+            title=f"run {summary.store.run_id}",
+        )
+        for _, row in data.wall.iterrows():
+            ratio = row["vs_native"]
+            table.add_row(
+                *(
+                    escape(str(row[k]))
+                    for k in ("scenario", "size", "kind", "variant", "cache", "platform")
+                ),
+                f"{row['median_s']:.1f}",
+                str(row["n"]),
+                "" if ratio != ratio else f"{ratio:.2f}",
+            )
+        out.print(table)
+    for r in summary.records:
+        if r.status in ("failed", "timeout"):
+            _say(
+                f"{r.kind} {r.strategy} {r.platform or 'all'} rep {r.rep}: {r.status} "
+                f"({r.failure_class}); log {r.log_file or '-'}"
+            )
+    _say(f"results: {summary.store.path}")
+    if written:
+        _say("report: " + ", ".join(str(p) for p in written))
+    return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def _emulator(values: Sequence[str]) -> Emulator | None:
+    """Return the qemu-user emulator `--emulator` names (fetched when not the host's), or
+    None for the host's. Raises UsageError for more than one: not yet an axis of the matrix."""
+    from bench.tools import emulators
+
+    specs = emulators.parse_specs(values)
+    if len(specs) > 1:
+        raise UsageError(
+            f"--emulator takes one value per run for now, not {', '.join(specs)}: run once "
+            "per emulator"
+        )
+    if specs[0] == emulators.HOST:
+        return None
+    emulator = emulators.resolve(specs[0], say=_say)
+    _say(
+        f"qemu-user cells run under {emulator.package} {emulator.version} ({emulator.suite}, "
+        f"sha256 {emulator.sha256[:12]}...): {emulator.reported}"
+    )
+    return emulator
+
+
+def _run_scenarios(
+    args: argparse.Namespace, platforms: tuple[Platform, ...]
+) -> tuple[Scenario, ...]:
+    """Return the scenarios `run` builds: --dockerfile's own (with the scenarios named
+    too, if any), or the named scenarios (default cbench). Raises UsageError naming a
+    bad value."""
+    from bench.scenarios import userfile
+
+    own = ("--context", args.context), ("--target", args.target), ("--build-arg", args.build_arg)
+    if args.bake is not None:
+        if args.dockerfile is not None or args.context or args.build_arg:
+            raise UsageError("--bake takes its context, Dockerfile and args from the bake file")
+        baked = userfile.bake_scenarios(
+            args.bake,
+            tuple(args.target),
+            platforms,
+            secrets=tuple(userfile.pass_through("--secret", v) for v in args.secret),
+            ssh=tuple(userfile.pass_through("--ssh", v) for v in args.ssh),
+        )
+        return (*baked, *(resolve_scenario(s) for s in args.scenario))
+    if args.dockerfile is None:
+        for flag, value in own:
+            if value:
+                raise UsageError(f"{flag} needs --dockerfile")
+        if args.secret or args.ssh:
+            raise UsageError("--secret and --ssh need --dockerfile")
+        return tuple(resolve_scenario(s) for s in (args.scenario or [DEFAULT_SCENARIO]))
+    if len(args.target) > 1:
+        raise UsageError("--dockerfile builds one --target; several are for --bake")
+    scenario = userfile.dockerfile_scenario(
+        args.dockerfile,
+        context=args.context,
+        target=args.target[0] if args.target else "",
+        build_args=tuple(userfile.build_arg(a) for a in args.build_arg),
+        platforms=platforms,
+        secrets=tuple(userfile.pass_through("--secret", v) for v in args.secret),
+        ssh=tuple(userfile.pass_through("--ssh", v) for v in args.ssh),
+    )
+    return (scenario, *(resolve_scenario(s) for s in args.scenario))
+
+
+def _write_run_report(data: ReportData, reports_dir: Path, run_id: str) -> list[Path]:
+    """Write the report at the end of `run` from the run's `data`, with the one writer
+    `archbench report` uses, staged and moved into place whole; if the full report fails,
+    its first part alone (`cells.csv`, `walltime.csv`, `walltime.png`). A chart that fails
+    must not cost the run its stored results or its exit code, nor leave a half-written
+    folder."""
+    from bench.report import writer
+
+    try:
+        writer.write_report(data, reports_dir)
+        names = ("cells.csv", "walltime.csv", "walltime.png", "report.html")
+        return [reports_dir / n for n in names if (reports_dir / n).exists()]
+    except Exception as exc:  # noqa: BLE001
+        _say(
+            f"archbench: the full report could not be written ({exc}); "
+            f"`archbench report {run_id}` retries it"
+        )
+    try:
+        return writer.write_report(data, reports_dir, full=False)
+    except Exception as exc:  # noqa: BLE001
+        _say(f"archbench: no report could be written ({exc}); the results are kept")
+        return []
