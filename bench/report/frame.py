@@ -71,8 +71,9 @@ def frame(records: list[Record]) -> pd.DataFrame:
     rows = []
     for r in records:
         d = asdict(r)
-        steps = r.extra.get("step_seconds") or {}
-        res = r.extra.get("resources") or {}
+        steps = r.steps.by_category
+        res = r.resources
+        guest = r.guest
         row: dict[str, Any] = {
             "run_id": r.run_id,
             "kind": r.kind,
@@ -92,24 +93,24 @@ def frame(records: list[Record]) -> pd.DataFrame:
             "validation_passed": d["validation"].get("passed") if d["validation"] else None,
             "tag": r.tag,
             "digest": r.digest,
-            "compiler": r.extra.get("compiler", ""),
-            "accel": r.extra.get("accel", ""),
-            "qemu_cpu": r.extra.get("cpu", ""),
+            "compiler": r.compiler.version,
+            "accel": guest.accel if guest else "",
+            "qemu_cpu": guest.cpu if guest else "",
             "host": r.provenance.get("hostname", ""),
             "commit": r.provenance.get("harness_commit", ""),
             "reason": r.reason,
-            "recipe_sha256": r.extra.get("recipe_sha256", ""),
-            "cpu_user_s": res.get("cpu_user_s"),
-            "cpu_system_s": res.get("cpu_system_s"),
-            "peak_memory_bytes": res.get("peak_above_baseline_bytes"),
-            "flakes": r.extra.get("flakes", 0),
-            "phase": r.extra.get("phase", ""),
-            "approximate": r.extra.get("approximate", ""),
+            "recipe_sha256": r.recipe_sha256,
+            "cpu_user_s": res.cpu_user_s if res else None,
+            "cpu_system_s": res.cpu_system_s if res else None,
+            "peak_memory_bytes": res.peak_above_baseline_bytes if res else None,
+            "flakes": len(r.flakes),
+            "phase": r.phase,
+            "approximate": r.approximate,
         }
         for cat in STEP_CATEGORIES:
             row[f"step_{cat}_s"] = steps.get(cat)
         for phase in VM_PHASES:
-            row[f"vm_{phase}_s"] = r.extra.get(f"{phase}_s")
+            row[f"vm_{phase}_s"] = getattr(guest, f"{phase}_s") if guest else None
         rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)
 
