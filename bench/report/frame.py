@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,6 @@ def frame(records: list[Record]) -> pd.DataFrame:
     """Return one row per record with every axis and measure as a column."""
     rows = []
     for r in records:
-        d = asdict(r)
         steps = r.steps.by_category
         res = r.resources
         guest = r.guest
@@ -90,7 +89,7 @@ def frame(records: list[Record]) -> pd.DataFrame:
             "wall_s": r.wall_s,
             "started_at": r.started_at,
             "failure_class": r.failure_class,
-            "validation_passed": d["validation"].get("passed") if d["validation"] else None,
+            "validation_passed": r.validation.get("passed") if r.validation else None,
             "tag": r.tag,
             "digest": r.digest,
             "compiler": r.compiler.version,
