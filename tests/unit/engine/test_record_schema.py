@@ -289,3 +289,37 @@ def test_store_names_records_by_the_cell_key(tmp_path):
     assert path.name == "0001-cell-cbench-s1-qemu-system-max-linux-arm64-warm-w1.json"
     combined = replace(record_from_dict(_v2_qemu_system()), kind="combined", platform="")
     assert store.add(combined).name == "0002-combined-cbench-s1-qemu-system-max-all-r1.json"
+
+
+def test_the_runner_maps_a_strategy_outcome_into_typed_fields():
+    from bench.engine.runner import _record
+
+    cell = Cell("cbench", 1, "qemu-user", "linux/arm64", "warm", "max")
+    extra = {
+        "step_seconds": {"compile": 2.0},
+        "steps": [{"name": "RUN make", "seconds": 2.0, "cached": False, "category": "compile"}],
+        "resources": {"cpu_user_s": 1.0, "cpu_system_s": 0.25, "peak_above_baseline_bytes": 9},
+        "cache": "warm",
+        "compiler": "gcc 12",
+        "emulator": {"version": "10.0.3", "sha256": "cd"},
+        "push_repaired": "the docker push step hit the registry's tag race",
+    }
+    r = _record(cell, "run", 2, "ok", 3.0, extra=extra, phase="warm-prime", flakes=("network",))
+    assert (r.scenario, r.size, r.strategy, r.platform, r.cache, r.cpu, r.rep) == (
+        "cbench",
+        1,
+        "qemu-user",
+        "linux/arm64",
+        "warm",
+        "max",
+        2,
+    )
+    assert r.steps.by_category == {"compile": 2.0} and r.steps.traced[0].name == "RUN make"
+    assert r.resources == Resources(1.0, 0.25, peak_above_baseline_bytes=9)
+    assert r.compiler.version == "gcc 12" and r.emulator == EmulatorFacts(
+        version="10.0.3", sha256="cd"
+    )
+    assert (r.phase, r.flakes, r.guest) == ("warm-prime", ("network",), None)
+    assert r.extra == {"push_repaired": extra["push_repaired"]} and cell_of(r) == cell
+    with pytest.raises(ValueError, match="resources.cpu_system_s"):
+        _record(cell, "run", 1, "ok", 1.0, extra={"resources": {"cpu_user_s": 1.0}})
