@@ -393,7 +393,7 @@ def recipe_of(r: Record, provenance: Mapping[str, Any]) -> dict[str, str]:
     """Return what names a record's harness recipe: the generated Dockerfile's digest
     (which holds the base image and toolchain packages) and, for an emulating strategy,
     the emulator's version and CPU model from the run's provenance."""
-    out = {"Dockerfile": str(r.extra.get("harness_recipe_sha256", ""))}
+    out = {"Dockerfile": r.harness_recipe_sha256}
     prov = r.provenance or provenance
     for key in EMULATING.get(r.strategy, ()):
         out[f"emulator {key}"] = str(prov.get(key, ""))
@@ -417,10 +417,10 @@ def _recipe_changes(
         n = sorted({p.get(label, "") for p in n_parts} - {""})
         if b and n and b != n:
             changes.append(f"{name}: {label} changed ({', '.join(b)[:40]} -> {', '.join(n)[:40]})")
-    if not any(r.extra.get("harness_recipe_sha256") for r in (*base, *new)):
+    if not any(r.harness_recipe_sha256 for r in (*base, *new)):
         # Older records hash the recipe and the sources together.
-        b = sorted({str(r.extra.get("recipe_sha256", "")) for r in base} - {""})
-        n = sorted({str(r.extra.get("recipe_sha256", "")) for r in new} - {""})
+        b = sorted({r.recipe_sha256 for r in base} - {""})
+        n = sorted({r.recipe_sha256 for r in new} - {""})
         if b and n and b != n:
             if sources_changed:
                 warnings.append(

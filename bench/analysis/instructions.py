@@ -34,7 +34,7 @@ def instruction_rows(records: Iterable[Record]) -> pd.DataFrame:
     for r in records:
         if r.kind != "cell" or r.status != "ok" or r.warmup:
             continue
-        for step in r.extra.get("instructions") or []:
+        for step in r.instructions:
             if step.get("cached") or step.get("keyword") == "FROM":
                 continue
             rows.append(
@@ -150,6 +150,6 @@ def strategy_picks(records: Iterable[Record]) -> dict[tuple[str, str], str]:
     (the one cell of it that ran): native, cross or qemu-user."""
     picks: dict[tuple[str, str], str] = {}
     for r in records:
-        if r.kind == "cell" and r.status != "unavailable" and "instructions" in r.extra:
+        if r.kind == "cell" and r.status != "unavailable" and r.instructions:
             picks[(r.scenario, r.platform)] = r.strategy
     return picks

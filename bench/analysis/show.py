@@ -24,19 +24,10 @@ def cell_rows(records: list[Record]) -> list[dict[str, Any]]:
         samples = [r.wall_s for r in ok]
         steps: dict[str, list[float]] = {}
         for r in ok:
-            seconds = dict(r.extra.get("step_seconds") or {})
-            for k, v in seconds.items():
+            for k, v in r.steps.by_category.items():
                 steps.setdefault(k, []).append(float(v))
-        cpu = [
-            r.extra["resources"]["cpu_user_s"] + r.extra["resources"]["cpu_system_s"]
-            for r in ok
-            if r.extra.get("resources")
-        ]
-        peaks = [
-            r.extra["resources"].get("peak_above_baseline_bytes")
-            for r in ok
-            if r.extra.get("resources")
-        ]
+        cpu = [r.resources.cpu_user_s + r.resources.cpu_system_s for r in ok if r.resources]
+        peaks = [r.resources.peak_above_baseline_bytes for r in ok if r.resources]
         peak_values = [p for p in peaks if p is not None]
         statuses = sorted({r.status for r in recs})
         rows.append(
@@ -49,7 +40,7 @@ def cell_rows(records: list[Record]) -> list[dict[str, Any]]:
                 "steps": {k: statistics.median(v) for k, v in sorted(steps.items())},
                 "cpu_s": statistics.median(cpu) if cpu else None,
                 "peak_mib": statistics.median(peak_values) / 2**20 if peak_values else None,
-                "flakes": sum(int(r.extra.get("flakes", 0)) for r in recs),
+                "flakes": sum(len(r.flakes) for r in recs),
                 "reason": next((r.reason for r in recs if r.reason), ""),
             }
         )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from bench.engine.results import CacheMode
 
 if TYPE_CHECKING:
     from bench.engine.results import Record
@@ -12,22 +14,44 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, order=True)
 class Cell:
-    """One (scenario, size, strategy, platform): built and timed alone."""
+    """One (scenario, size, strategy, platform), with its cache mode and CPU variant:
+    built and timed alone.
+
+    `emulator` (a pinned emulator version), `node` (the builder node), `host_class` (the
+    kind of host measured on) and `input` (a Dockerfile input) are axes that later
+    measurements add; empty, they leave the key as it was, so stored runs keep theirs.
+    """
 
     scenario: str
     size: int
     strategy: str
     platform: str
-    cache: str = "cold"
+    cache: CacheMode = "cold"
     cpu: str = ""
+    emulator: str = ""
+    node: str = ""
+    host_class: str = ""
+    input: str = ""
 
     @property
     def key(self) -> str:
-        """A file-safe id: cbench-s1-qemu-user-linux-arm64 (plus -<cpu> and -warm)."""
+        """The one file-safe id of a cell: cbench-s1-qemu-user-linux-arm64, plus -<cpu>
+        after the strategy and -warm at the end, then -e<emulator>, -n<node>,
+        -h<host class> and -i<input> for each of those that is set."""
         cpu = f"-{self.cpu}" if self.cpu else ""
         cache = "" if self.cache == "cold" else f"-{self.cache}"
         plat = self.platform.replace("/", "-")
-        return f"{self.scenario}-s{self.size}-{self.strategy}{cpu}-{plat}{cache}"
+        more = "".join(
+            f"-{tag}{value}"
+            for tag, value in (
+                ("e", self.emulator),
+                ("n", self.node),
+                ("h", self.host_class),
+                ("i", self.input),
+            )
+            if value
+        )
+        return f"{self.scenario}-s{self.size}-{self.strategy}{cpu}-{plat}{cache}{more}"
 
     @property
     def variant(self) -> str:
@@ -35,14 +59,16 @@ class Cell:
         return self.strategy + (f"-{self.cpu}" if self.cpu else "")
 
 
-AXES = tuple(f.name for f in fields(Cell))
-"""The axes of a cell key: scenario, size, strategy, platform, cache, cpu."""
+AXES = ("scenario", "size", "strategy", "platform", "cache", "cpu")
+"""The axes runs vary today (and `--pair` compares): scenario, size, strategy, platform,
+cache, cpu. The other fields of Cell join when records carry them."""
 
 
 def cell_of(record: Record) -> Cell:
-    """Return the cell a record measured: the one key the runner, show, compare and
-    history group by, so that nothing the run kept apart (a size, a CPU variant, a cache
-    mode) is ever pooled."""
+    """Return the cell a record measured: the one key the runner, the store, show,
+    compare, history and the charts group by, so that nothing the run kept apart (a size,
+    a CPU variant, a cache mode) is ever pooled. A strategy-wide record's platform is ''.
+    """
     return Cell(
         record.scenario, record.size, record.strategy, record.platform, record.cache, record.cpu
     )
@@ -68,7 +94,7 @@ def expand(
     strategies: Sequence[str],
     sizes: Sequence[int],
     platforms: Sequence[str] | None = None,
-    caches: Sequence[str] = ("cold",),
+    caches: Sequence[CacheMode] = ("cold",),
     cpus: Sequence[str] = (),
 ) -> list[Cell]:
     """Return every cell, in order scenario, size, strategy, CPU variant, platform, cache.

@@ -18,26 +18,137 @@ import secrets
 import stat
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # v2 added cache, cpu and warmup to every record; v1 records read as cold, default-CPU,
-# measured repetitions.
+# measured repetitions. v3 moved what `extra` held into typed fields (steps, resources,
+# guest, compiler, emulator, flakes, recipe digests, phase, platforms, approximate,
+# instructions); v1 and v2 records are upgraded on read by `_upgrade_extra`.
 # In the working folder, as pytest-benchmark keeps its storage.
 DEFAULT_RESULTS = Path("results")
 MAX_RESULT_BYTES = 64 * 2**20
 """A stored record or manifest larger than this is damaged (they hold a few KiB)."""
 
 RecordKind = Literal["cell", "provision", "merge", "combined"]
+Status = Literal["ok", "failed", "timeout", "unavailable", "no-op"]
+CacheMode = Literal["cold", "warm"]
+_STATUSES = ("ok", "failed", "timeout", "unavailable", "no-op")
+_CACHE_MODES = ("cold", "warm")
+
+
+def cache_mode(value: str) -> CacheMode:
+    """Return `value` as a cache mode.
+
+    Raises ValueError when it is neither cold nor warm.
+    """
+    if value == "cold":
+        return "cold"
+    if value == "warm":
+        return "warm"
+    raise ValueError(f"cache mode {value!r} is not one of {', '.join(_CACHE_MODES)}")
+
+
+@dataclass(frozen=True)
+class TracedStep:
+    """One BuildKit step as traced: its name, seconds, whether it came from the cache,
+    its category (compile, export, ...), its stage and when it started."""
+
+    name: str
+    seconds: float
+    cached: bool = False
+    category: str = ""
+    stage: str = ""
+    started: str = ""
+
+
+@dataclass(frozen=True)
+class StepTimes:
+    """Where a build's time went: seconds per category (a cached step counts zero; for
+    qemu-system: boot, compile, shutdown), and the traced steps when BuildKit ran it."""
+
+    by_category: dict[str, float] = field(default_factory=dict)
+    traced: tuple[TracedStep, ...] = ()
+
+
+@dataclass(frozen=True)
+class Resources:
+    """CPU seconds (user, system) and peak memory bytes of a whole build, with the host's
+    load around it and where the readings came from."""
+
+    cpu_user_s: float
+    cpu_system_s: float
+    peak_memory_bytes: int | None = None
+    peak_above_baseline_bytes: int | None = None
+    loadavg_before: float = 0.0
+    loadavg_after: float = 0.0
+    source: str = ""
+    overhead_s: float = 0.0
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GuestFacts:
+    """What a qemu-system guest said about a build: phase times, the accelerator, the
+    emulated CPU model and variant, its size and kernel. A provisioning record holds the
+    kernel only; times are None where the guest did not report them."""
+
+    boot_s: float | None = None
+    build_s: float | None = None
+    shutdown_s: float | None = None
+    guest_total_s: float | None = None
+    prepare_s: float | None = None
+    pack_s: float | None = None
+    accel: str = ""
+    cpu: str = ""
+    cpu_variant: str = ""
+    vcpus: int | None = None
+    memory_mb: int | None = None
+    kernel: str = ""
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True)
+class CompilerFacts:
+    """The compiler a build ran (`version`, its first `--version` line), and for the
+    hybrid strategy the cross compiler and the target's own, whether they match and a
+    note when they do not."""
+
+    version: str = ""
+    cross: str = ""
+    target: str = ""
+    matches_target: bool | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class EmulatorFacts:
+    """The pinned QEMU a qemu-user cell ran under (not the host's own)."""
+
+    spec: str = ""
+    package: str = ""
+    version: str = ""
+    suite: str = ""
+    sha256: str = ""
+    reported: str = ""
+    tag: str = ""
 
 
 @dataclass(frozen=True)
 class Record:
     """One measurement: a cell's repetition, a provisioning step, an index merge or a
-    combined multi-platform build. `platform` is '' for strategy-wide records."""
+    combined multi-platform build. `platform` is '' for strategy-wide records.
+
+    `flakes` holds the failure class of each attempt retried before this one.
+    `phase` names a provisioning record's step (toolchain, warm-prime); `platforms` a
+    combined build's platforms. `extra` keeps only what is open-ended and read by no
+    command: a multi-platform qemu-system build's `per_platform` facts, `join_s` and
+    `failed_platform`, `push_repaired`, and any key an older record held that has no
+    field here.
+    """
 
     kind: RecordKind
     run_id: str
@@ -46,7 +157,7 @@ class Record:
     strategy: str
     platform: str
     rep: int
-    status: str
+    status: Status
     wall_s: float
     started_at: str
     tag: str = ""
@@ -57,12 +168,90 @@ class Record:
     log_file: str = ""
     reason: str = ""
     validation: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
-    cache: str = "cold"
+    cache: CacheMode = "cold"
     cpu: str = ""
     warmup: bool = False
+    steps: StepTimes = field(default_factory=StepTimes)
+    resources: Resources | None = None
+    guest: GuestFacts | None = None
+    compiler: CompilerFacts = field(default_factory=CompilerFacts)
+    emulator: EmulatorFacts | None = None
+    flakes: tuple[str, ...] = ()
+    recipe_sha256: str = ""
+    harness_recipe_sha256: str = ""
+    phase: str = ""
+    platforms: tuple[str, ...] = ()
+    approximate: str = ""
+    instructions: tuple[dict[str, Any], ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+
+
+_GUEST_KEYS = tuple(f.name for f in fields(GuestFacts))
+_COMPILER_KEYS = {
+    "compiler": "version",
+    "cross_compiler": "cross",
+    "target_compiler": "target",
+    "compiler_matches_target": "matches_target",
+    "compiler_note": "note",
+}
+_PLAIN_KEYS = ("recipe_sha256", "harness_recipe_sha256", "phase", "platforms", "approximate")
+
+
+def _upgrade_extra(extra: dict[str, Any]) -> dict[str, Any]:
+    """Return the v3 fields (as stored JSON) that a v1/v2 record's, or a strategy's,
+    `extra` dict stands for; keys with no field stay in the returned `extra`.
+
+    step_seconds and steps -> steps; resources -> resources; the qemu-system guest's
+    keys (boot_s ... exit_code, `cpu` being the QEMU CPU model) -> guest; compiler,
+    cross_compiler, target_compiler, compiler_matches_target, compiler_note -> compiler;
+    emulator -> emulator; flakes and flake_classes -> flakes; recipe_sha256,
+    harness_recipe_sha256, phase, platforms, approximate, instructions -> fields of the
+    same name. `cache` repeated the record's own cache mode and is dropped.
+    """
+    rest = dict(extra)
+    out: dict[str, Any] = {}
+    steps: dict[str, Any] = {}
+    if "step_seconds" in rest:
+        steps["by_category"] = rest.pop("step_seconds")
+    if "steps" in rest:
+        steps["traced"] = rest.pop("steps")
+    if steps:
+        out["steps"] = steps
+    if "resources" in rest:
+        out["resources"] = rest.pop("resources") or None
+    guest = {k: rest.pop(k) for k in _GUEST_KEYS if k in rest}
+    if guest:
+        out["guest"] = guest
+    compiler = {new: rest.pop(old) for old, new in _COMPILER_KEYS.items() if old in rest}
+    if compiler:
+        out["compiler"] = compiler
+    if "emulator" in rest:
+        out["emulator"] = rest.pop("emulator")
+    count = rest.pop("flakes", 0)
+    classes = rest.pop("flake_classes", None)
+    if classes is not None:
+        out["flakes"] = classes
+    elif count:
+        if not _has_type(count, int) or count < 0:
+            raise ValueError(f"extra.flakes is {count!r}, not a count")
+        out["flakes"] = ["unknown"] * count
+    for key in (*_PLAIN_KEYS, "instructions"):
+        if key in rest:
+            out[key] = rest.pop(key)
+    rest.pop("cache", None)
+    out["extra"] = rest
+    return out
+
+
+def typed_fields(extra: dict[str, Any]) -> dict[str, Any]:
+    """Return the Record keyword arguments that a strategy's outcome `extra` stands for
+    (see `_upgrade_extra`), typed and checked.
+
+    Raises ValueError when a value has the wrong type.
+    """
+    return _typed(_upgrade_extra(extra))
 
 
 def now_iso() -> str:
@@ -139,14 +328,11 @@ class RunStore:
     def add(self, record: Record) -> Path:
         """Store `record` as a new file; never replaces an existing one."""
         self._seq += 1
-        plat = record.platform.replace("/", "-") or "all"
-        cpu = f"-{record.cpu}" if record.cpu else ""
-        cache = "" if record.cache == "cold" else f"-{record.cache}"
+        from bench.engine.matrix import cell_of  # matrix imports this module's types
+
+        cell = replace(cell_of(record), platform=record.platform or "all")
         warm = "w" if record.warmup else "r"
-        name = file_safe(
-            f"{self._seq:04d}-{record.kind}-{record.scenario}-s{record.size}-"
-            f"{record.strategy}{cpu}-{plat}{cache}-{warm}{record.rep}"
-        )
+        name = file_safe(f"{self._seq:04d}-{record.kind}-{cell.key}-{warm}{record.rep}")
         target = self.path / "records" / f"{name}.json"
         if target.exists():
             raise FileExistsError(target)
@@ -231,47 +417,199 @@ def _check_seconds(label: str, value: Any, *, positive: bool) -> None:
         raise ValueError(f"{label} is {value!r}, not a finite {kind} number of seconds")
 
 
-def _check_nested(extra: dict[str, Any], validation: dict[str, Any]) -> None:
-    # What show, the charts and the recommendation read inside `extra` and `validation`.
-    flakes = extra.get("flakes", 0)
-    if not _has_type(flakes, int) or flakes < 0:
-        raise ValueError(f"extra.flakes is {flakes!r}, not a count")
+def _object(value: Any, label: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{label} is {value!r:.60}, not an object")
+    return value
+
+
+def _list(value: Any, label: str) -> list[Any]:
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"{label} is {value!r:.60}, not a list")
+    return list(value)
+
+
+def _text(data: dict[str, Any], key: str, label: str) -> str:
+    value = data.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"{label}.{key} is {value!r:.60}, not a string")
+    return value
+
+
+def _seconds(data: dict[str, Any], key: str, label: str) -> float | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    _check_seconds(f"{label}.{key}", value, positive=False)
+    return float(value)
+
+
+def _whole(data: dict[str, Any], key: str, label: str, *, count: bool = False) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    # A byte count may have been stored as a float; a non-finite or fractional one is not.
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if not _has_type(value, int) or (count and value < 0):
+        raise ValueError(f"{label}.{key} is {value!r:.60}, not a whole number")
+    return int(value)
+
+
+def _strings(value: Any, label: str) -> tuple[str, ...]:
+    items = _list(value, label)
+    if any(not isinstance(i, str) for i in items):
+        raise ValueError(f"{label} holds an entry that is not a string")
+    return tuple(items)
+
+
+def _steps(value: Any) -> StepTimes:
+    data = _object(value, "steps")
+    by_category = _object(data.get("by_category") or {}, "steps.by_category")
+    for name, seconds in by_category.items():
+        _check_seconds(f"steps.by_category.{name}", seconds, positive=False)
+    traced = []
+    for i, raw in enumerate(_list(data.get("traced") or [], "steps.traced")):
+        step = _object(raw, f"steps.traced[{i}]")
+        seconds = _seconds(step, "seconds", f"steps.traced[{i}]")
+        cached = step.get("cached", False)
+        if not isinstance(cached, bool):
+            raise ValueError(f"steps.traced[{i}].cached is {cached!r}, not true or false")
+        traced.append(
+            TracedStep(
+                name=_text(step, "name", f"steps.traced[{i}]"),
+                seconds=seconds or 0.0,
+                cached=cached,
+                category=_text(step, "category", f"steps.traced[{i}]"),
+                stage=_text(step, "stage", f"steps.traced[{i}]"),
+                started=_text(step, "started", f"steps.traced[{i}]"),
+            )
+        )
+    return StepTimes({k: float(v) for k, v in by_category.items()}, tuple(traced))
+
+
+def _resources(value: Any) -> Resources | None:
+    if not value:
+        return None
+    data = _object(value, "resources")
+    for key in ("cpu_user_s", "cpu_system_s"):
+        _check_seconds(f"resources.{key}", data.get(key), positive=False)
+    return Resources(
+        cpu_user_s=float(data["cpu_user_s"]),
+        cpu_system_s=float(data["cpu_system_s"]),
+        peak_memory_bytes=_whole(data, "peak_memory_bytes", "resources", count=True),
+        peak_above_baseline_bytes=_whole(
+            data, "peak_above_baseline_bytes", "resources", count=True
+        ),
+        loadavg_before=_seconds(data, "loadavg_before", "resources") or 0.0,
+        loadavg_after=_seconds(data, "loadavg_after", "resources") or 0.0,
+        source=_text(data, "source", "resources"),
+        overhead_s=_seconds(data, "overhead_s", "resources") or 0.0,
+        notes=_strings(data.get("notes") or [], "resources.notes"),
+    )
+
+
+def _guest(value: Any) -> GuestFacts | None:
+    if value is None:
+        return None
+    data = _object(value, "guest")
+    label = "guest"
+    return GuestFacts(
+        boot_s=_seconds(data, "boot_s", label),
+        build_s=_seconds(data, "build_s", label),
+        shutdown_s=_seconds(data, "shutdown_s", label),
+        guest_total_s=_seconds(data, "guest_total_s", label),
+        prepare_s=_seconds(data, "prepare_s", label),
+        pack_s=_seconds(data, "pack_s", label),
+        accel=_text(data, "accel", label),
+        cpu=_text(data, "cpu", label),
+        cpu_variant=_text(data, "cpu_variant", label),
+        vcpus=_whole(data, "vcpus", label, count=True),
+        memory_mb=_whole(data, "memory_mb", label, count=True),
+        kernel=_text(data, "kernel", label),
+        exit_code=_whole(data, "exit_code", label),
+    )
+
+
+def _compiler(value: Any) -> CompilerFacts:
+    data = _object(value or {}, "compiler")
+    matches = data.get("matches_target")
+    if matches is not None and not isinstance(matches, bool):
+        raise ValueError(f"compiler.matches_target is {matches!r}, not true or false")
+    return CompilerFacts(
+        **{k: _text(data, k, "compiler") for k in ("version", "cross", "target", "note")},
+        matches_target=matches,
+    )
+
+
+def _emulator(value: Any) -> EmulatorFacts | None:
+    if value is None:
+        return None
+    data = _object(value, "emulator")
+    return EmulatorFacts(**{f.name: _text(data, f.name, "emulator") for f in fields(EmulatorFacts)})
+
+
+_TYPED_KEYS = (
+    "steps",
+    "resources",
+    "guest",
+    "compiler",
+    "emulator",
+    "flakes",
+    *_PLAIN_KEYS,
+    "instructions",
+    "extra",
+)
+
+
+def _typed(data: dict[str, Any]) -> dict[str, Any]:
+    """Return the typed Record fields of `data`, the v3 JSON of those fields, checked.
+
+    Raises ValueError naming the first field whose value has the wrong type.
+    """
+    out: dict[str, Any] = {
+        "steps": _steps(data.get("steps") or {}),
+        "resources": _resources(data.get("resources")),
+        "guest": _guest(data.get("guest")),
+        "compiler": _compiler(data.get("compiler")),
+        "emulator": _emulator(data.get("emulator")),
+        "flakes": _strings(data.get("flakes") or [], "flakes"),
+        "platforms": _strings(data.get("platforms") or [], "platforms"),
+        "instructions": tuple(
+            _object(step, f"instructions[{i}]")
+            for i, step in enumerate(_list(data.get("instructions") or [], "instructions"))
+        ),
+        "extra": _object(data.get("extra") or {}, "extra"),
+    }
+    for key in ("recipe_sha256", "harness_recipe_sha256", "phase", "approximate"):
+        out[key] = _text(data, key, "record")
+    return out
+
+
+def _check_validation(validation: dict[str, Any]) -> None:
+    # What show, the charts and the recommendation read inside `validation`.
     checks = validation.get("checks", [])
     if not isinstance(checks, list) or any(not isinstance(c, dict) for c in checks):
         raise ValueError("validation.checks is not a list of objects")
     if "passed" in validation and not isinstance(validation["passed"], bool):
         raise ValueError(f"validation.passed is {validation['passed']!r}, not true or false")
-    steps = extra.get("step_seconds")
-    if steps is not None:
-        if not isinstance(steps, dict):
-            raise ValueError("extra.step_seconds is not an object")
-        for name, seconds in steps.items():
-            _check_seconds(f"extra.step_seconds.{name}", seconds, positive=False)
-    for phase in ("boot", "build", "shutdown"):
-        if extra.get(f"{phase}_s") is not None:
-            _check_seconds(f"extra.{phase}_s", extra[f"{phase}_s"], positive=False)
-    resources = extra.get("resources")
-    if resources:
-        if not isinstance(resources, dict):
-            raise ValueError("extra.resources is not an object")
-        for key in ("cpu_user_s", "cpu_system_s"):
-            _check_seconds(f"extra.resources.{key}", resources.get(key), positive=False)
-        peak = resources.get("peak_above_baseline_bytes")
-        if peak is not None:
-            _check_seconds("extra.resources.peak_above_baseline_bytes", peak, positive=False)
 
 
 def record_from_dict(data: Any) -> Record:
     """Return a Record from stored JSON of any known schema version, checked: every
     field Record needs is present with its type, and the times are finite (a measured
-    repetition's wall time is positive; any other record's is at least 0).
+    repetition's wall time is positive; any other record's is at least 0). A v1 or v2
+    record's `extra` is upgraded into the typed fields (see `_upgrade_extra`).
 
     Raises ValueError saying what is wrong: not an object, a schema version newer than
-    this harness knows, a missing or mistyped field, a non-finite or negative time.
+    this harness knows, a missing or mistyped field, an unknown status or cache mode, a
+    non-finite or negative time.
     """
     if not isinstance(data, dict):
         raise ValueError(f"a record is a JSON object, not {type(data).__name__}")
-    _schema_version(data, "result")
+    version = _schema_version(data, "result")
     for name, expected in (*_REQUIRED.items(), *_OPTIONAL.items()):
         if name not in data:
             if name in _REQUIRED:
@@ -281,10 +619,21 @@ def record_from_dict(data: Any) -> Record:
             raise ValueError(f"field {name!r} is {data[name]!r}, not {_type_name(expected)}")
     if data["kind"] not in _KINDS:
         raise ValueError(f"field 'kind' is {data['kind']!r}, not one of {', '.join(_KINDS)}")
+    if data["status"] not in _STATUSES:
+        raise ValueError(f"field 'status' is {data['status']!r}, not one of {', '.join(_STATUSES)}")
+    if data.get("cache", "cold") not in _CACHE_MODES:
+        raise ValueError(
+            f"field 'cache' is {data['cache']!r}, not one of {', '.join(_CACHE_MODES)}"
+        )
     _check_seconds("wall_s", data["wall_s"], positive=data["status"] == "ok")
-    _check_nested(data.get("extra") or {}, data.get("validation") or {})
-    known = {f.name for f in fields(Record)}
+    _check_validation(data.get("validation") or {})
+    if version < 3:
+        typed = _upgrade_extra(data.get("extra") or {})
+    else:
+        typed = {k: data[k] for k in _TYPED_KEYS if k in data}
+    known = {f.name for f in fields(Record)} - set(_TYPED_KEYS)
     values = {k: v for k, v in data.items() if k in known}
+    values.update(_typed(typed))
     values["wall_s"] = float(values["wall_s"])
     values["schema_version"] = SCHEMA_VERSION  # upgraded on read; defaults fill the rest
     return Record(**values)

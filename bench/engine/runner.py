@@ -12,14 +12,14 @@ import contextlib
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from bench.engine import stats
 from bench.engine.manifest import ManifestCell, RequestInfo, RunManifest
 from bench.engine.matrix import Cell, expand, schedule
-from bench.engine.results import Record, RunStore, now_iso
+from bench.engine.results import Record, RunStore, Status, cache_mode, now_iso, typed_fields
 from bench.errors import RegistryUnavailable, ResultsUnwritable
 from bench.host import facts, provenance, services
 from bench.platforms import Platform, parse_platform
@@ -126,7 +126,7 @@ def request_cells(req: RunRequest) -> list[Cell]:
         req.strategies,
         req.sizes,
         [p.name for p in req.platforms],
-        req.caches,
+        [cache_mode(c) for c in req.caches],
         req.cpus,
     )
 
@@ -148,7 +148,19 @@ def _settings(
     )
 
 
-def _record(c: Cell, run_id: str, rep: int, status: str, wall: float, **kw: Any) -> Record:
+def _record(
+    c: Cell,
+    run_id: str,
+    rep: int,
+    status: Status,
+    wall: float,
+    *,
+    extra: dict[str, Any] | None = None,
+    **kw: Any,
+) -> Record:
+    """Return the record of a build of `c`: a strategy's outcome `extra` becomes the
+    typed fields (`typed_fields`), then `kw` sets or overrides fields by name."""
+    kw = {**typed_fields(extra or {}), **kw}
     return Record(
         kind=kw.pop("kind", "cell"),
         run_id=run_id,
@@ -418,7 +430,8 @@ class Engine:
                 if outcome.status == "failed"
                 else outcome.failure_class,
                 log_tail=outcome.log_tail,
-                extra={"phase": phase, **outcome.extra},
+                extra=outcome.extra,
+                phase=phase,
                 provenance=self.prov,
             )
         )
@@ -469,7 +482,7 @@ class Engine:
                 platforms = [parse_platform(c.platform) for c in group]
                 tag = strategy_tag(repo, first.variant, size, "combined")
                 self.say(f"  combined build {first.variant} {','.join(p.name for p in platforms)}")
-                log = self.store.log_path(f"{name}-s{size}-{first.variant}-combined")
+                log = self.store.log_path(replace(first, platform="combined").key)
                 started = now_iso()
                 outcome = strategy.build(scenario, platforms, settings, tag, log)
                 self.say(f"    {outcome.status} in {outcome.wall_s:.1f} s")
@@ -490,7 +503,8 @@ class Engine:
                         else outcome.failure_class,
                         log_tail=outcome.log_tail,
                         log_file=str(log),
-                        extra={"platforms": [p.name for p in platforms], **outcome.extra},
+                        extra=outcome.extra,
+                        platforms=tuple(p.name for p in platforms),
                         provenance=self.prov,
                     )
                 )
@@ -570,12 +584,6 @@ class Engine:
             + (f" ({failure})" if failure else "")
             + (f": {note}" if note else "")
         )
-        extra = dict(outcome.extra)
-        extra["recipe_sha256"] = recipe_digest(scenario, c, settings)
-        extra["harness_recipe_sha256"] = harness_recipe_digest(scenario, c, settings)
-        if flakes:
-            extra["flakes"] = len(flakes)
-            extra["flake_classes"] = flakes
         return _record(
             c,
             self.store.run_id,
@@ -589,7 +597,10 @@ class Engine:
             log_tail=outcome.log_tail or (note if failure == REGISTRY_FAILURE else ""),
             log_file=str(log),
             validation=validation,
-            extra=extra,
+            extra=outcome.extra,
+            recipe_sha256=recipe_digest(scenario, c, settings),
+            harness_recipe_sha256=harness_recipe_digest(scenario, c, settings),
+            flakes=tuple(flakes),
             provenance=self.prov,
             warmup=warmup,
         )

@@ -563,16 +563,17 @@ def validation_table(records: Sequence[Any]) -> pd.DataFrame:
     """Return the share of passed validation checks per cell (rows: cell key) and check
     (columns: check name, with the platform when the check has one) over the measured cell
     and merge records; NaN where a check never ran or was skipped."""
-    from bench.engine.matrix import Cell
+    from dataclasses import replace
+
+    from bench.engine.matrix import cell_of
 
     tally: dict[tuple[str, str], list[bool]] = {}
     for r in records:
         if r.kind not in ("cell", "merge") or r.warmup:
             continue
-        if r.kind == "cell":
-            key = Cell(r.scenario, r.size, r.strategy, r.platform, r.cache, r.cpu).key
-        else:
-            key = Cell(r.scenario, r.size, r.strategy, "index", r.cache, r.cpu).key
+        # A merge record is the strategy's index: its platform is '' in the record.
+        cell = cell_of(r)
+        key = cell.key if r.kind == "cell" else replace(cell, platform="index").key
         for check in (r.validation or {}).get("checks", []):
             if check.get("skipped"):
                 continue

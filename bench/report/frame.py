@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +70,9 @@ def frame(records: list[Record]) -> pd.DataFrame:
     """Return one row per record with every axis and measure as a column."""
     rows = []
     for r in records:
-        d = asdict(r)
-        steps = r.extra.get("step_seconds") or {}
-        res = r.extra.get("resources") or {}
+        steps = r.steps.by_category
+        res = r.resources
+        guest = r.guest
         row: dict[str, Any] = {
             "run_id": r.run_id,
             "kind": r.kind,
@@ -89,27 +89,27 @@ def frame(records: list[Record]) -> pd.DataFrame:
             "wall_s": r.wall_s,
             "started_at": r.started_at,
             "failure_class": r.failure_class,
-            "validation_passed": d["validation"].get("passed") if d["validation"] else None,
+            "validation_passed": r.validation.get("passed") if r.validation else None,
             "tag": r.tag,
             "digest": r.digest,
-            "compiler": r.extra.get("compiler", ""),
-            "accel": r.extra.get("accel", ""),
-            "qemu_cpu": r.extra.get("cpu", ""),
+            "compiler": r.compiler.version,
+            "accel": guest.accel if guest else "",
+            "qemu_cpu": guest.cpu if guest else "",
             "host": r.provenance.get("hostname", ""),
             "commit": r.provenance.get("harness_commit", ""),
             "reason": r.reason,
-            "recipe_sha256": r.extra.get("recipe_sha256", ""),
-            "cpu_user_s": res.get("cpu_user_s"),
-            "cpu_system_s": res.get("cpu_system_s"),
-            "peak_memory_bytes": res.get("peak_above_baseline_bytes"),
-            "flakes": r.extra.get("flakes", 0),
-            "phase": r.extra.get("phase", ""),
-            "approximate": r.extra.get("approximate", ""),
+            "recipe_sha256": r.recipe_sha256,
+            "cpu_user_s": res.cpu_user_s if res else None,
+            "cpu_system_s": res.cpu_system_s if res else None,
+            "peak_memory_bytes": res.peak_above_baseline_bytes if res else None,
+            "flakes": len(r.flakes),
+            "phase": r.phase,
+            "approximate": r.approximate,
         }
         for cat in STEP_CATEGORIES:
             row[f"step_{cat}_s"] = steps.get(cat)
         for phase in VM_PHASES:
-            row[f"vm_{phase}_s"] = r.extra.get(f"{phase}_s")
+            row[f"vm_{phase}_s"] = getattr(guest, f"{phase}_s") if guest else None
         rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)
 

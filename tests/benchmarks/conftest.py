@@ -17,7 +17,7 @@ import pytest
 from bench.cli.common import _platforms, _sizes
 from bench.engine.matrix import split_values
 from bench.engine.results import DEFAULT_RESULTS
-from bench.engine.runner import Engine, RunRequest
+from bench.engine.runner import Engine, RunRequest, request_cells
 from bench.scenarios.loader import DEFAULT_SCENARIO, resolve_scenario
 from bench.tools.registry import registry_address
 
@@ -54,17 +54,7 @@ def engine() -> Engine:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "cell" in metafunc.fixturenames:
-        from bench.engine.matrix import expand
-
-        req = bench_request()
-        cells = expand(
-            [(s.name, [p.name for p in s.platforms]) for s in req.scenarios],
-            req.strategies,
-            req.sizes,
-            [p.name for p in req.platforms],
-            req.caches,
-            req.cpus,
-        )
+        cells = request_cells(bench_request())
         metafunc.parametrize("cell", cells, ids=[c.key for c in cells])
 
 

@@ -91,5 +91,5 @@ def test_cross_arm64_builds_with_binfmt_disabled(
         # Go's own cross compiler: no gcc of any architecture was in the toolchain stage.
         log = Path(cell.log_file).read_text()
         assert "aarch64-linux-gnu-gcc" not in log and "gcc-aarch64" not in log
-        assert cell.extra["compiler"].startswith("go version go"), cell.extra["compiler"]
+        assert cell.compiler.version.startswith("go version go"), cell.compiler
         assert "golang-go" in log

@@ -67,9 +67,10 @@ def test_a_qemu_user_cell_runs_under_the_named_emulator(
     manifest, records = load_run(resolve_run(None, tmp_path / "results"))
     cells = [r for r in records if r.kind == "cell"]
     assert [(r.platform, r.status) for r in cells] == [("linux/arm64", "ok")]
-    emulator = cells[0].extra["emulator"]
-    assert (emulator["version"], emulator["sha256"]) == (trixie.version, trixie.sha256)
-    assert emulator["reported"].startswith("10.0.13 (Debian ")
+    emulator = cells[0].emulator
+    assert emulator is not None
+    assert (emulator.version, emulator.sha256) == (trixie.version, trixie.sha256)
+    assert emulator.reported.startswith("10.0.13 (Debian ")
     assert manifest["provenance"]["qemu_user_emulator"]["suite"] == "trixie"
 
 

@@ -64,7 +64,7 @@ def test_run_exits_0_and_stores_every_cell(tiny_run):
     assert cells[("native", "linux/arm64")].status == "unavailable"
     assert "no native linux/arm64 node" in cells[("native", "linux/arm64")].reason
     assert not any(r.strategy == "qemu-system" for r in records)
-    assert cells[("cross", "linux/arm64")].extra["compiler"].startswith("aarch64-linux-gnu-gcc")
+    assert cells[("cross", "linux/arm64")].compiler.version.startswith("aarch64-linux-gnu-gcc")
     prov = cells[("cross", "linux/arm64")].provenance
     assert prov["docker_server"] and prov["buildx"] and prov["binfmt"]["linux/arm64"]["flags"]
     kinds = {(r.kind, r.strategy) for r in records}

@@ -65,7 +65,7 @@ def store_run(
                     "2026-01-01T00:00:00+00:00",
                     log_tail="" if status == "ok" else "cc: error: x.c:3: expected ';'",
                     failure_class="" if status == "ok" else "compile",
-                    extra={"harness_recipe_sha256": recipe},
+                    harness_recipe_sha256=recipe,
                     provenance={"hostname": "vm", "qemu_user": qemu},
                 )
             )
@@ -247,6 +247,7 @@ def test_older_records_fail_on_a_combined_recipe_hash_only_when_sources_did_not_
         for f in (path / "records").glob("*.json"):
             data = json.loads(f.read_text())
             data["extra"] = {"recipe_sha256": recipe}
+            data["schema_version"] = 2  # an older record: the digest in extra
             f.write_text(json.dumps(data))
     recipe = compare_runs(tmp_path / "base", tmp_path / "new")
     assert recipe.recipe_changes and recipe.failed()

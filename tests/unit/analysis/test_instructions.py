@@ -24,7 +24,7 @@ def _cell(
         status=status,
         wall_s=10.0,
         started_at="2026-01-01T00:00:00+00:00",
-        extra={"instructions": steps},
+        instructions=tuple(steps),
     )
 
 

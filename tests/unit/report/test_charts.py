@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from matplotlib.container import BarContainer
 
-from bench.engine.results import Record
+from bench.engine.results import Record, typed_fields
 from bench.engine.stats import median_ci
 from bench.report import charts
 from bench.report.charts import STRATEGY_COLOURS
@@ -34,9 +34,9 @@ def rec(strategy, platform, wall, rep=1, size=1, cache="cold", cpu="", **extra):
         wall,
         f"2026-01-01T00:00:{rep:02d}+00:00",
         validation=validation,
-        extra=extra,
         cache=cache,
         cpu=cpu,
+        **typed_fields(extra),  # the keys a strategy's outcome holds, as the runner maps them
     )
 
 
