@@ -61,6 +61,25 @@ def run_through_binfmt(program: Path) -> tuple[str, int]:
     return exe, child.wait(timeout=30)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _hosts_own_s390x_put_aside():
+    """These tests set up the s390x handler themselves. A host that registered one (Debian's
+    binfmt-support registers every qemu-user-static format when binfmt_misc is mounted at
+    install time) has it put aside for this module, and put back exactly afterwards."""
+    text = binfmt.read_entry_text(NAME)
+    if text is None:
+        yield
+        return
+    original = binfmt.parse_proc_entry(NAME, text)
+    binfmt.unregister(NAME)
+    try:
+        yield
+    finally:
+        binfmt.unregister(NAME)
+        binfmt.register(original)
+        assert binfmt.read_entry_text(NAME) == text
+
+
 @pytest.fixture(scope="module")
 def trixie() -> emulators.Emulator:
     need(binfmt.BINFMT_DIR.joinpath("register").exists(), "binfmt_misc mounted")
