@@ -28,7 +28,9 @@ from bench.engine.results import list_runs, load_run
 from bench.host import services
 from bench.platforms import KNOWN
 from bench.scenarios.loader import load_scenario_file
+from bench.strategies import qemu_system
 from bench.strategies.guest import image as guest
+from bench.strategies.guest import initramfs, kvm
 from bench.tools import buildtrace
 from bench.tools import registry as reg
 from tests.conftest import DATA, ROOT, need
@@ -329,7 +331,7 @@ AMD64 = KNOWN["linux/amd64"]
 
 
 def _newc(name: str, mode: int, data: bytes) -> bytes:
-    return guest.cpio_newc([guest._CpioEntry(name, mode, data)])
+    return initramfs.cpio_newc([initramfs._CpioEntry(name, mode, data)])
 
 
 @pytest.fixture(scope="module")
@@ -341,7 +343,7 @@ def genuine_guest() -> guest.GuestImage:
         need(shutil.which(tool) is not None, tool)
     tiny = load_scenario_file(DATA / "scenarios" / "tiny" / "scenario.toml")
     image = guest.prepare_guest(AMD64, tiny.packages)
-    guest.kvm_works(AMD64, image)
+    kvm.kvm_works(AMD64, image)
     return image
 
 
@@ -369,7 +371,7 @@ def _guest_run(
     image: guest.GuestImage, tmp_path: Path, monkeypatch, timeout: float
 ) -> runner.RunSummary:
     """Run tiny with qemu-system on amd64 in this process, the guest being `image`."""
-    monkeypatch.setattr(guest, "prepare_guest", lambda *_a, **_k: image)
+    monkeypatch.setattr(qemu_system, "prepare_guest", lambda *_a, **_k: image)
     tiny = load_scenario_file(DATA / "scenarios" / "tiny" / "scenario.toml")
     req = runner.RunRequest(
         scenarios=(tiny,),
