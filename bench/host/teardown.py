@@ -64,6 +64,15 @@ def _remove_engine_network(before: dict[str, str]) -> None:
         net.set_ip_forward(before["ip_forward"])
 
 
+def engine_network_left(before: dict[str, str]) -> bool:
+    """Return whether the engine's network outlives it: its bridge, or forwarding
+    switched on that the host had off before setup."""
+    forward_before = before.get("ip_forward", "")
+    return net.bridge_exists() or (
+        forward_before in ("0", "1") and net.ip_forward() not in ("", forward_before)
+    )
+
+
 def _unmount_below(path: Path) -> None:
     """Lazily unmount whatever a stopped engine left mounted below `path`."""
     for mount in mounts_below(path, Path("/proc/mounts").read_text()):
@@ -157,9 +166,11 @@ def plan(purge: bool) -> list[Action]:
                 lambda name=name, pid=pid: services.stop_daemon(name, pid),  # type: ignore[misc]
             )
         )
-    if "dockerd" in daemons and any(p.startswith("docker.io:") for p in record.packages):
+    if any(p.startswith("docker.io:") for p in record.packages) and (
+        "dockerd" in daemons or engine_network_left(record.network_before)
+    ):
         # The engine is setup's: so are its bridge, its rules and the forwarding it
-        # switched on, which outlive the daemon.
+        # switched on, which outlive the daemon, even one killed from outside.
         actions.append(
             Action(
                 f"the engine's network: bridge {net.BRIDGE}, its iptables rules"

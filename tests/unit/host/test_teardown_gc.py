@@ -297,3 +297,19 @@ def test_a_pid_file_naming_another_process_is_never_signalled(tmp_path, monkeypa
     services.stop_daemon("containerd", os.getpid())
     assert killed == []
     assert not (tmp_path / "dockerd.pid").exists()
+
+
+@pytest.mark.parametrize(
+    ("bridge", "forward_now", "expected"),
+    [(True, "0", True), (False, "1", True), (False, "0", False)],
+)
+def test_engine_network_goes_even_when_the_engine_was_killed_from_outside(
+    host, monkeypatch, bridge, forward_now, expected
+):
+    # No live dockerd (killed by something else), but its bridge or forwarding outlive it.
+    hostrecord.add_packages(["docker.io:amd64"])
+    hostrecord.keep_network_before({"ip_forward": "0", "forward_policy": "ACCEPT"})
+    monkeypatch.setattr(teardown.net, "bridge_exists", lambda name="docker0": bridge)
+    monkeypatch.setattr(teardown.net, "ip_forward", lambda: forward_now)
+    whats = [a.what for a in teardown.plan(purge=False)]
+    assert any(w.startswith("the engine's network") for w in whats) is expected
