@@ -133,9 +133,17 @@ def purge_plan(packages: list[str]) -> PurgePlan:
         return PurgePlan(())
     mine = {p.split(":")[0] for p in still} | set(still)
     kept: list[tuple[str, str]] = []
-    if _outside(apt.simulate_purge(still), mine):
-        # One simulation per package tells which of setup's packages the newer ones need.
+    dependents = _outside(apt.simulate_purge(still), mine)
+    if dependents:
+        # Which of setup's packages do the newer ones need? Their installed dependencies
+        # name the candidates; one simulation per candidate confirms it (not one per
+        # package setup installed: dozens of seconds each on a provisioned host).
+        needed: set[str] = set()
+        for dependent in dependents:
+            needed |= apt.installed_dependencies(dependent.split(":")[0])
         for package in still:
+            if package.split(":")[0] not in needed:
+                continue
             others = _outside(apt.simulate_purge([package]), mine)
             if others:
                 kept.append((package, others[0]))

@@ -83,6 +83,45 @@ def simulate_purge(packages: Sequence[str]) -> list[str]:
     return removed
 
 
+def installed_dependencies(package: str) -> set[str]:
+    """Return the names of the installed packages `package` needs, recursively (apt-cache's
+    Depends and PreDepends, with the installed providers of virtual ones).
+
+    A superset is harmless to callers that confirm with a simulation. Raises CommandFailed.
+    """
+    done = proc.run(
+        [
+            "apt-cache",
+            "depends",
+            "--recurse",
+            "--installed",
+            *(f"--no-{kind}" for kind in DEPENDS_IGNORED),
+            package,
+        ],
+        timeout=120,
+        env=_ENV,
+        check=True,
+    )
+    return parse_depends(done.stdout)
+
+
+# apt-cache depends' relations that never make apt remove a dependent.
+DEPENDS_IGNORED = ("recommends", "suggests", "conflicts", "breaks", "replaces", "enhances")
+
+
+def parse_depends(text: str) -> set[str]:
+    """Return every package named in `apt-cache depends --recurse` output (pure): the
+    packages, their dependencies and the providers listed below virtual ones."""
+    names = set()
+    for line in text.splitlines():
+        word = line.strip().lstrip("|")
+        if ":" in word and word.split(":", 1)[0] in ("Depends", "PreDepends"):
+            word = word.split(":", 1)[1].strip()
+        if word and not word.startswith("<") and " " not in word:
+            names.add(word.split(":")[0])
+    return names
+
+
 def purge(packages: Sequence[str], log_path: Path | None = None) -> None:
     """Purge exactly `packages` (no autoremove of anything else). Raises CommandFailed."""
     proc.run(

@@ -37,6 +37,7 @@ def host(tmp_path, monkeypatch):
     purged: list[list[str]] = []
     monkeypatch.setattr(apt, "purge", lambda pkgs, log_path=None: purged.append(list(pkgs)))
     monkeypatch.setattr(apt, "simulate_purge", lambda pkgs: [p.split(":")[0] for p in pkgs])
+    monkeypatch.setattr(apt, "installed_dependencies", lambda package: set())
     for d in own:
         d.mkdir(parents=True)
     return {
@@ -100,17 +101,27 @@ def test_teardown_removes_only_what_setup_recorded(host):
 def test_purge_keeps_what_a_package_installed_since_needs(host, monkeypatch):
     hostrecord.add_packages(["mmdebstrap:all", "arch-test:all"])
 
+    simulated: list[list[str]] = []
+
     def simulate(pkgs):
         # users-tool, installed after setup, depends on mmdebstrap.
+        simulated.append(list(pkgs))
         return [p.split(":")[0] for p in pkgs] + (
             ["users-tool"] if "mmdebstrap:all" in pkgs else []
         )
 
     monkeypatch.setattr(apt, "simulate_purge", simulate)
+    monkeypatch.setattr(
+        apt,
+        "installed_dependencies",
+        lambda package: {"users-tool", "mmdebstrap", "libc6"} if package == "users-tool" else set(),
+    )
     said: list[str] = []
     teardown.teardown(purge=True, dry_run=False, say=said.append)
     assert host["purged"] == [["arch-test:all"]]
     assert "keeping mmdebstrap:all: users-tool, installed since, needs it" in said
+    # Only the candidate users-tool needs is simulated alone, not every package of setup's.
+    assert ["arch-test:all"] not in simulated[:-1] and ["mmdebstrap:all"] in simulated
     assert hostrecord.RECORD.exists()  # kept for a later --purge
 
 
@@ -313,3 +324,24 @@ def test_engine_network_goes_even_when_the_engine_was_killed_from_outside(
     monkeypatch.setattr(teardown.net, "ip_forward", lambda: forward_now)
     whats = [a.what for a in teardown.plan(purge=False)]
     assert any(w.startswith("the engine's network") for w in whats) is expected
+
+
+def test_installed_dependencies_read_apt_cache_depends():
+    text = """chromium
+  Depends: libasound2
+    libasound2t64
+ |Depends: libepoxy0
+  Depends: <debconf-2.0>
+    debconf
+  PreDepends: libc6
+libasound2t64
+  Depends: libc6
+"""
+    assert apt.parse_depends(text) == {
+        "chromium",
+        "libasound2",
+        "libasound2t64",
+        "libepoxy0",
+        "debconf",
+        "libc6",
+    }
