@@ -10,7 +10,8 @@ def test_split_values_flattens_comma_lists_and_repeats_in_order():
 
 
 @pytest.mark.parametrize(
-    "n_strategies,n_platforms,n_sizes", itertools.product(range(0, 4), range(0, 3), range(1, 3))
+    "n_strategies,n_platforms,n_sizes",
+    list(itertools.product(range(0, 4), range(0, 3), range(1, 3))),
 )
 def test_expand_is_the_full_product_in_order(n_strategies, n_platforms, n_sizes):
     strategies = ["native", "qemu-system", "qemu-user", "cross"][:n_strategies]
