@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from bench.host.facts import Host
@@ -16,7 +17,8 @@ from bench.strategies.dockerfile import BaseStages
 from bench.strategies.guest.cpu import CPU_MODELS
 from bench.strategies.native import emulatable_stages
 from bench.tools import binfmt
-from bench.tools.emulators import EmulatorUnavailable
+from bench.tools import qemu as qemu_tool
+from bench.tools.emulators import Emulator, EmulatorUnavailable
 
 
 class QemuUser(BuildxStrategy):
@@ -109,7 +111,26 @@ class QemuUser(BuildxStrategy):
                 "reported": emulator.reported,
                 "tag": emulator.tag,
             }
+        if outcome.failure_class == "emulator-crash":
+            fault = f"QEMU {_version_of(emulator)}: " + str(
+                outcome.extra.get("emulator_fault") or "crashed (step not named in the log)"
+            )
+            outcome.extra["emulator_fault"] = fault
+            return replace(outcome, log_tail=f"emulator-crash under {fault}\n{outcome.log_tail}")
         return outcome
+
+
+def _version_of(emulator: Emulator | None) -> str:
+    """Return the QEMU version a build ran under, as fault messages name it: the pinned
+    or named emulator's, else what the host's qemu-user-static reports."""
+    if emulator is not None and (emulator.reported or emulator.version):
+        return emulator.reported or emulator.version
+    line = qemu_tool.user_version()  # qemu-aarch64 version 7.2.22 (Debian ...)
+    return (
+        line.split(" version ", 1)[1]
+        if " version " in line
+        else (line or "(host, version unknown)")
+    )
 
 
 def _say(message: str) -> None:

@@ -96,6 +96,7 @@ class Emulator:
     root: Path | None  # the unpacked tree (None for the host's)
     binaries: tuple[tuple[str, str], ...]
     reported: str = ""  # what its binaries' --version says: 10.0.13 (Debian 1:10.0.13+ds-...)
+    label: str = ""  # the tag-safe name when major.minor alone is ambiguous (see `distinct`)
 
     @property
     def is_host(self) -> bool:
@@ -108,10 +109,20 @@ class Emulator:
 
     @property
     def tag(self) -> str:
-        """A tag-safe name of the QEMU release: qemu10.0 (major.minor); 'host' for the host's."""
+        """A tag-safe name of the QEMU release: qemu10.0 (major.minor); 'host' for the host's.
+        Two versions of one release in a run are told apart by their full version
+        (`label`, set by `distinct`)."""
         if self.is_host:
             return HOST
+        if self.label:
+            return self.label
         return "qemu" + ".".join(self.upstream.split(".")[:2])
+
+    @property
+    def axis(self) -> str:
+        """The emulator's value on the matrix's emulator axis: '' for the host's (so the
+        host's cells keep their keys and tags), else `tag`."""
+        return "" if self.is_host else self.tag
 
     def binary(self, qemu_name: str) -> Path:
         """Return the executable that emulates `qemu_name`. Raises EmulatorUnavailable."""
@@ -138,6 +149,44 @@ def parse_specs(values: Sequence[str]) -> tuple[str, ...]:
         if value not in specs:
             specs.append(value)
     return tuple(specs) or (HOST,)
+
+
+def full_label(version: str) -> str:
+    """Return a tag-safe name of a full Debian version: 1:10.0.13+ds-0+deb13u1 ->
+    qemu10.0.13_ds-0_deb13u1 (no epoch; characters a tag does not allow become _)."""
+    tail = version.split(":", 1)[1] if ":" in version else version
+    return "qemu" + re.sub(r"[^A-Za-z0-9_.-]", "_", tail)[:100]
+
+
+def distinct(found: Sequence[Emulator], say: Say) -> tuple[Emulator, ...]:
+    """Return `found` (resolved `--emulator` values, in order) without repeats of one
+    package version (`trixie` and `10.0` may name the same one: said, and kept once), and
+    each pinned one named by its full version where two versions of one QEMU release would
+    otherwise share a tag."""
+    kept: list[Emulator] = []
+    for e in found:
+        same = next(
+            (
+                k
+                for k in kept
+                if (k.is_host and e.is_host)
+                or (
+                    not k.is_host
+                    and not e.is_host
+                    and (k.package, k.version) == (e.package, e.version)
+                )
+            ),
+            None,
+        )
+        if same is not None:
+            say(f"--emulator {e.spec} is {same.spec} ({e.package} {e.version}): measured once")
+            continue
+        kept.append(e)
+    tags = [e.tag for e in kept if not e.is_host]
+    return tuple(
+        replace(e, label=full_label(e.version)) if not e.is_host and tags.count(e.tag) > 1 else e
+        for e in kept
+    )
 
 
 def version_matches(spec: str, version: str) -> bool:

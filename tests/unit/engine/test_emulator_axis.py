@@ -1,0 +1,244 @@
+"""The emulator as an axis of the matrix: expansion, keys, tags, interleaving, records."""
+
+from dataclasses import replace
+from pathlib import Path
+
+from bench.analysis.compare import recipe_of
+from bench.analysis.paired import compare_pairs, parse_pair
+from bench.engine import runner
+from bench.engine.manifest import ManifestCell, RequestInfo, RunManifest
+from bench.engine.matrix import Cell, cell_of, expand, schedule
+from bench.engine.results import EmulatorFacts, Record, RunStore, record_from_dict
+from bench.platforms import parse_platform
+from bench.tools import buildtrace, emulators
+
+TRIXIE = "1:10.0.13+ds-0+deb13u1"
+BOOKWORM = "1:7.2+dfsg-7+deb12u18+b3"
+AMD64 = parse_platform("linux/amd64")
+
+
+def emulator(spec: str, version: str, binaries=(("aarch64", "/x/qemu-aarch64"),)):
+    return emulators.Emulator(
+        spec, "qemu-user", version, spec, "ab" * 32, Path("/x"), binaries, "10.0.13"
+    )
+
+
+HOST = emulators.Emulator("host", "qemu-user-static", BOOKWORM, "host", "", None, ())
+TRIXIE_EMU = emulator("trixie", TRIXIE)
+BOOKWORM_EMU = emulator("bookworm", BOOKWORM)
+
+
+def record(cell: Cell, rep: int, wall: float, facts: EmulatorFacts | None, status="ok") -> Record:
+    return Record(
+        "cell",
+        "r1",
+        cell.scenario,
+        cell.size,
+        cell.strategy,
+        cell.platform,
+        rep,
+        status,
+        wall,
+        "",
+        cpu=cell.cpu,
+        emulator=facts,
+    )
+
+
+def test_each_emulating_cell_is_expanded_per_emulator_and_others_are_not():
+    cells = expand(
+        [("cbench", ["linux/arm64"])],
+        ["qemu-user", "cross", "qemu-system"],
+        [1],
+        cpus=["", "max"],
+        emulators=["", "qemu10.0"],
+    )
+    user = [(c.cpu, c.emulator) for c in cells if c.strategy == "qemu-user"]
+    assert user == [("", ""), ("", "qemu10.0"), ("max", ""), ("max", "qemu10.0")]
+    assert [c.emulator for c in cells if c.strategy == "cross"] == [""]
+    assert len([c for c in cells if c.strategy == "qemu-system"]) == 4
+    # No axis given: the cells (and their keys) are those of runs before the axis.
+    plain = expand([("cbench", ["linux/arm64"])], ["qemu-user"], [1])
+    assert [c.key for c in plain] == ["cbench-s1-qemu-user-linux-arm64"]
+
+
+def test_host_cells_keep_their_tags_and_pinned_ones_name_the_release():
+    host = Cell("cbench", 1, "qemu-user", "linux/arm64")
+    pinned = replace(host, emulator="qemu10.0")
+    both = replace(host, cpu="max", emulator="qemu10.0")
+    arm64 = parse_platform("linux/arm64")
+    assert runner.cell_tag("r/archbench/cbench", host, arm64) == (
+        "r/archbench/cbench:qemu-user-arm64"
+    )
+    assert runner.cell_tag("r/archbench/cbench", pinned, arm64) == (
+        "r/archbench/cbench:qemu-user-qemu10.0-arm64"
+    )
+    assert runner.cell_tag("r/archbench/cbench", both, arm64).endswith(
+        ":qemu-user-max-qemu10.0-arm64"
+    )
+    assert pinned.key == "cbench-s1-qemu-user-linux-arm64-eqemu10.0"
+    assert len({host.key, pinned.key, both.key}) == 3
+    for c in (pinned, both):
+        assert "@" not in runner.cell_tag("r/x", c, arm64).split(":", 1)[1]
+
+
+def test_emulator_variants_of_one_cell_are_adjacent_and_alternate():
+    cells = expand(
+        [("cbench", ["linux/arm64"])],
+        ["qemu-user", "cross"],
+        [1],
+        emulators=["", "qemu10.0", "qemu7.2"],
+    )
+    plan = schedule(cells, reps=2)
+    first = [c.emulator for _, _, c in plan[:4] if c.strategy == "qemu-user"]
+    second = [c.emulator for _, _, c in plan[4:] if c.strategy == "qemu-user"]
+    assert first == ["", "qemu10.0", "qemu7.2"]
+    assert second == first[::-1]
+    positions = [i for i, (_, _, c) in enumerate(plan[:4]) if c.strategy == "qemu-user"]
+    assert positions == list(range(positions[0], positions[0] + 3))
+
+
+def test_records_name_their_cell_by_the_emulator_old_and_host_ones_as_before():
+    cell = Cell("cbench", 1, "qemu-user", "linux/arm64")
+    pinned = runner.emulator_facts(TRIXIE_EMU)
+    assert cell_of(record(cell, 1, 9.0, pinned)).emulator == "qemu10.0"
+    assert cell_of(record(cell, 1, 9.0, runner.emulator_facts(HOST))).emulator == ""
+    assert cell_of(record(cell, 1, 9.0, None)).key == cell.key
+    # A v2 record of a run under one pinned emulator (before the axis) names it too.
+    old = record_from_dict(
+        {
+            "kind": "cell",
+            "run_id": "r0",
+            "scenario": "cbench",
+            "size": 1,
+            "strategy": "qemu-user",
+            "platform": "linux/arm64",
+            "rep": 1,
+            "status": "ok",
+            "wall_s": 5.0,
+            "started_at": "",
+            "schema_version": 2,
+            "extra": {"emulator": {"spec": "trixie", "version": TRIXIE, "tag": "qemu10.0"}},
+        }
+    )
+    assert cell_of(old).emulator == "qemu10.0"
+    # The fault of a crash is a typed field and round-trips.
+    crashed = replace(record(cell, 1, 0.0, pinned, "failed"), emulator_fault="QEMU 10.0.13: x")
+    from dataclasses import asdict
+
+    again = record_from_dict(asdict(crashed))
+    assert again.emulator_fault == "QEMU 10.0.13: x" and again.emulator == pinned
+
+
+def test_a_record_without_facts_names_its_pinned_cell():
+    cell = Cell("cbench", 1, "qemu-user", "linux/arm64", emulator="qemu7.2")
+    r = runner._record(cell, "r1", 1, "unavailable", 0.0, reason="x")
+    assert cell_of(r) == cell
+
+
+def test_same_version_twice_is_measured_once_and_same_release_is_told_apart():
+    said = []
+    ten = emulator("10.0", TRIXIE)
+    assert emulators.distinct([HOST, TRIXIE_EMU, ten], said.append) == (HOST, TRIXIE_EMU)
+    assert said and "measured once" in said[0]
+    other = emulator("trixie-backports", "1:10.0.14+ds-1")
+    found = emulators.distinct([TRIXIE_EMU, other], said.append)
+    assert [e.tag for e in found] == ["qemu10.0.13_ds-0_deb13u1", "qemu10.0.14_ds-1"]
+    assert [e.axis for e in found] == [e.tag for e in found]
+    assert HOST.axis == ""
+
+
+def test_request_finds_each_cells_emulator():
+    req = runner.RunRequest(
+        (), ("qemu-user",), (), (1,), 1, Path("."), "r", emulators=(HOST, TRIXIE_EMU)
+    )
+    cell = Cell("cbench", 1, "qemu-user", "linux/arm64")
+    assert req.emulator_of(cell) is HOST
+    assert req.emulator_of(replace(cell, emulator="qemu10.0")) is TRIXIE_EMU
+    assert req.emulator_of(replace(cell, emulator="qemu9.9")) is None
+    assert runner.RunRequest((), (), (), (1,), 1, Path("."), "r").emulator_of(cell) is None
+
+
+def test_a_pinned_emulator_cell_is_unavailable_where_it_cannot_run():
+    cell = Cell("cbench", 1, "qemu-user", "linux/arm64", emulator="qemu10.0")
+    assert runner.emulator_limit(cell, TRIXIE_EMU, AMD64) == ""
+    assert runner.emulator_limit(replace(cell, emulator=""), HOST, AMD64) == ""
+    native = runner.emulator_limit(replace(cell, platform="linux/amd64"), TRIXIE_EMU, AMD64)
+    assert "host's platform" in native
+    missing = runner.emulator_limit(replace(cell, platform="linux/riscv64"), TRIXIE_EMU, AMD64)
+    assert "no qemu-riscv64" in missing
+
+
+def test_the_manifest_stores_the_axis_only_when_given():
+    info = RequestInfo(["cbench"], {}, ["qemu-user"], [], [1], 3)
+    cell = ManifestCell("k", "cbench", 1, "qemu-user", "linux/arm64")
+    manifest = RunManifest("ok", "", "cli", info, [cell], {})
+    data = manifest.to_json()
+    assert "emulators" not in data["request"] and "emulator" not in data["cells"][0]
+    manifest = RunManifest(
+        "ok",
+        "",
+        "cli",
+        replace(info, emulators=["host", "trixie"]),
+        [replace(cell, emulator="qemu10.0")],
+        {},
+    )
+    data = manifest.to_json()
+    assert data["request"]["emulators"] == ["host", "trixie"]
+    assert RunManifest.from_dict(data).cells[0].emulator == "qemu10.0"
+
+
+def test_a_crash_is_named_with_its_signal_and_step():
+    text = (
+        "[build 3/4] RUN ldconfig\n"
+        "[build 3/4] RUN ldconfig qemu: uncaught target signal 11 (Segmentation fault) - "
+        "core dumped\n"
+        "ERROR: [build 3/4] RUN ldconfig: process did not complete successfully\n"
+    )
+    assert buildtrace.emulator_crash(text) == ("11 (Segmentation fault)", "build 3/4")
+    assert buildtrace.emulator_crash("ERROR: RUN x: qemu: uncaught target signal 4") == (
+        "4",
+        "RUN x",
+    )
+    assert buildtrace.emulator_crash("error: undefined reference") is None
+
+
+def test_a_pinned_emulator_is_the_recipe_not_the_hosts():
+    cell = Cell("cbench", 1, "qemu-user", "linux/arm64")
+    prov = {"qemu_user": "qemu-aarch64 version 7.2", "qemu_user_package": BOOKWORM}
+    host = recipe_of(record(cell, 1, 5.0, runner.emulator_facts(HOST)), prov)
+    pinned = recipe_of(record(cell, 1, 5.0, runner.emulator_facts(TRIXIE_EMU)), prov)
+    assert host["emulator qemu_user"] == "qemu-aarch64 version 7.2"
+    assert pinned["emulator qemu_user"] == "10.0.13"
+    assert TRIXIE in pinned["emulator qemu_user_package"]
+    other = replace(TRIXIE_EMU, sha256="cd" * 32)
+    assert recipe_of(record(cell, 1, 5.0, runner.emulator_facts(other)), prov) != pinned
+
+
+def test_pair_compares_emulator_versions_within_one_run(tmp_path):
+    store = RunStore(tmp_path, "r1")
+    store.write_manifest({"request": {"order": "interleaved"}})
+    cell = Cell("cbench", 1, "qemu-user", "linux/arm64")
+    facts = {"": runner.emulator_facts(HOST), "qemu10.0": runner.emulator_facts(TRIXIE_EMU)}
+    for rep in range(1, 6):
+        for axis, factor in (("", 1.0), ("qemu10.0", 1.5)):
+            store.add(record(replace(cell, emulator=axis), rep, 40.0 * factor + rep, facts[axis]))
+    assert parse_pair("emulator=host,qemu10.0") == ("emulator", "host", "qemu10.0")
+    found = compare_pairs(store.path, "emulator", "host", "qemu10.0")
+    assert len(found.pairs) == 1
+    pair = found.pairs[0]
+    assert pair.cell_b.endswith("-eqemu10.0") and 1.4 < pair.ratio < 1.6
+
+
+def test_the_flag_is_an_axis_of_emulating_strategies_only():
+    import pytest
+
+    from bench.cli.run import _emulators
+    from bench.errors import UsageError
+
+    assert _emulators([], ("qemu-user",)) == ()
+    assert _emulators(["host"], ("qemu-user", "cross")) == ()
+    with pytest.raises(UsageError, match="only qemu-user and qemu-system"):
+        _emulators(["host,trixie"], ("cross", "native"))
+    with pytest.raises(UsageError, match="bad --emulator"):
+        _emulators(["trixie", "../x"], ("qemu-user",))
