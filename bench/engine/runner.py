@@ -41,6 +41,7 @@ from bench.strategies.base import (
     image_repo,
     join_index,
 )
+from bench.strategies.qemu_user import emulator_limit
 from bench.tools import registry
 from bench.tools.emulators import Emulator
 from bench.validate.image import ValidationReport, compare_artifacts, validate_image
@@ -176,29 +177,6 @@ def emulator_provenance(emulator: Emulator) -> dict[str, Any]:
         "tag": emulator.tag,
         "binaries": dict(emulator.binaries),
     }
-
-
-def emulator_limit(cell: Cell, emulator: Emulator | None, host: Platform) -> str:
-    """Return why `cell` cannot run under its pinned emulator here, or ''."""
-    if not cell.emulator or emulator is None:
-        return ""
-    platform = parse_platform(cell.platform)
-    if platform == host:
-        return (
-            f"{cell.platform} is the host's platform: it builds without an emulator, so "
-            f"there is no {emulator.tag} variant of it"
-        )
-    if cell.strategy == "qemu-system":
-        return (
-            f"qemu-system under a pinned emulator ({emulator.tag}) is not wired yet: only "
-            "qemu-user cells take the emulator axis"
-        )
-    if not any(name == platform.qemu_name for name, _ in emulator.binaries):
-        return (
-            f"emulator {emulator.tag} ({emulator.package} {emulator.version}) has no "
-            f"qemu-{platform.qemu_name}"
-        )
-    return ""
 
 
 def _settings(

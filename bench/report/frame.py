@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.engine.matrix import HOST_EMULATOR, emulator_axis, variant_name
 from bench.engine.results import (
     DamagedRun,
     LoadWarning,
@@ -59,6 +60,10 @@ COLUMNS: list[str] = [
         for c in ("base-image", "toolchain", "copy", "compile", "export", "internal", "other")
     ],
     *[f"vm_{p}_s" for p in ("boot", "build", "shutdown")],
+    # Added with the emulator axis, at the end so that columns read by position stay put.
+    "emulator",
+    "emulator_version",
+    "emulator_fault",
 ]
 
 
@@ -70,6 +75,7 @@ def frame(records: list[Record]) -> pd.DataFrame:
     """Return one row per record with every axis and measure as a column."""
     rows = []
     for r in records:
+        emulator = emulator_axis(r)
         steps = r.steps.by_category
         res = r.resources
         guest = r.guest
@@ -80,7 +86,8 @@ def frame(records: list[Record]) -> pd.DataFrame:
             "size": r.size,
             "strategy": r.strategy,
             "cpu": r.cpu or "default",
-            "variant": r.strategy + (f"-{r.cpu}" if r.cpu else ""),
+            "emulator": emulator or HOST_EMULATOR,
+            "variant": variant_name(r.strategy, r.cpu, emulator),
             "cache": r.cache,
             "warmup": r.warmup,
             "platform": r.platform or "all",
@@ -105,6 +112,8 @@ def frame(records: list[Record]) -> pd.DataFrame:
             "flakes": len(r.flakes),
             "phase": r.phase,
             "approximate": r.approximate,
+            "emulator_version": emulator_version(r),
+            "emulator_fault": r.emulator_fault,
         }
         for cat in STEP_CATEGORIES:
             row[f"step_{cat}_s"] = steps.get(cat)
@@ -112,6 +121,15 @@ def frame(records: list[Record]) -> pd.DataFrame:
             row[f"vm_{phase}_s"] = getattr(guest, f"{phase}_s") if guest else None
         rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def emulator_version(r: Record) -> str:
+    """Return the QEMU version a record names: what its binaries reported, else its
+    Debian version ('' when the record names no emulator)."""
+    facts = r.emulator
+    if facts is None:
+        return ""
+    return facts.reported or facts.version
 
 
 SUMMARY_KEYS = ["scenario", "size", "kind", "variant", "strategy", "cache", "platform"]
@@ -145,7 +163,7 @@ def wall_summary(df: pd.DataFrame, stats: pd.DataFrame | None = None) -> pd.Data
     return table[WALL_COLUMNS].sort_values(SUMMARY_KEYS, kind="stable").reset_index(drop=True)
 
 
-CELL_KEYS = ["scenario", "size", "strategy", "variant", "cpu", "cache", "platform"]
+CELL_KEYS = ["scenario", "size", "strategy", "variant", "cpu", "emulator", "cache", "platform"]
 """The columns that name a cell in `frame()` rows."""
 
 

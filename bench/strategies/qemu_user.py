@@ -9,8 +9,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
+from bench.engine.matrix import Cell
 from bench.host.facts import Host
-from bench.platforms import Platform, host_platform
+from bench.platforms import Platform, host_platform, parse_platform
 from bench.scenarios.loader import Scenario
 from bench.strategies.base import Availability, BuildOutcome, BuildSettings, BuildxStrategy
 from bench.strategies.dockerfile import BaseStages
@@ -118,6 +119,29 @@ class QemuUser(BuildxStrategy):
             outcome.extra["emulator_fault"] = fault
             return replace(outcome, log_tail=f"emulator-crash under {fault}\n{outcome.log_tail}")
         return outcome
+
+
+def emulator_limit(cell: Cell, emulator: Emulator | None, host: Platform) -> str:
+    """Return why `cell` cannot run under its pinned emulator here, or ''."""
+    if not cell.emulator or emulator is None:
+        return ""
+    platform = parse_platform(cell.platform)
+    if platform == host:
+        return (
+            f"{cell.platform} is the host's platform: it builds without an emulator, so "
+            f"there is no {emulator.tag} variant of it"
+        )
+    if cell.strategy == "qemu-system":
+        return (
+            f"qemu-system under a pinned emulator ({emulator.tag}) is not wired yet: only "
+            "qemu-user cells take the emulator axis"
+        )
+    if not any(name == platform.qemu_name for name, _ in emulator.binaries):
+        return (
+            f"emulator {emulator.tag} ({emulator.package} {emulator.version}) has no "
+            f"qemu-{platform.qemu_name}"
+        )
+    return ""
 
 
 def _version_of(emulator: Emulator | None) -> str:

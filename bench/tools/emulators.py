@@ -386,6 +386,33 @@ def _unpack(package: str, version: str, sha256: str, entry: Path, say: Say) -> d
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def cached(cache_dir: Path = CACHE_DIR) -> list[Emulator]:
+    """Return the emulators unpacked in the cache by earlier runs (complete unpackings
+    only), by version; nothing is fetched or run. Their suite is not recorded there, so
+    each is named by its version."""
+    found: list[Emulator] = []
+    try:
+        entries = sorted(p for p in cache_dir.iterdir() if (p / MANIFEST).is_file())
+    except OSError:
+        return []
+    for entry in entries:
+        try:
+            data = json.loads((entry / MANIFEST).read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(data, dict) or not isinstance(data.get("binaries"), dict):
+            continue
+        version, package = str(data.get("version", "")), str(data.get("package", ""))
+        if not version or not package:
+            continue
+        tree = entry / "tree"
+        binaries = tuple(sorted((str(k), str(tree / str(v))) for k, v in data["binaries"].items()))
+        found.append(
+            Emulator(version, package, version, "", str(data.get("sha256", "")), tree, binaries)
+        )
+    return found
+
+
 def host_emulator() -> Emulator:
     """Return the host's emulator: the interpreters registered in binfmt_misc now."""
     binaries = []

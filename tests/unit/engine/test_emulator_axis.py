@@ -10,6 +10,7 @@ from bench.engine.manifest import ManifestCell, RequestInfo, RunManifest
 from bench.engine.matrix import Cell, cell_of, expand, schedule
 from bench.engine.results import EmulatorFacts, Record, RunStore, record_from_dict
 from bench.platforms import parse_platform
+from bench.strategies.qemu_user import emulator_limit
 from bench.tools import buildtrace, emulators
 
 TRIXIE = "1:10.0.13+ds-0+deb13u1"
@@ -161,11 +162,11 @@ def test_request_finds_each_cells_emulator():
 
 def test_a_pinned_emulator_cell_is_unavailable_where_it_cannot_run():
     cell = Cell("cbench", 1, "qemu-user", "linux/arm64", emulator="qemu10.0")
-    assert runner.emulator_limit(cell, TRIXIE_EMU, AMD64) == ""
-    assert runner.emulator_limit(replace(cell, emulator=""), HOST, AMD64) == ""
-    native = runner.emulator_limit(replace(cell, platform="linux/amd64"), TRIXIE_EMU, AMD64)
+    assert emulator_limit(cell, TRIXIE_EMU, AMD64) == ""
+    assert emulator_limit(replace(cell, emulator=""), HOST, AMD64) == ""
+    native = emulator_limit(replace(cell, platform="linux/amd64"), TRIXIE_EMU, AMD64)
     assert "host's platform" in native
-    missing = runner.emulator_limit(replace(cell, platform="linux/riscv64"), TRIXIE_EMU, AMD64)
+    missing = emulator_limit(replace(cell, platform="linux/riscv64"), TRIXIE_EMU, AMD64)
     assert "no qemu-riscv64" in missing
 
 
@@ -242,3 +243,70 @@ def test_the_flag_is_an_axis_of_emulating_strategies_only():
         _emulators(["host,trixie"], ("cross", "native"))
     with pytest.raises(UsageError, match="bad --emulator"):
         _emulators(["trixie", "../x"], ("qemu-user",))
+
+
+def test_doctor_grid_shows_qemu_user_per_cached_emulator(tmp_path):
+    import json
+
+    from bench.host.doctor import strategy_grid
+    from bench.platforms import KNOWN
+    from bench.scenarios.loader import resolve_scenario
+    from tests.unit.strategies.test_probe import full_host
+
+    entry = tmp_path / "qemu-user_1%3a10.0.13+ds-0+deb13u1"
+    (entry / "tree").mkdir(parents=True)
+    (entry / "emulator.json").write_text(
+        json.dumps(
+            {
+                "package": "qemu-user",
+                "version": TRIXIE,
+                "sha256": "ab",
+                "binaries": {"aarch64": "usr/bin/qemu-aarch64", "arm": "usr/bin/qemu-arm"},
+            }
+        )
+    )
+    (tmp_path / "half-unpacked").mkdir()
+    found = emulators.cached(tmp_path)
+    assert [(e.version, e.tag) for e in found] == [(TRIXIE, "qemu10.0")]
+    assert found[0].binary("aarch64") == entry / "tree" / "usr/bin/qemu-aarch64"
+    assert emulators.cached(tmp_path / "missing") == []
+    platforms = [KNOWN[p] for p in ("linux/amd64", "linux/arm64", "linux/riscv64")]
+    grid = strategy_grid(resolve_scenario("cbench"), platforms, full_host(), found)
+    pinned = {r["platform"]: r for r in grid if r["variant"] == "qemu-user-qemu10.0"}
+    assert (
+        pinned["linux/arm64"]["available"] and pinned["linux/arm64"]["emulator_version"] == TRIXIE
+    )
+    assert "host's platform" in pinned["linux/amd64"]["reason"]
+    assert "no qemu-riscv64" in pinned["linux/riscv64"]["reason"]
+    host = [r for r in grid if r["variant"] == "qemu-user"]
+    assert [r["emulator"] for r in host] == ["host"] * 3
+    assert not [r for r in grid if r["strategy"] == "qemu-system" and r["emulator"] != "host"]
+
+
+def test_show_and_the_frame_name_the_emulator_and_its_crashes():
+    from bench.analysis.show import cell_rows
+    from bench.report.frame import frame
+
+    cell = Cell("cbench", 1, "qemu-user", "linux/arm64")
+    pinned = replace(cell, emulator="qemu10.0")
+    facts = runner.emulator_facts(TRIXIE_EMU)
+    records = [
+        record(cell, 1, 30.0, runner.emulator_facts(HOST)),
+        replace(record(pinned, 1, 40.0, facts), flakes=("emulator-crash",)),
+        replace(
+            record(pinned, 2, 1.0, facts, "failed"),
+            failure_class="emulator-crash",
+            emulator_fault="QEMU 10.0.13: signal 11 (Segmentation fault) in step build 3/4",
+        ),
+    ]
+    rows = {r["cell"]: r for r in cell_rows(records)}
+    assert rows[cell.key]["emulator"].startswith("host: ")
+    assert rows[cell.key]["emulator_crashes"] == 0
+    row = rows[pinned.key]
+    assert row["emulator"].startswith("qemu10.0: qemu-user 1:10.0.13+ds-0+deb13u1 (trixie")
+    assert row["emulator_crashes"] == 2 and row["flakes"] == 1
+    assert row["emulator_faults"] == [records[2].emulator_fault]
+    df = frame(records)
+    assert list(df["emulator"]) == ["host", "qemu10.0", "qemu10.0"]
+    assert list(df["variant"]) == ["qemu-user", "qemu-user-qemu10.0", "qemu-user-qemu10.0"]
+    assert list(df["emulator_version"])[1] == "10.0.13"
