@@ -609,8 +609,8 @@ class Engine:
                 flakes.append(outcome.failure_class)
                 fault = outcome.extra.get("emulator_fault")
                 self.say(
-                    f"    {outcome.failure_class}{f' ({fault})' if fault else ''}: retrying "
-                    f"({len(flakes)}/{self.req.retries})"
+                    f"    {outcome.failure_class}: retrying ({len(flakes)}/{self.req.retries})"
+                    + (f"; under {fault}" if fault else "")
                 )
                 continue
             break

@@ -4,6 +4,9 @@ chart, table and recommendation is drawn from (built once per report, no plottin
 from __future__ import annotations
 
 import importlib.util
+import math
+import re
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -373,3 +376,117 @@ def slowdown_table(stats: pd.DataFrame) -> pd.DataFrame:
     table = versus_native(stats)
     table = table[table["reference"] != ""].rename(columns={"vs_native": "ratio"})
     return table[SLOWDOWN_COLUMNS].reset_index(drop=True)
+
+
+EMULATOR_COLUMNS = [
+    "scenario",
+    "size",
+    "strategy",
+    "cpu",
+    "cache",
+    "platform",
+    "emulator",
+    "version",
+    "reference",
+    "reference_version",
+    "pairs",
+    "ratio",
+    "ci_low",
+    "ci_high",
+    "p_slower",
+    "p_faster",
+    "median_s",
+    "n",
+    "failed",
+    "crashes",
+    "flakes",
+    "faults",
+]
+"""The columns of `emulator_versions` (emulators.csv)."""
+_VERSION_GROUP = ["scenario", "size", "strategy", "cpu", "cache", "platform"]
+
+
+def _version_order(version: str, name: str) -> tuple[tuple[int, ...], str]:
+    """Sort key of an emulator: its QEMU version's numbers (10.0.13 -> (10, 0, 13))."""
+    head = version.split(" ", 1)[0]
+    numbers = tuple(int(n) for n in re.findall(r"\d+", head.split("+", 1)[0])[:3])
+    return numbers or (10**6,), name
+
+
+def _ok_times(group: pd.DataFrame, emulator: str) -> dict[tuple[str, int], float]:
+    """Return {(run, repetition): wall seconds} of the ok rows of `emulator` in `group`."""
+    rows = group[(group["emulator"] == emulator) & (group["status"] == "ok")]
+    return {(str(r["run_id"]), int(r["rep"])): float(r["wall_s"]) for _, r in rows.iterrows()}
+
+
+def emulator_versions(df: pd.DataFrame) -> pd.DataFrame:
+    """Return, per cell (scenario, size, strategy, CPU variant, cache, platform) measured
+    under more than one emulator, or under a pinned one, one row per emulator: its ratio
+    to the reference emulator from the paired comparison within each run (repetition i
+    of both, in the same run, form a pair; `bench.analysis.paired.paired_t`: the
+    geometric-mean ratio, its 95 % t interval and one-sided p-values), its median, and
+    its failed repetitions, emulator crashes (failed with `emulator-crash`), retried
+    flakes and the faults named.
+
+    The reference is the host's emulator where the cell ran under it, else the lowest
+    QEMU version measured. With fewer than 2 pairs the ratio is NaN. Empty when no cell
+    ran under a pinned emulator.
+    """
+    from bench.analysis.paired import paired_t
+    from bench.engine.matrix import EMULATOR_STRATEGIES
+
+    cells = df[
+        (df["kind"] == "cell")
+        & ~df["warmup"].astype(bool)
+        & df["strategy"].isin(list(EMULATOR_STRATEGIES))
+    ]
+    if cells.empty or set(cells["emulator"]) <= {HOST_EMULATOR}:
+        return pd.DataFrame(columns=EMULATOR_COLUMNS)
+    out: list[dict[str, Any]] = []
+    for key, group in cells.groupby(_VERSION_GROUP, sort=True):
+        versions = {
+            str(e): next((str(v) for v in rows["emulator_version"] if v), "")
+            for e, rows in group.groupby("emulator", sort=False)
+        }
+        if set(versions) <= {HOST_EMULATOR}:
+            continue
+        order = sorted(versions, key=lambda e: _version_order(versions[e], e))
+        reference = HOST_EMULATOR if HOST_EMULATOR in versions else order[0]
+        order = [reference, *(e for e in order if e != reference)]
+        ref_times = _ok_times(group, reference)
+        for emulator in order:
+            rows = group[group["emulator"] == emulator]
+            times = _ok_times(group, emulator)
+            common = sorted(set(ref_times) & set(times))
+            ratio = low = high = math.nan
+            p_slow: float | None = None
+            p_fast: float | None = None
+            if emulator == reference:
+                ratio = low = high = 1.0
+            elif len(common) >= 2:
+                ratio, low, high, p_slow, p_fast = paired_t(
+                    [ref_times[k] for k in common], [times[k] for k in common]
+                )
+            faults = [str(f) for f in rows["emulator_fault"] if f]
+            out.append(
+                {
+                    **dict(zip(_VERSION_GROUP, key, strict=True)),
+                    "emulator": emulator,
+                    "version": versions[emulator],
+                    "reference": reference,
+                    "reference_version": versions[reference],
+                    "pairs": len(common),
+                    "ratio": ratio,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "p_slower": p_slow,
+                    "p_faster": p_fast,
+                    "median_s": statistics.median(times.values()) if times else math.nan,
+                    "n": len(times),
+                    "failed": int(rows["status"].isin(["failed", "timeout"]).sum()),
+                    "crashes": int((rows["failure_class"] == "emulator-crash").sum()),
+                    "flakes": int(rows["flakes"].sum()),
+                    "faults": "; ".join(dict.fromkeys(faults)),
+                }
+            )
+    return pd.DataFrame(out, columns=EMULATOR_COLUMNS)

@@ -310,3 +310,93 @@ def test_show_and_the_frame_name_the_emulator_and_its_crashes():
     assert list(df["emulator"]) == ["host", "qemu10.0", "qemu10.0"]
     assert list(df["variant"]) == ["qemu-user", "qemu-user-qemu10.0", "qemu-user-qemu10.0"]
     assert list(df["emulator_version"])[1] == "10.0.13"
+
+
+def store_emulator_run(root, run_id, axes, reps=5, seed=1, crash_rep=None):
+    """A run of one cbench arm64 qemu-user cell under each emulator of `axes`
+    ({axis value: (emulator, factor)}), interleaved, with a machine drift over the run."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    store = RunStore(root, run_id)
+    store.write_manifest(
+        {"run_id": run_id, "status": "ok", "request": {"order": "interleaved"}, "cells": []}
+    )
+    cell = Cell("cbench", 1, "qemu-user", "linux/arm64")
+    drift = 1.0
+    for rep in range(1, reps + 1):
+        order = list(axes) if rep % 2 else list(axes)[::-1]
+        for axis in order:
+            emu, factor = axes[axis]
+            drift *= 1 + 0.02 * rng.standard_normal()
+            wall = 60 * factor * drift * (1 + 0.01 * rng.standard_normal())
+            r = replace(record(replace(cell, emulator=axis), rep, wall, None), run_id=run_id)
+            r = replace(
+                r, emulator=runner.emulator_facts(emu), started_at=f"2026-11-29T04:{rep:02d}"
+            )
+            if axis and rep == crash_rep:
+                r = replace(
+                    r,
+                    status="failed",
+                    wall_s=3.0,
+                    failure_class="emulator-crash",
+                    emulator_fault="QEMU 10.0.13: signal 11 (Segmentation fault) in step build 3/4",
+                )
+            if axis and rep == 1:
+                r = replace(r, flakes=("emulator-crash",))
+            store.add(r)
+    return store.path
+
+
+def test_the_report_has_an_emulator_versions_table_and_chart(tmp_path):
+    from bench.report.frame import emulator_versions, frame
+    from bench.report.writer import write_report
+
+    run = store_emulator_run(
+        tmp_path / "results",
+        "20261129T040000Z-emu",
+        {"": (HOST, 1.0), "qemu10.0": (replace(TRIXIE_EMU, reported="10.0.13 (Debian)"), 1.3)},
+        crash_rep=4,
+    )
+    out = tmp_path / "report"
+    written = {p.name for p in write_report([run], out)}
+    assert {"emulators.csv", "emulators.png", "emulators.svg"} <= written
+    summary = (out / "summary.md").read_text()
+    assert "## Emulator versions" in summary
+    line = next(x for x in summary.splitlines() if "| qemu10.0 |" in x)
+    cols = [c.strip() for c in line.strip("|").split("|")]
+    assert cols[4] == "10.0.13 (Debian)" and cols[5] == "4"
+    ratio = float(cols[6].split()[0])
+    assert 1.15 < ratio < 1.45 and "x slower" in cols[6]
+    assert cols[8:11] == ["1", "1", "1"]  # failed, crashes, flakes (retried in repetition 1)
+    assert "signal 11 (Segmentation fault) in step build 3/4" in summary
+    host = next(x for x in summary.splitlines() if "| host |" in x)
+    assert "1 (reference)" in host
+    from bench.engine.results import read_runs
+
+    runs, _ = read_runs([run])
+    table = emulator_versions(frame(list(runs[0].records)))
+    pinned = table[table["emulator"] == "qemu10.0"].iloc[0]
+    assert pinned["ci_low"] < pinned["ratio"] < pinned["ci_high"]
+    assert pinned["p_slower"] < 0.01
+
+
+def test_without_the_host_the_lowest_version_is_the_reference(tmp_path):
+    from bench.engine.results import read_runs
+    from bench.report.frame import emulator_versions, frame
+
+    seven = replace(BOOKWORM_EMU, reported="7.2.22 (Debian)")
+    ten = replace(TRIXIE_EMU, reported="10.0.13 (Debian)")
+    run = store_emulator_run(
+        tmp_path, "r2", {"qemu10.0": (ten, 0.8), "qemu7.2": (replace(seven, label="qemu7.2"), 1.0)}
+    )
+    runs, _ = read_runs([run])
+    table = emulator_versions(frame(list(runs[0].records)))
+    assert list(table["emulator"]) == ["qemu7.2", "qemu10.0"]
+    assert set(table["reference"]) == {"qemu7.2"}
+    assert 0.7 < table.iloc[1]["ratio"] < 0.9
+    # A run without the axis has no such table (and its report no such section).
+    plain = store_emulator_run(tmp_path, "r3", {"": (HOST, 1.0)})
+    runs, _ = read_runs([plain])
+    df = frame([replace(r, emulator=None) for r in runs[0].records])
+    assert emulator_versions(df).empty
