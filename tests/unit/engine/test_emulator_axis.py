@@ -400,3 +400,45 @@ def test_without_the_host_the_lowest_version_is_the_reference(tmp_path):
     runs, _ = read_runs([plain])
     df = frame([replace(r, emulator=None) for r in runs[0].records])
     assert emulator_versions(df).empty
+
+
+def test_the_run_command_crosses_cpu_and_emulator_into_four_cells(monkeypatch):
+    import pytest
+
+    from bench.cli import main
+
+    asked: list[str] = []
+
+    def resolve(spec, *, say, cache_dir=None):
+        asked.append(spec)
+        return {"host": HOST, "trixie": TRIXIE_EMU, "bookworm": BOOKWORM_EMU}[spec]
+
+    seen: list[runner.RunRequest] = []
+
+    class Stop(Exception):
+        pass
+
+    def execute(req, say):
+        seen.append(req)
+        raise Stop
+
+    monkeypatch.setattr(emulators, "resolve", resolve)
+    monkeypatch.setattr(runner, "execute", execute)
+    base = ["run", "cbench", "--strategy", "qemu-user", "--platform", "linux/arm64"]
+    with pytest.raises(Stop):
+        main([*base, "--cpu", "default,max", "--emulator", "host,trixie"])
+    cells = runner.request_cells(seen[-1])
+    assert [c.variant for c in cells] == [
+        "qemu-user",
+        "qemu-user-qemu10.0",
+        "qemu-user-max",
+        "qemu-user-max-qemu10.0",
+    ]
+    with pytest.raises(Stop):
+        main([*base, "--emulator", "bookworm", "--emulator", "trixie", "--reps", "3"])
+    assert asked[-2:] == ["bookworm", "trixie"]
+    assert [c.variant for c in runner.request_cells(seen[-1])] == [
+        "qemu-user-qemu7.2",
+        "qemu-user-qemu10.0",
+    ]
+    assert seen[-1].reps == 3
