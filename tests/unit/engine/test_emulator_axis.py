@@ -442,3 +442,22 @@ def test_the_run_command_crosses_cpu_and_emulator_into_four_cells(monkeypatch):
         "qemu-user-qemu10.0",
     ]
     assert seen[-1].reps == 3
+
+
+def test_each_emulator_keeps_its_own_warm_build_cache_and_gc_knows_it():
+    from bench.host.gc import referred
+    from bench.scenarios.loader import resolve_scenario
+    from bench.strategies import REGISTRY
+    from bench.strategies.base import BuildSettings
+
+    scenario = resolve_scenario("cbench")
+    settings = BuildSettings("r", 1, scenario.base_image, 60.0, host=AMD64)
+    user = REGISTRY["qemu-user"]
+    host_file = user.dockerfile(scenario, replace(settings, emulator=HOST))
+    assert host_file == user.dockerfile(scenario, settings)
+    pinned_file = user.dockerfile(scenario, replace(settings, emulator=TRIXIE_EMU))
+    assert "id=archbench-cbench-qemu-user-s1-$TARGETARCH" in host_file
+    assert "id=archbench-cbench-qemu-user-qemu10.0-s1-$TARGETARCH" in pinned_file
+    cell = Cell("cbench", 1, "qemu-user", "linux/arm64", emulator="qemu10.0")
+    _, mounts = referred([record(cell, 1, 5.0, runner.emulator_facts(TRIXIE_EMU))])
+    assert mounts == {"archbench-cbench-qemu-user-qemu10.0-s1-arm64"}
