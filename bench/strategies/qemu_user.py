@@ -133,8 +133,9 @@ def emulator_limit(cell: Cell, emulator: Emulator | None, host: Platform) -> str
         )
     if cell.strategy == "qemu-system":
         return (
-            f"qemu-system under a pinned emulator ({emulator.tag}) is not wired yet: only "
-            "qemu-user cells take the emulator axis"
+            f"qemu-system under a pinned emulator ({emulator.tag}) is not supported yet: "
+            "that version's qemu-system would need its suite's shared libraries unpacked "
+            "beside it; only qemu-user cells take the emulator axis for now"
         )
     if not any(name == platform.qemu_name for name, _ in emulator.binaries):
         return (

@@ -166,6 +166,8 @@ def test_a_pinned_emulator_cell_is_unavailable_where_it_cannot_run():
     assert emulator_limit(replace(cell, emulator=""), HOST, AMD64) == ""
     native = emulator_limit(replace(cell, platform="linux/amd64"), TRIXIE_EMU, AMD64)
     assert "host's platform" in native
+    system = emulator_limit(replace(cell, strategy="qemu-system"), TRIXIE_EMU, AMD64)
+    assert system.startswith("qemu-system under a pinned emulator (qemu10.0) is not supported")
     missing = emulator_limit(replace(cell, platform="linux/riscv64"), TRIXIE_EMU, AMD64)
     assert "no qemu-riscv64" in missing
 
