@@ -366,8 +366,9 @@ class Engine:
                 return replace(record, emulator=emulator_facts(emulator))
         return record
 
-    def keep(self, record: Record) -> None:
-        """Store `record` now and remember it for the summary.
+    def keep(self, record: Record) -> Record:
+        """Store `record` now (naming its emulator, see `named`), remember it for the
+        summary and return it as stored.
 
         Raises ResultsUnwritable when the results folder cannot take it (a full disk):
         the record is not stored at all, never in part, and the records before it stay.
@@ -382,6 +383,7 @@ class Engine:
                 f"{exc.strerror or exc}; the records stored before it are kept"
             ) from exc
         self.summary.records.append(record)
+        return record
 
     def record_unavailable(self) -> None:
         """Store one `unavailable` record per cell that cannot run here, with the reason."""
@@ -436,8 +438,7 @@ class Engine:
             )
         else:
             record = self._run_cell(cell, rep, warmup)
-        self.keep(record)
-        return record
+        return self.keep(record)
 
     def join_and_combine(self) -> None:
         """Join each strategy's cells into its index and time the combined builds."""

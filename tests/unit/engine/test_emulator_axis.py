@@ -463,3 +463,19 @@ def test_each_emulator_keeps_its_own_warm_build_cache_and_gc_knows_it():
     cell = Cell("cbench", 1, "qemu-user", "linux/arm64", emulator="qemu10.0")
     _, mounts = referred([record(cell, 1, 5.0, runner.emulator_facts(TRIXIE_EMU))])
     assert mounts == {"archbench-cbench-qemu-user-qemu10.0-s1-arm64"}
+
+
+def test_the_engine_names_each_stored_record_by_its_cells_emulator():
+    engine = runner.Engine.__new__(runner.Engine)  # `named` reads the request alone
+    engine.req = runner.RunRequest(
+        (), ("qemu-user",), (), (1,), 1, Path("."), "r", emulators=(HOST, TRIXIE_EMU)
+    )
+    cell = Cell("cbench", 1, "qemu-user", "linux/arm64")
+    failed = runner._record(replace(cell, emulator="qemu10.0"), "r1", 1, "failed", 0.0)
+    assert failed.emulator == EmulatorFacts(tag="qemu10.0")
+    assert engine.named(failed).emulator == runner.emulator_facts(TRIXIE_EMU)
+    assert engine.named(record(cell, 1, 5.0, None)).emulator == runner.emulator_facts(HOST)
+    cross = record(replace(cell, strategy="cross"), 1, 5.0, None)
+    assert engine.named(cross).emulator is None
+    engine.req = replace(engine.req, emulators=())
+    assert engine.named(record(cell, 1, 5.0, None)).emulator is None
