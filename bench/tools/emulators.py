@@ -447,9 +447,22 @@ def resolve(spec: str, *, say: Say, cache_dir: Path = CACHE_DIR) -> Emulator:
 
 def with_reported_version(emulator: Emulator) -> Emulator:
     """Return `emulator` with the version its binaries report (`--version` of its aarch64
-    one, else its first). Raises EmulatorUnavailable when that binary does not run here."""
+    one, else its first). Raises EmulatorUnavailable when a pinned emulator's binary does
+    not run here; the host's is then named by what qemu-aarch64-static reports, or not
+    at all (its registration is what runs, whatever it says)."""
     if not emulator.binaries:
         return emulator
     names = dict(emulator.binaries)
-    binary = Path(names.get("aarch64", emulator.binaries[0][1]))
-    return replace(emulator, reported=str(measure_version(binary)))
+    # The host's handlers are Debian's `<arch>-binfmt-P` links: called by that name, QEMU
+    # takes its first argument for the program to run, so `--version` goes to the file
+    # the link points at.
+    binary = Path(os.path.realpath(names.get("aarch64", emulator.binaries[0][1])))
+    try:
+        return replace(emulator, reported=str(measure_version(binary)))
+    except EmulatorUnavailable:
+        if not emulator.is_host:
+            raise
+    try:
+        return replace(emulator, reported=str(parse_version_output(qemu_tool.user_version())))
+    except (ValueError, ArchbenchError):
+        return emulator

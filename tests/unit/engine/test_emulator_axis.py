@@ -479,3 +479,35 @@ def test_the_engine_names_each_stored_record_by_its_cells_emulator():
     assert engine.named(cross).emulator is None
     engine.req = replace(engine.req, emulators=())
     assert engine.named(record(cell, 1, 5.0, None)).emulator is None
+
+
+def test_the_hosts_binfmt_link_is_asked_its_version_through_its_target(tmp_path, monkeypatch):
+    from bench.tools import qemu as qemu_tool
+
+    line = tmp_path / "version-line"
+    line.write_text("qemu-aarch64 version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\n")
+    static = tmp_path / "qemu-aarch64-static"
+    # Like QEMU's binfmt-P wrapper: called by the link's name, its argument is a program.
+    static.write_text(f'#!/bin/sh\ncase "$0" in *-binfmt-P) exit 1;; esac\ncat {line}\n')
+    static.chmod(0o755)
+    link = tmp_path / "aarch64-binfmt-P"
+    link.symlink_to(static)
+    monkeypatch.setattr(qemu_tool, "user_version", lambda qemu_name="aarch64": "")
+    host = replace(HOST, binaries=(("aarch64", str(link)),))
+    assert emulators.with_reported_version(host).reported == (
+        "7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)"
+    )
+    broken = tmp_path / "broken"
+    broken.write_text("#!/bin/sh\nexit 1\n")
+    broken.chmod(0o755)
+    # The host's emulator runs whatever it says; a pinned one that does not run is refused.
+    assert (
+        emulators.with_reported_version(
+            replace(HOST, binaries=(("aarch64", str(broken)),))
+        ).reported
+        == ""
+    )
+    import pytest
+
+    with pytest.raises(emulators.EmulatorUnavailable):
+        emulators.with_reported_version(replace(TRIXIE_EMU, binaries=(("aarch64", str(broken)),)))
