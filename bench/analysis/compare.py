@@ -392,10 +392,20 @@ def _tail(text: str, lines: int = 5) -> str:
 def recipe_of(r: Record, provenance: Mapping[str, Any]) -> dict[str, str]:
     """Return what names a record's harness recipe: the generated Dockerfile's digest
     (which holds the base image and toolchain packages) and, for an emulating strategy,
-    the emulator's version and CPU model from the run's provenance."""
+    the emulator's version and CPU model from the run's provenance (a pinned emulator's
+    from the record)."""
     out = {"Dockerfile": r.harness_recipe_sha256}
     prov = r.provenance or provenance
+    pinned = r.emulator if r.emulator is not None and r.emulator.spec != "host" else None
     for key in EMULATING.get(r.strategy, ()):
+        if pinned is not None and key in ("qemu_user", "qemu_user_package"):
+            # A pinned emulator replaces the host's: its own package, version and digest.
+            out[f"emulator {key}"] = (
+                pinned.reported
+                if key == "qemu_user"
+                else f"{pinned.package} {pinned.version} sha256 {pinned.sha256[:12]}"
+            )
+            continue
         out[f"emulator {key}"] = str(prov.get(key, ""))
     return out
 

@@ -36,7 +36,7 @@ from bench.analysis.compare import (
     check_gate,
     holm,
 )
-from bench.engine.matrix import AXES, Cell, cell_of
+from bench.engine.matrix import AXES, HOST_EMULATOR, Cell, cell_of
 from bench.engine.results import Record, StoredRun, as_run
 
 MIN_PAIRS = 3
@@ -50,7 +50,8 @@ TEST_METHOD = (
 
 def parse_pair(text: str) -> tuple[str, str, str]:
     """Return (axis, A, B) from 'AXIS=A,B' (axis one of the cell key's: scenario, size,
-    strategy, platform, cache, cpu; 'default' is the default CPU).
+    strategy, platform, cache, cpu, emulator; 'default' is the default CPU, 'host' the
+    host's emulator).
 
     Raises ValueError naming what is wrong.
     """
@@ -218,15 +219,19 @@ class PairedRun:
         }
 
 
+# How --pair names an axis's empty value: the default CPU, the host's emulator.
+_EMPTY_NAMES = {"cpu": "default", "emulator": HOST_EMULATOR}
+
+
 def _axis_value(cell: Cell, axis: str) -> str:
     value = getattr(cell, axis)
-    return "default" if axis == "cpu" and value == "" else str(value)
+    return _EMPTY_NAMES.get(axis, "") if value == "" else str(value)
 
 
 def _with_axis(cell: Cell, axis: str, value: str) -> Cell:
     if axis == "size":
         return replace(cell, size=int(value))
-    text = "" if axis == "cpu" and value == "default" else value
+    text = "" if value == _EMPTY_NAMES.get(axis) else value
     fields: dict[str, Any] = {axis: text}
     return replace(cell, **fields)
 

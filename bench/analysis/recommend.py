@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.engine.matrix import variant_name
 from bench.report.frame import slowdown_table
 
 PRECEDENCE = ("native", "hybrid", "cross", "qemu-user", "qemu-system")
@@ -230,8 +231,11 @@ def recommend(
             caveats.append(f"{variant}: {len(fgroup)} repetition(s) {status} ({classes})")
         for c in unavailable:
             if c.get("platform") == platform and c.get("scenario", scenario) == scenario:
-                name = str(c.get("strategy")) + (
-                    f"-{c['cpu']}" if c.get("cpu") not in (None, "", "default") else ""
+                cpu = str(c.get("cpu") or "")
+                name = variant_name(
+                    str(c.get("strategy")),
+                    "" if cpu == "default" else cpu,
+                    str(c.get("emulator") or ""),
                 )
                 caveats.append(f"{name} was unavailable: {c.get('reason', 'no reason given')}")
         out.append(

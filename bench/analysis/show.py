@@ -6,13 +6,15 @@ import statistics
 from typing import Any
 
 from bench.engine.matrix import cell_of
-from bench.engine.results import Record
+from bench.engine.results import EmulatorFacts, Record
 from bench.engine.stats import describe
 
 
 def cell_rows(records: list[Record]) -> list[dict[str, Any]]:
     """Return one row per cell: measured samples in order, statistics, median per-step
-    times, median CPU seconds and peak memory, flakes, and the status seen."""
+    times, median CPU seconds and peak memory, flakes, the status seen, the emulator it
+    ran under (when its records name one), its emulator crashes (failed repetitions and
+    retried flakes) and what each crash was."""
     groups: dict[str, list[Record]] = {}
     for r in records:
         if r.kind == "cell" and not r.warmup:
@@ -42,6 +44,28 @@ def cell_rows(records: list[Record]) -> list[dict[str, Any]]:
                 "peak_mib": statistics.median(peak_values) / 2**20 if peak_values else None,
                 "flakes": sum(len(r.flakes) for r in recs),
                 "reason": next((r.reason for r in recs if r.reason), ""),
+                "emulator": emulator_label(next((r.emulator for r in recs if r.emulator), None)),
+                "emulator_crashes": sum(r.failure_class == CRASH for r in recs)
+                + sum(f == CRASH for r in recs for f in r.flakes),
+                "emulator_faults": list(
+                    dict.fromkeys(r.emulator_fault for r in recs if r.emulator_fault)
+                ),
             }
         )
     return rows
+
+
+CRASH = "emulator-crash"
+
+
+def emulator_label(facts: EmulatorFacts | None) -> str:
+    """Return how show names the emulator a cell ran under: `qemu10.0: qemu-user
+    1:10.0.13+ds-0+deb13u1 (trixie, sha256 ec7657e2ce2e)`, `host: 7.2.22 (...)`, or ''
+    when its records name none."""
+    if facts is None:
+        return ""
+    if facts.spec == "host":
+        return f"host: {facts.reported or facts.version or 'version unknown'}"
+    sha = f", sha256 {facts.sha256[:12]}" if facts.sha256 else ""
+    where = f" ({facts.suite}{sha})" if facts.suite or sha else ""
+    return f"{facts.tag or facts.spec}: {facts.package} {facts.version}{where}".strip()

@@ -11,7 +11,6 @@ from rich.table import Table
 from bench import inputs
 from bench.cli.common import _LIST, EXIT_OK, EXIT_USAGE, Subcommands, _platforms, out
 from bench.scenarios.loader import DEFAULT_SCENARIO, resolve_scenario
-from bench.strategies import REGISTRY
 from bench.tools.registry import registry_address
 
 
@@ -26,13 +25,14 @@ def add_parser(sub: Subcommands) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run `archbench doctor` with the parsed `args`; return its exit code."""
     from bench.host import doctor, facts
+    from bench.tools import emulators
 
     address = registry_address(args.registry)
     scenario = resolve_scenario(DEFAULT_SCENARIO)
     platforms = list(_platforms(args.platform)) or list(scenario.platforms)
     host = facts.gather()
     rows = doctor.collect(address, platforms, host)
-    grid = doctor.strategy_grid(scenario, platforms, host)
+    grid = doctor.strategy_grid(scenario, platforms, host, emulators.cached())
     ready = doctor.ready(rows)
     if args.json:
         print(json.dumps(doctor.as_json(rows, grid, ready), indent=2))
@@ -49,17 +49,19 @@ def run(args: argparse.Namespace) -> int:
             )
         out.print(table)
         g = Table("strategy", *[p.name for p in platforms], title="strategy x platform")
-        for name in REGISTRY:
+        # qemu-user once under the host's emulator, then once per emulator in the cache.
+        variants = {str(x["variant"]): str(x["emulator_version"]) for x in grid}
+        for name, version in variants.items():
             cells = []
             for p in platforms:
-                entry = next(x for x in grid if x["strategy"] == name and x["platform"] == p.name)
+                entry = next(x for x in grid if x["variant"] == name and x["platform"] == p.name)
                 cells.append(
                     "[green]available[/]"
                     if entry["available"]
                     else f"[yellow]{escape(entry['reason'])}[/]"
                     + (f" (fix: {escape(entry['fix'])})" if entry["fix"] else "")
                 )
-            g.add_row(name, *cells)
+            g.add_row(escape(name + (f" ({version})" if version else "")), *cells)
         out.print(g)
         out.print(
             "ready: the default matrix can run"

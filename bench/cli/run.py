@@ -146,9 +146,9 @@ def add_parser(sub: Subcommands) -> None:
         action="append",
         default=[],
         type=_LIST,
-        help="qemu-user cells' emulator: host (default: the one registered here), a Debian "
-        "suite apt reaches (bookworm, trixie), or a QEMU version; swapped into binfmt_misc "
-        "for each cell; one per run",
+        help="an axis of qemu-user cells: host (default: the one registered here), a Debian "
+        "suite apt reaches (bookworm, trixie), or a QEMU version; repeatable or comma list; "
+        "each cell runs once per emulator, swapped into binfmt_misc for its builds",
     )
     r.add_argument(
         "--retries",
@@ -223,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"unknown --cpu {cpu!r}; valid: default, {', '.join(CPU_MODELS)}")
     strategies = tuple(get_strategy(s).name for s in split_values(args.strategy)) or tuple(REGISTRY)
     platforms = _platforms(args.platform)
-    emulator = _emulator(args.emulator) if "qemu-user" in strategies else None
+    emulators = _emulators(args.emulator, strategies)
     scenarios = _run_scenarios(args, platforms)
     req = runner.RunRequest(
         scenarios=scenarios,
@@ -242,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
         caches=CACHES[args.cache],
         cpus=cpus,
         retries=args.retries,
-        emulator=emulator,
+        emulators=emulators,
     )
     if args.reports is not None:
         writer.check_report_folder(args.reports)  # before the run, not after it
@@ -295,25 +295,31 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_FAILED if summary.failed else EXIT_OK
 
 
-def _emulator(values: Sequence[str]) -> Emulator | None:
-    """Return the qemu-user emulator `--emulator` names (fetched when not the host's), or
-    None for the host's. Raises UsageError for more than one: not yet an axis of the matrix."""
+def _emulators(values: Sequence[str], strategies: Sequence[str]) -> tuple[Emulator, ...]:
+    """Return the emulator axis `--emulator` names (each fetched when not the host's), or
+    () when it names the host's alone (the run is then as before the axis). Raises
+    UsageError for a bad or ambiguous value, or an axis no requested strategy takes."""
+    from bench.engine.matrix import EMULATOR_STRATEGIES
     from bench.tools import emulators
 
     specs = emulators.parse_specs(values)
-    if len(specs) > 1:
+    if specs == (emulators.HOST,):
+        return ()
+    if not EMULATOR_STRATEGIES & set(strategies):
         raise UsageError(
-            f"--emulator takes one value per run for now, not {', '.join(specs)}: run once "
-            "per emulator"
+            f"--emulator {','.join(specs)}: only qemu-user and qemu-system cells take an "
+            f"emulator, and the run asks for {', '.join(strategies)}"
         )
-    if specs[0] == emulators.HOST:
-        return None
-    emulator = emulators.resolve(specs[0], say=_say)
-    _say(
-        f"qemu-user cells run under {emulator.package} {emulator.version} ({emulator.suite}, "
-        f"sha256 {emulator.sha256[:12]}...): {emulator.reported}"
-    )
-    return emulator
+    found = emulators.distinct([emulators.resolve(spec, say=_say) for spec in specs], _say)
+    for e in found:
+        if e.is_host:
+            _say(f"emulator host: the registered qemu-user, {e.reported or 'version unknown'}")
+        else:
+            _say(
+                f"emulator {e.tag}: {e.package} {e.version} ({e.suite}, sha256 "
+                f"{e.sha256[:12]}...): {e.reported}"
+            )
+    return found
 
 
 def _run_scenarios(

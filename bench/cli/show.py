@@ -76,6 +76,16 @@ def run(args: argparse.Namespace) -> int:
         )
     out.print(table)
     for row in rows:
+        if row["emulator"]:
+            crashes = row["emulator_crashes"]
+            out.print(
+                f"{row['cell']}: emulator {row['emulator']}"
+                + (f"; {crashes} emulator crash(es)" if crashes else ""),
+                markup=False,
+            )
+        for fault in row["emulator_faults"]:
+            out.print(f"{row['cell']}: emulator-crash under {fault}", markup=False)
+    for row in rows:
         for warning in (row["stats"] or {}).get("warnings", []):
             out.print(f"warning: {row['cell']}: {warning}", markup=False)
         if row["stats"] and row["stats"]["reps_for_gate"]:

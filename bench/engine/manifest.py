@@ -21,6 +21,7 @@ class RequestInfo:
     order: str = "interleaved"
     caches: list[str] = field(default_factory=lambda: ["cold"])
     cpus: list[str] = field(default_factory=list)
+    emulators: list[str] = field(default_factory=list)
     retries: int = 0
     registry: str = ""
     base_image: str | None = None
@@ -46,6 +47,7 @@ class ManifestCell:
     platform: str
     cache: str = "cold"
     cpu: str = ""
+    emulator: str = ""
     available: bool = True
     reason: str = ""
     recipe_sha256: str = ""
@@ -84,8 +86,8 @@ class RunManifest:
             "status": self.status,
             "started_at": self.started_at,
             "mode": self.mode,
-            "request": asdict(self.request),
-            "cells": [asdict(c) for c in self.cells],
+            "request": _without_empty(asdict(self.request), "emulators"),
+            "cells": [_without_empty(asdict(c), "emulator") for c in self.cells],
             "provenance": self.provenance,
         }
         for name in ("statistics", "artifact_comparison", "finished_at", "error"):
@@ -113,3 +115,11 @@ class RunManifest:
             finished_at=data.get("finished_at"),
             error=data.get("error"),
         )
+
+
+def _without_empty(data: dict[str, Any], key: str) -> dict[str, Any]:
+    """Return `data` without `key` when it is empty: a run without the emulator axis
+    stores its manifest as runs before the axis did."""
+    if not data.get(key):
+        data.pop(key, None)
+    return data

@@ -55,22 +55,48 @@ class Cell:
 
     @property
     def variant(self) -> str:
-        """The strategy with its CPU variant, as tags and reports name it: qemu-user-max."""
-        return self.strategy + (f"-{self.cpu}" if self.cpu else "")
+        """The strategy with its CPU variant and pinned emulator, as tags and reports name
+        it: qemu-user-max, qemu-user-qemu10.0, qemu-user-max-qemu10.0 (the host's emulator
+        adds nothing, so its tags stay as they were)."""
+        return variant_name(self.strategy, self.cpu, self.emulator)
 
 
-AXES = ("scenario", "size", "strategy", "platform", "cache", "cpu")
+def variant_name(strategy: str, cpu: str = "", emulator: str = "") -> str:
+    """Return the name of a strategy's variant: strategy[-cpu][-emulator]."""
+    return "-".join(part for part in (strategy, cpu, emulator) if part)
+
+
+AXES = ("scenario", "size", "strategy", "platform", "cache", "cpu", "emulator")
 """The axes runs vary today (and `--pair` compares): scenario, size, strategy, platform,
-cache, cpu. The other fields of Cell join when records carry them."""
+cache, cpu, emulator. The other fields of Cell join when records carry them."""
+
+HOST_EMULATOR = "host"
+"""How the emulator axis names the host's own registered emulator (the empty value)."""
+
+
+def emulator_axis(record: Record) -> str:
+    """Return the emulator axis value of a record: the pinned emulator's tag-safe name
+    (qemu10.0), or '' for the host's emulator and for records that name none."""
+    facts = record.emulator
+    if facts is None or facts.spec == HOST_EMULATOR or facts.tag in ("", HOST_EMULATOR):
+        return ""
+    return facts.tag
 
 
 def cell_of(record: Record) -> Cell:
     """Return the cell a record measured: the one key the runner, the store, show,
     compare, history and the charts group by, so that nothing the run kept apart (a size,
-    a CPU variant, a cache mode) is ever pooled. A strategy-wide record's platform is ''.
+    a CPU variant, a cache mode, an emulator) is ever pooled. A strategy-wide record's
+    platform is ''.
     """
     return Cell(
-        record.scenario, record.size, record.strategy, record.platform, record.cache, record.cpu
+        record.scenario,
+        record.size,
+        record.strategy,
+        record.platform,
+        record.cache,
+        record.cpu,
+        emulator_axis(record),
     )
 
 
@@ -88,6 +114,9 @@ def split_values(values: Iterable[str]) -> list[str]:
 CPU_STRATEGIES = frozenset({"qemu-user", "qemu-system"})
 """Strategies that emulate a CPU, and so take the --cpu axis."""
 
+EMULATOR_STRATEGIES = frozenset({"qemu-user", "qemu-system"})
+"""Strategies whose builds run under QEMU, and so take the --emulator axis."""
+
 
 def expand(
     scenarios: Sequence[tuple[str, Sequence[str]]],
@@ -96,12 +125,16 @@ def expand(
     platforms: Sequence[str] | None = None,
     caches: Sequence[CacheMode] = ("cold",),
     cpus: Sequence[str] = (),
+    emulators: Sequence[str] = (),
 ) -> list[Cell]:
-    """Return every cell, in order scenario, size, strategy, CPU variant, platform, cache.
+    """Return every cell, in order scenario, size, strategy, CPU variant, emulator,
+    platform, cache.
 
     `scenarios` pairs each scenario's name with its own platforms, used when
     `platforms` is None or empty; `strategies` and `platforms` keep the caller's order.
     `cpus` (variant names) apply only to CPU_STRATEGIES; empty means the default CPU.
+    `emulators` (axis values: '' is the host's) apply only to EMULATOR_STRATEGIES;
+    empty means the host's alone.
     """
     cells: list[Cell] = []
     for name, own_platforms in scenarios:
@@ -109,12 +142,14 @@ def expand(
         for size in sizes:
             for strategy in strategies:
                 variants = list(cpus) if cpus and strategy in CPU_STRATEGIES else [""]
+                pinned = list(emulators) if emulators and strategy in EMULATOR_STRATEGIES else [""]
                 for cpu in variants:
-                    for platform in chosen:
-                        for cache in caches:
-                            cell = Cell(name, size, strategy, platform, cache, cpu)
-                            if cell not in cells:
-                                cells.append(cell)
+                    for emulator in pinned:
+                        for platform in chosen:
+                            for cache in caches:
+                                cell = Cell(name, size, strategy, platform, cache, cpu, emulator)
+                                if cell not in cells:
+                                    cells.append(cell)
     return cells
 
 
@@ -129,7 +164,7 @@ def schedule(
 
     Interleaved (the default) goes round-robin: every cell's first repetition, then
     every cell's second, so slow drift of a shared machine spreads over all cells. Cells
-    that differ only in scenario or CPU variant (the two sides of a paired compare) sit
+    that differ only in scenario, CPU variant or emulator (the sides of a paired compare) sit
     next to each other, and every other round runs backwards, so each pair of variants
     is adjacent in time and its order alternates (A B, B A, A B, ...): neither variant
     always goes first, and a linear drift cancels over two rounds. Sequential runs each
@@ -148,8 +183,8 @@ def schedule(
 
 
 def pair_adjacent(cells: Sequence[Cell]) -> list[Cell]:
-    """Return `cells` regrouped so that cells differing only in scenario or CPU variant
-    are adjacent, groups in first-seen order, each group in the caller's order."""
+    """Return `cells` regrouped so that cells differing only in scenario, CPU variant or
+    emulator are adjacent, groups in first-seen order, each group in the caller's order."""
     groups: dict[tuple[int, str, str, str], list[Cell]] = {}
     for c in cells:
         groups.setdefault((c.size, c.strategy, c.platform, c.cache), []).append(c)

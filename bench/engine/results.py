@@ -144,7 +144,8 @@ class Record:
 
     `flakes` holds the failure class of each attempt retried before this one.
     `phase` names a provisioning record's step (toolchain, warm-prime); `platforms` a
-    combined build's platforms. `extra` keeps only what is open-ended and read by no
+    combined build's platforms. `emulator_fault` names an emulator-crash (QEMU version,
+    signal, step). `extra` keeps only what is open-ended and read by no
     command: a multi-platform qemu-system build's `per_platform` facts, `join_s` and
     `failed_platform`, `push_repaired`, and any key an older record held that has no
     field here.
@@ -186,6 +187,8 @@ class Record:
     instructions: tuple[dict[str, Any], ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    # An emulator-crash named: the QEMU version, the signal and the build step it hit.
+    emulator_fault: str = ""
 
 
 _GUEST_KEYS = tuple(f.name for f in fields(GuestFacts))
@@ -196,7 +199,14 @@ _COMPILER_KEYS = {
     "compiler_matches_target": "matches_target",
     "compiler_note": "note",
 }
-_PLAIN_KEYS = ("recipe_sha256", "harness_recipe_sha256", "phase", "platforms", "approximate")
+_PLAIN_KEYS = (
+    "recipe_sha256",
+    "harness_recipe_sha256",
+    "phase",
+    "platforms",
+    "approximate",
+    "emulator_fault",
+)
 
 
 def _upgrade_extra(extra: dict[str, Any]) -> dict[str, Any]:
@@ -583,7 +593,7 @@ def _typed(data: dict[str, Any]) -> dict[str, Any]:
         ),
         "extra": _object(data.get("extra") or {}, "extra"),
     }
-    for key in ("recipe_sha256", "harness_recipe_sha256", "phase", "approximate"):
+    for key in ("recipe_sha256", "harness_recipe_sha256", "phase", "approximate", "emulator_fault"):
         out[key] = _text(data, key, "record")
     return out
 

@@ -18,8 +18,16 @@ from typing import Any
 
 from bench.engine import stats
 from bench.engine.manifest import ManifestCell, RequestInfo, RunManifest
-from bench.engine.matrix import Cell, expand, schedule
-from bench.engine.results import Record, RunStore, Status, cache_mode, now_iso, typed_fields
+from bench.engine.matrix import Cell, cell_of, expand, schedule
+from bench.engine.results import (
+    EmulatorFacts,
+    Record,
+    RunStore,
+    Status,
+    cache_mode,
+    now_iso,
+    typed_fields,
+)
 from bench.errors import RegistryUnavailable, ResultsUnwritable
 from bench.host import facts, provenance, services
 from bench.platforms import Platform, parse_platform
@@ -27,11 +35,13 @@ from bench.scenarios.loader import Scenario
 from bench.strategies import REGISTRY, probe_cells, userfile
 from bench.strategies.base import (
     LOG_TAIL_CHARS,
+    Availability,
     BuildOutcome,
     BuildSettings,
     image_repo,
     join_index,
 )
+from bench.strategies.qemu_user import emulator_limit
 from bench.tools import registry
 from bench.tools.emulators import Emulator
 from bench.validate.image import ValidationReport, compare_artifacts, validate_image
@@ -59,7 +69,17 @@ class RunRequest:
     caches: tuple[str, ...] = ("cold",)
     cpus: tuple[str, ...] = ()
     retries: int = 0
-    emulator: Emulator | None = None  # qemu-user cells' emulator; None: the host's
+    # The emulator axis: each qemu-user (and qemu-system) cell runs once per emulator. Empty:
+    # the host's alone, unnamed in records (as before the axis).
+    emulators: tuple[Emulator, ...] = ()
+
+    def emulator_of(self, cell: Cell) -> Emulator | None:
+        """Return the emulator `cell` runs under: the one its emulator axis value names
+        (the host's, when the run named it, for ''), or None for the host's unnamed."""
+        for e in self.emulators:
+            if e.axis == cell.emulator:
+                return e
+        return None
 
 
 RETRYABLE = frozenset({"emulator-crash"})
@@ -128,7 +148,35 @@ def request_cells(req: RunRequest) -> list[Cell]:
         [p.name for p in req.platforms],
         [cache_mode(c) for c in req.caches],
         req.cpus,
+        [e.axis for e in req.emulators],
     )
+
+
+def emulator_facts(emulator: Emulator) -> EmulatorFacts:
+    """Return what a record keeps of the emulator a cell ran under."""
+    return EmulatorFacts(
+        spec=emulator.spec,
+        package=emulator.package,
+        version=emulator.version,
+        suite=emulator.suite,
+        sha256=emulator.sha256,
+        reported=emulator.reported,
+        tag=emulator.tag,
+    )
+
+
+def emulator_provenance(emulator: Emulator) -> dict[str, Any]:
+    """Return what a run's provenance keeps of a pinned emulator."""
+    return {
+        "spec": emulator.spec,
+        "package": emulator.package,
+        "version": emulator.version,
+        "suite": emulator.suite,
+        "sha256": emulator.sha256,
+        "reported": emulator.reported,
+        "tag": emulator.tag,
+        "binaries": dict(emulator.binaries),
+    }
 
 
 def _settings(
@@ -144,7 +192,7 @@ def _settings(
         cpu=cell.cpu or None,
         cache="warm" if cell.cache == "warm" else "cold",
         nonce=nonce,
-        emulator=req.emulator if cell.strategy == "qemu-user" else None,
+        emulator=req.emulator_of(cell) if cell.strategy == "qemu-user" else None,
     )
 
 
@@ -159,8 +207,12 @@ def _record(
     **kw: Any,
 ) -> Record:
     """Return the record of a build of `c`: a strategy's outcome `extra` becomes the
-    typed fields (`typed_fields`), then `kw` sets or overrides fields by name."""
+    typed fields (`typed_fields`), then `kw` sets or overrides fields by name. A cell on
+    a pinned emulator whose record names none (unavailable, provisioning failed) names
+    its axis value, so that `cell_of` finds the cell again."""
     kw = {**typed_fields(extra or {}), **kw}
+    if c.emulator and kw.get("emulator") is None:
+        kw["emulator"] = EmulatorFacts(tag=c.emulator)
     return Record(
         kind=kw.pop("kind", "cell"),
         run_id=run_id,
@@ -215,6 +267,10 @@ class Engine:
         self.scenarios = {s.name: s for s in req.scenarios}
         self.cells = request_cells(req)
         self.availability = probe_cells(self.cells, self.scenarios, self.host_facts)
+        for c in self.cells:
+            limit = emulator_limit(c, req.emulator_of(c), self.host)
+            if limit and self.availability[c].available:
+                self.availability[c] = Availability(False, limit)
         self.runnable = [c for c in self.cells if self.availability[c].available]
         if self.runnable:
             # Downloads first: a bad URL or checksum stops the run before any cell.
@@ -236,17 +292,12 @@ class Engine:
             ) from exc
         self.summary = RunSummary(self.store)
         self.prov = provenance.collect(sorted({parse_platform(c.platform) for c in self.cells}))
-        if req.emulator is not None:
-            e = req.emulator
-            self.prov["qemu_user_emulator"] = {
-                "spec": e.spec,
-                "package": e.package,
-                "version": e.version,
-                "suite": e.suite,
-                "sha256": e.sha256,
-                "reported": e.reported,
-                "binaries": dict(e.binaries),
-            }
+        pinned = [emulator_provenance(e) for e in req.emulators if not e.is_host]
+        if pinned:
+            self.prov["qemu_user_emulators"] = pinned
+            if len(pinned) == 1:
+                # The key runs of one pinned emulator wrote before the axis.
+                self.prov["qemu_user_emulator"] = pinned[0]
         self.broken: dict[Cell, str] = {}
         self.manifest = RunManifest(
             status="running",
@@ -263,6 +314,7 @@ class Engine:
                 order=req.order,
                 caches=list(req.caches),
                 cpus=list(req.cpus),
+                emulators=[e.spec for e in req.emulators],
                 retries=req.retries,
                 registry=req.registry,
                 base_image=req.base_image,
@@ -278,6 +330,7 @@ class Engine:
                     platform=c.platform,
                     cache=c.cache,
                     cpu=c.cpu,
+                    emulator=c.emulator,
                     available=self.availability[c].available,
                     reason=self.availability[c].reason,
                     recipe_sha256=recipe_digest(self.scenarios[c.scenario], c, self.settings(c)),
@@ -302,12 +355,25 @@ class Engine:
         """Return the build settings of `cell`."""
         return _settings(self.req, self.scenarios[cell.scenario], cell, self.host, nonce)
 
-    def keep(self, record: Record) -> None:
-        """Store `record` now and remember it for the summary.
+    def named(self, record: Record) -> Record:
+        """Return `record` naming in full the emulator its cell ran under: the pinned one
+        (package, version, sha256, what it reports), or the host's qemu-user when the run
+        named it as a side of the emulator axis."""
+        cell = cell_of(record)
+        if cell.emulator or (record.strategy == "qemu-user" and record.emulator is None):
+            emulator = self.req.emulator_of(cell)
+            if emulator is not None:
+                return replace(record, emulator=emulator_facts(emulator))
+        return record
+
+    def keep(self, record: Record) -> Record:
+        """Store `record` now (naming its emulator, see `named`), remember it for the
+        summary and return it as stored.
 
         Raises ResultsUnwritable when the results folder cannot take it (a full disk):
         the record is not stored at all, never in part, and the records before it stay.
         """
+        record = self.named(record)
         try:
             self.store.add(record)
         except OSError as exc:
@@ -317,6 +383,7 @@ class Engine:
                 f"{exc.strerror or exc}; the records stored before it are kept"
             ) from exc
         self.summary.records.append(record)
+        return record
 
     def record_unavailable(self) -> None:
         """Store one `unavailable` record per cell that cannot run here, with the reason."""
@@ -371,8 +438,7 @@ class Engine:
             )
         else:
             record = self._run_cell(cell, rep, warmup)
-        self.keep(record)
-        return record
+        return self.keep(record)
 
     def join_and_combine(self) -> None:
         """Join each strategy's cells into its index and time the combined builds."""
@@ -383,9 +449,9 @@ class Engine:
         built and cached, timed apart from builds; then prime every warm cell's build cache
         with one untimed build. Returns the cells whose provisioning failed, with the log."""
         broken: dict[Cell, str] = {}
-        done: dict[tuple[str, str, str, str], BuildOutcome] = {}
+        done: dict[tuple[str, str, str, str, str], BuildOutcome] = {}
         for c in runnable:
-            key = (c.scenario, c.strategy, c.platform, c.cpu)
+            key = (c.scenario, c.strategy, c.platform, c.cpu, c.emulator)
             strategy = REGISTRY[c.strategy]
             scenario = self.scenarios[c.scenario]
             platform = parse_platform(c.platform)
@@ -443,10 +509,12 @@ class Engine:
 
         Returns the cross-strategy artifact comparison of cold builds (informational)."""
         reports: dict[tuple[str, int], dict[str, ValidationReport]] = {}
-        groups: dict[tuple[str, int, str, str, str], list[Cell]] = {}
+        groups: dict[tuple[str, int, str, str, str, str], list[Cell]] = {}
         for c in runnable:
-            groups.setdefault((c.scenario, c.size, c.strategy, c.cpu, c.cache), []).append(c)
-        for (name, size, strategy_name, cpu, cache), group in groups.items():
+            groups.setdefault(
+                (c.scenario, c.size, c.strategy, c.cpu, c.emulator, c.cache), []
+            ).append(c)
+        for (name, size, strategy_name, cpu, emulator, cache), group in groups.items():
             scenario = self.scenarios[name]
             strategy = REGISTRY[strategy_name]
             first = group[0]
@@ -457,8 +525,8 @@ class Engine:
                 for r in self.summary.records
                 if r.kind == "cell"
                 and not r.warmup
-                and (r.scenario, r.size, r.strategy, r.cpu, r.cache)
-                == (name, size, strategy_name, cpu, cache)
+                and (r.scenario, r.size, r.strategy, r.cpu, cell_of(r).emulator, r.cache)
+                == (name, size, strategy_name, cpu, emulator, cache)
             }
             ok = [
                 parse_platform(c.platform)
@@ -540,8 +608,10 @@ class Engine:
             outcome = strategy.build(scenario, [platform], settings, tag, log)
             if outcome.failure_class in RETRYABLE and len(flakes) < self.req.retries:
                 flakes.append(outcome.failure_class)
+                fault = outcome.extra.get("emulator_fault")
                 self.say(
                     f"    {outcome.failure_class}: retrying ({len(flakes)}/{self.req.retries})"
+                    + (f"; under {fault}" if fault else "")
                 )
                 continue
             break
@@ -752,6 +822,5 @@ def manifest_statistics(records: list[Record]) -> dict[str, dict[str, Any]]:
     samples: dict[str, list[float]] = {}
     for r in records:
         if r.kind == "cell" and r.status == "ok" and not r.warmup:
-            c = Cell(r.scenario, r.size, r.strategy, r.platform, r.cache, r.cpu)
-            samples.setdefault(c.key, []).append(r.wall_s)
+            samples.setdefault(cell_of(r).key, []).append(r.wall_s)
     return {key: stats.describe(xs).as_dict() for key, xs in samples.items()}

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bench.engine.matrix import expand
+from bench.engine.matrix import HOST_EMULATOR, expand
 from bench.errors import ArchbenchError
 from bench.host import services
 from bench.host import setup as provision
@@ -14,7 +15,9 @@ from bench.host.facts import Host
 from bench.platforms import KNOWN, Platform
 from bench.scenarios.loader import Scenario
 from bench.strategies import REGISTRY, probe_cells
+from bench.strategies.qemu_user import emulator_limit
 from bench.tools import apt, docker, mmdebstrap, qemu, registry
+from bench.tools.emulators import Emulator
 from bench.validate.image import image_platforms
 
 
@@ -170,25 +173,47 @@ def collect(address: str, platforms: list[Platform], facts: Host) -> list[Capabi
 
 
 def strategy_grid(
-    scenario: Scenario, platforms: list[Platform], host: Host
+    scenario: Scenario,
+    platforms: list[Platform],
+    host: Host,
+    pinned: Sequence[Emulator] = (),
 ) -> list[dict[str, Any]]:
-    """Return one row per strategy and platform: available, or why not and the fix.
+    """Return one row per strategy variant and platform: available, or why not and the fix.
 
     The cells are those `run` expands for `scenario` (size 1, cold, default CPU), and
-    each is judged by the same `probe_cells` the run asks, so the two agree.
+    each is judged by the same `probe_cells` the run asks, so the two agree. qemu-user
+    runs under the host's registered emulator (`emulator` 'host'), and once more under
+    each of `pinned` (the emulators earlier runs unpacked: `--emulator` can use them
+    without a download), judged as `run` judges a cell on the emulator axis.
     """
-    cells = expand([(scenario.name, [p.name for p in platforms])], list(REGISTRY), [1])
+    axis = {e.axis: e for e in pinned}
+    cells = expand(
+        [(scenario.name, [p.name for p in platforms])],
+        list(REGISTRY),
+        [1],
+        emulators=["", *axis] if axis else (),
+    )
+    # The grid shows qemu-user's emulator axis; qemu-system under a pinned one is run's
+    # own concern (it says why, per cell).
+    cells = [c for c in cells if not c.emulator or c.strategy == "qemu-user"]
     found = probe_cells(cells, {scenario.name: scenario}, host)
-    return [
-        {
-            "strategy": c.strategy,
-            "platform": c.platform,
-            "available": a.available,
-            "reason": a.reason,
-            "fix": a.fix,
-        }
-        for c, a in found.items()
-    ]
+    rows = []
+    for c, a in found.items():
+        emulator = axis.get(c.emulator)
+        limit = emulator_limit(c, emulator, host.platform) if a.available else ""
+        rows.append(
+            {
+                "strategy": c.strategy,
+                "variant": c.variant,
+                "emulator": c.emulator or HOST_EMULATOR,
+                "emulator_version": emulator.version if emulator else "",
+                "platform": c.platform,
+                "available": a.available and not limit,
+                "reason": limit or a.reason,
+                "fix": "" if limit else a.fix,
+            }
+        )
+    return rows
 
 
 def as_json(rows: list[Capability], grid: list[dict[str, Any]], ready: bool) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.engine.matrix import cell_of
 from bench.engine.results import Record, list_runs, load_run
 from bench.errors import RegistryUnavailable
 from bench.host import services
@@ -40,7 +41,14 @@ def referred(records: Iterable[Record]) -> tuple[set[str], set[str]]:
             except Exception:  # a record of a platform this archbench no longer knows
                 continue
             mounts.add(
-                cache_mount_id(r.scenario, r.strategy, r.cpu, r.size, p.architecture + p.variant)
+                cache_mount_id(
+                    r.scenario,
+                    r.strategy,
+                    r.cpu,
+                    r.size,
+                    p.architecture + p.variant,
+                    cell_of(r).emulator,
+                )
             )
     return digests, mounts
 

@@ -694,3 +694,72 @@ def resources_chart(resources: pd.DataFrame) -> Figure:
         mem_ax, list(resources["strategy"]), "warm" in set(resources["cache"]), loc="best"
     )
     return fig
+
+
+def emulator_chart(versions: pd.DataFrame) -> Figure:
+    """Return a chart of each emulator version's ratio to the reference emulator per
+    cell (`frame.emulator_versions` rows): a point per version at its paired
+    geometric-mean ratio, whiskers its 95 % interval, the reference at 1.
+
+    Raises ValueError when no version has a ratio (fewer than 2 pairs everywhere).
+    """
+    compared = versions[
+        (versions["emulator"] != versions["reference"]) & versions["ratio"].notna()
+    ].reset_index(drop=True)
+    if compared.empty:
+        raise ValueError("no emulator version has 2 or more pairs with its reference")
+    group_cols = ["scenario", "size", "strategy", "cpu", "cache", "platform"]
+    groups = compared[group_cols].drop_duplicates().reset_index(drop=True)
+    names = list(dict.fromkeys(str(e) for e in compared["emulator"]))
+    colours = plt.get_cmap("tab10")
+    width = 0.8 / max(1, len(names))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(groups) + 2.5), 4.6), layout="constrained")
+    for i, name in enumerate(names):
+        mine = compared[compared["emulator"] == name]
+        xs, ys, lows, highs = [], [], [], []
+        for _, row in mine.iterrows():
+            g = groups[(groups[group_cols] == row[group_cols]).all(axis=1)].index[0]
+            xs.append(g - 0.4 + width * (i + 0.5))
+            ys.append(float(row["ratio"]))
+            lows.append(float(row["ratio"]) - float(row["ci_low"]))
+            highs.append(float(row["ci_high"]) - float(row["ratio"]))
+        version = next((str(v) for v in mine["version"] if v), "")
+        ax.errorbar(
+            xs,
+            ys,
+            yerr=[lows, highs],
+            fmt="o",
+            capsize=4,
+            color=colours(i % 10),
+            label=f"{name} ({version.split(' ', 1)[0]})" if version else name,
+        )
+        for x, y in zip(xs, ys, strict=True):
+            ax.annotate(f"{y:.2f}", (x, y), textcoords="offset points", xytext=(6, 0), fontsize=7)
+    ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+    refs = ", ".join(
+        dict.fromkeys(
+            f"{r['reference']} ({str(r['reference_version']).split(' ', 1)[0]})"
+            if r["reference_version"]
+            else str(r["reference"])
+            for _, r in compared.iterrows()
+        )
+    )
+    labels = [
+        "\n".join(
+            [
+                f"{g['scenario']} s{g['size']}",
+                str(g["platform"]),
+                "-".join(p for p in (str(g["strategy"]), str(g["cpu"])) if p != "default")
+                + (f" ({g['cache']})" if g["cache"] != "cold" else ""),
+            ]
+        )
+        for _, g in groups.iterrows()
+    ]
+    ax.set_xticks(range(len(groups)), labels, fontsize=8)
+    ax.set_xlim(-0.6, len(groups) - 0.4)
+    ax.set_ylabel("build time / reference's (paired, 95 % interval)")
+    ax.set_xlabel(f"reference emulator (dashed, 1.0): {refs}")
+    ax.set_title("Emulator versions: build time against the reference emulator")
+    ax.legend(title="emulator", fontsize=8)
+    ax.margins(y=0.15)
+    return fig

@@ -4,6 +4,9 @@ chart, table and recommendation is drawn from (built once per report, no plottin
 from __future__ import annotations
 
 import importlib.util
+import math
+import re
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.engine.matrix import HOST_EMULATOR, emulator_axis, variant_name
 from bench.engine.results import (
     DamagedRun,
     LoadWarning,
@@ -59,6 +63,10 @@ COLUMNS: list[str] = [
         for c in ("base-image", "toolchain", "copy", "compile", "export", "internal", "other")
     ],
     *[f"vm_{p}_s" for p in ("boot", "build", "shutdown")],
+    # Added with the emulator axis, at the end so that columns read by position stay put.
+    "emulator",
+    "emulator_version",
+    "emulator_fault",
 ]
 
 
@@ -70,6 +78,7 @@ def frame(records: list[Record]) -> pd.DataFrame:
     """Return one row per record with every axis and measure as a column."""
     rows = []
     for r in records:
+        emulator = emulator_axis(r)
         steps = r.steps.by_category
         res = r.resources
         guest = r.guest
@@ -80,7 +89,8 @@ def frame(records: list[Record]) -> pd.DataFrame:
             "size": r.size,
             "strategy": r.strategy,
             "cpu": r.cpu or "default",
-            "variant": r.strategy + (f"-{r.cpu}" if r.cpu else ""),
+            "emulator": emulator or HOST_EMULATOR,
+            "variant": variant_name(r.strategy, r.cpu, emulator),
             "cache": r.cache,
             "warmup": r.warmup,
             "platform": r.platform or "all",
@@ -105,6 +115,8 @@ def frame(records: list[Record]) -> pd.DataFrame:
             "flakes": len(r.flakes),
             "phase": r.phase,
             "approximate": r.approximate,
+            "emulator_version": emulator_version(r),
+            "emulator_fault": r.emulator_fault,
         }
         for cat in STEP_CATEGORIES:
             row[f"step_{cat}_s"] = steps.get(cat)
@@ -112,6 +124,15 @@ def frame(records: list[Record]) -> pd.DataFrame:
             row[f"vm_{phase}_s"] = getattr(guest, f"{phase}_s") if guest else None
         rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def emulator_version(r: Record) -> str:
+    """Return the QEMU version a record names: what its binaries reported, else its
+    Debian version ('' when the record names no emulator)."""
+    facts = r.emulator
+    if facts is None:
+        return ""
+    return facts.reported or facts.version
 
 
 SUMMARY_KEYS = ["scenario", "size", "kind", "variant", "strategy", "cache", "platform"]
@@ -145,7 +166,7 @@ def wall_summary(df: pd.DataFrame, stats: pd.DataFrame | None = None) -> pd.Data
     return table[WALL_COLUMNS].sort_values(SUMMARY_KEYS, kind="stable").reset_index(drop=True)
 
 
-CELL_KEYS = ["scenario", "size", "strategy", "variant", "cpu", "cache", "platform"]
+CELL_KEYS = ["scenario", "size", "strategy", "variant", "cpu", "emulator", "cache", "platform"]
 """The columns that name a cell in `frame()` rows."""
 
 
@@ -355,3 +376,117 @@ def slowdown_table(stats: pd.DataFrame) -> pd.DataFrame:
     table = versus_native(stats)
     table = table[table["reference"] != ""].rename(columns={"vs_native": "ratio"})
     return table[SLOWDOWN_COLUMNS].reset_index(drop=True)
+
+
+EMULATOR_COLUMNS = [
+    "scenario",
+    "size",
+    "strategy",
+    "cpu",
+    "cache",
+    "platform",
+    "emulator",
+    "version",
+    "reference",
+    "reference_version",
+    "pairs",
+    "ratio",
+    "ci_low",
+    "ci_high",
+    "p_slower",
+    "p_faster",
+    "median_s",
+    "n",
+    "failed",
+    "crashes",
+    "flakes",
+    "faults",
+]
+"""The columns of `emulator_versions` (emulators.csv)."""
+_VERSION_GROUP = ["scenario", "size", "strategy", "cpu", "cache", "platform"]
+
+
+def _version_order(version: str, name: str) -> tuple[tuple[int, ...], str]:
+    """Sort key of an emulator: its QEMU version's numbers (10.0.13 -> (10, 0, 13))."""
+    head = version.split(" ", 1)[0]
+    numbers = tuple(int(n) for n in re.findall(r"\d+", head.split("+", 1)[0])[:3])
+    return numbers or (10**6,), name
+
+
+def _ok_times(group: pd.DataFrame, emulator: str) -> dict[tuple[str, int], float]:
+    """Return {(run, repetition): wall seconds} of the ok rows of `emulator` in `group`."""
+    rows = group[(group["emulator"] == emulator) & (group["status"] == "ok")]
+    return {(str(r["run_id"]), int(r["rep"])): float(r["wall_s"]) for _, r in rows.iterrows()}
+
+
+def emulator_versions(df: pd.DataFrame) -> pd.DataFrame:
+    """Return, per cell (scenario, size, strategy, CPU variant, cache, platform) measured
+    under more than one emulator, or under a pinned one, one row per emulator: its ratio
+    to the reference emulator from the paired comparison within each run (repetition i
+    of both, in the same run, form a pair; `bench.analysis.paired.paired_t`: the
+    geometric-mean ratio, its 95 % t interval and one-sided p-values), its median, and
+    its failed repetitions, emulator crashes (failed with `emulator-crash`), retried
+    flakes and the faults named.
+
+    The reference is the host's emulator where the cell ran under it, else the lowest
+    QEMU version measured. With fewer than 2 pairs the ratio is NaN. Empty when no cell
+    ran under a pinned emulator.
+    """
+    from bench.analysis.paired import paired_t
+    from bench.engine.matrix import EMULATOR_STRATEGIES
+
+    cells = df[
+        (df["kind"] == "cell")
+        & ~df["warmup"].astype(bool)
+        & df["strategy"].isin(list(EMULATOR_STRATEGIES))
+    ]
+    if cells.empty or set(cells["emulator"]) <= {HOST_EMULATOR}:
+        return pd.DataFrame(columns=EMULATOR_COLUMNS)
+    out: list[dict[str, Any]] = []
+    for key, group in cells.groupby(_VERSION_GROUP, sort=True):
+        versions = {
+            str(e): next((str(v) for v in rows["emulator_version"] if v), "")
+            for e, rows in group.groupby("emulator", sort=False)
+        }
+        if set(versions) <= {HOST_EMULATOR}:
+            continue
+        order = sorted(versions, key=lambda e: _version_order(versions[e], e))
+        reference = HOST_EMULATOR if HOST_EMULATOR in versions else order[0]
+        order = [reference, *(e for e in order if e != reference)]
+        ref_times = _ok_times(group, reference)
+        for emulator in order:
+            rows = group[group["emulator"] == emulator]
+            times = _ok_times(group, emulator)
+            common = sorted(set(ref_times) & set(times))
+            ratio = low = high = math.nan
+            p_slow: float | None = None
+            p_fast: float | None = None
+            if emulator == reference:
+                ratio = low = high = 1.0
+            elif len(common) >= 2:
+                ratio, low, high, p_slow, p_fast = paired_t(
+                    [ref_times[k] for k in common], [times[k] for k in common]
+                )
+            faults = [str(f) for f in rows["emulator_fault"] if f]
+            out.append(
+                {
+                    **dict(zip(_VERSION_GROUP, key, strict=True)),
+                    "emulator": emulator,
+                    "version": versions[emulator],
+                    "reference": reference,
+                    "reference_version": versions[reference],
+                    "pairs": len(common),
+                    "ratio": ratio,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "p_slower": p_slow,
+                    "p_faster": p_fast,
+                    "median_s": statistics.median(times.values()) if times else math.nan,
+                    "n": len(times),
+                    "failed": int(rows["status"].isin(["failed", "timeout"]).sum()),
+                    "crashes": int((rows["failure_class"] == "emulator-crash").sum()),
+                    "flakes": int(rows["flakes"].sum()),
+                    "faults": "; ".join(dict.fromkeys(faults)),
+                }
+            )
+    return pd.DataFrame(out, columns=EMULATOR_COLUMNS)

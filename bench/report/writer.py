@@ -269,6 +269,8 @@ def plan_report(data: ReportData, out_dir: Path, wall: Figure | str) -> ReportPl
         )
         _chart(plan, out_dir, "slowdown", "Slowdown heatmap", lambda: charts.slowdown_heatmap(slow))
 
+    _emulator_blocks(plan, out_dir, df)
+
     plan.blocks.append(Heading("Where the time goes"))
     _chart(
         plan,
@@ -392,6 +394,94 @@ def plan_report(data: ReportData, out_dir: Path, wall: Figure | str) -> ReportPl
         else Para("None: the data allowed every chart.")
     )
     return plan
+
+
+def _ratio_text(row: Any) -> str:
+    if row["emulator"] == row["reference"]:
+        return "1 (reference)"
+    if row["ratio"] != row["ratio"]:
+        return f"- ({row['pairs']} pair(s): too few)"
+    return (
+        f"{row['ratio']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
+        f" ({_vs_pick(float(row['ratio']))})"
+    )
+
+
+def _emulator_blocks(plan: ReportPlan, out_dir: Path, df: Any) -> None:
+    """Add the "Emulator versions" section (when a cell ran under a pinned emulator): per
+    cell, each version's paired ratio to the reference emulator with its interval, and
+    its crash and flake counts; its chart; and emulators.csv."""
+    from bench.report.frame import emulator_versions
+
+    table = emulator_versions(df)
+    if table.empty:
+        return
+    plan.blocks.append(Heading("Emulator versions"))
+    plan.blocks.append(
+        Para(
+            "Each cell's build time under each QEMU version against the reference emulator "
+            "(the host's, where the cell ran under it, else the lowest version measured), "
+            "paired repetition by repetition within each run (interleaved, so drift "
+            "cancels): geometric-mean ratio and 95 % t interval of log(version/reference). "
+            "Crashes: repetitions failed with emulator-crash; flakes: emulator crashes "
+            "retried by --retries."
+        )
+    )
+    plan.blocks.append(
+        Table(
+            (
+                "scenario",
+                "platform",
+                "strategy",
+                "emulator",
+                "QEMU version",
+                "pairs",
+                "ratio to reference [95 % CI]",
+                "median s",
+                "failed",
+                "crashes",
+                "flakes",
+            ),
+            tuple(
+                (
+                    f"{r['scenario']} s{r['size']}"
+                    + (f" ({r['cache']})" if r["cache"] != "cold" else ""),
+                    str(r["platform"]),
+                    str(r["strategy"]) + (f"-{r['cpu']}" if r["cpu"] != "default" else ""),
+                    str(r["emulator"]),
+                    str(r["version"]) or "-",
+                    str(r["pairs"]),
+                    _ratio_text(r),
+                    _fmt_s(r["median_s"]),
+                    str(r["failed"]),
+                    str(r["crashes"]),
+                    str(r["flakes"]),
+                )
+                for _, r in table.iterrows()
+            ),
+        )
+    )
+    faults = [
+        f"{r['scenario']} {r['platform']} {r['emulator']}: {f}"
+        for _, r in table.iterrows()
+        for f in str(r["faults"]).split("; ")
+        if f
+    ]
+    if faults:
+        plan.blocks.append(Para("Emulator crashes seen:"))
+        plan.blocks.append(Bullets(tuple(dict.fromkeys(faults))))
+    _chart(
+        plan,
+        out_dir,
+        "emulators",
+        "Emulator versions",
+        lambda: charts.emulator_chart(table),
+        "Points: each version's paired ratio to the reference emulator; whiskers: its 95 % "
+        "interval; dashed: the reference.",
+    )
+    csv = out_dir / "emulators.csv"
+    table.to_csv(csv, index=False, float_format="%.4f")
+    plan.written.append(csv)
 
 
 def _instruction_blocks(plan: ReportPlan, out_dir: Path, records: list[Record]) -> None:

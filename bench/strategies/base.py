@@ -355,6 +355,9 @@ class BuildxStrategy(Strategy):
         }
         if not done.ok:
             failure = classify_failure(trace.text + "\n" + done.stdout)
+            crash = buildtrace.emulator_crash(trace.text + "\n" + done.stdout)
+            if failure == "emulator-crash" and crash is not None:
+                extra["emulator_fault"] = f"signal {crash[0]} in step {crash[1] or '?'}"
             return BuildOutcome(
                 "failed",
                 done.seconds,

@@ -47,10 +47,13 @@ def shell_words(values: tuple[str, ...] | list[str]) -> str:
     return " ".join(shlex.quote(v) for v in values)
 
 
-def cache_mount_id(scenario: str, strategy: str, cpu: str, size: int, target: str) -> str:
+def cache_mount_id(
+    scenario: str, strategy: str, cpu: str, size: int, target: str, emulator: str = ""
+) -> str:
     """Return the id of a cell's warm-build cache mount (`target` is TARGETARCH and
-    TARGETVARIANT run together, or those build arguments themselves)."""
-    variant = f"-{cpu}" if cpu else ""
+    TARGETVARIANT run together, or those build arguments themselves; `emulator` the
+    cell's emulator axis value, '' for the host's)."""
+    variant = "".join(f"-{v}" for v in (cpu, emulator) if v)
     return f"archbench-{scenario}-{strategy}{variant}-s{size}-{target}"
 
 
@@ -73,7 +76,13 @@ def build_stage(
     `before` are shell commands run after the environment is set, before the build.
     """
     mount_id = cache_mount_id(
-        scenario.name, strategy, settings.cpu or "", settings.size, "$TARGETARCH$TARGETVARIANT"
+        scenario.name,
+        strategy,
+        settings.cpu or "",
+        settings.size,
+        "$TARGETARCH$TARGETVARIANT",
+        # Each emulator's warm builds keep their own objects, as each CPU variant's do.
+        settings.emulator.axis if settings.emulator is not None else "",
     )
     copies = " && ".join(
         f'mkdir -p "$(dirname {shlex.quote("/out/" + a.built)})"'

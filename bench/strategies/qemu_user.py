@@ -6,17 +6,20 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
+from bench.engine.matrix import Cell
 from bench.host.facts import Host
-from bench.platforms import Platform, host_platform
+from bench.platforms import Platform, host_platform, parse_platform
 from bench.scenarios.loader import Scenario
 from bench.strategies.base import Availability, BuildOutcome, BuildSettings, BuildxStrategy
 from bench.strategies.dockerfile import BaseStages
 from bench.strategies.guest.cpu import CPU_MODELS
 from bench.strategies.native import emulatable_stages
 from bench.tools import binfmt
-from bench.tools.emulators import EmulatorUnavailable
+from bench.tools import qemu as qemu_tool
+from bench.tools.emulators import Emulator, EmulatorUnavailable
 
 
 class QemuUser(BuildxStrategy):
@@ -109,7 +112,50 @@ class QemuUser(BuildxStrategy):
                 "reported": emulator.reported,
                 "tag": emulator.tag,
             }
+        if outcome.failure_class == "emulator-crash":
+            fault = f"QEMU {_version_of(emulator)}: " + str(
+                outcome.extra.get("emulator_fault") or "crashed (step not named in the log)"
+            )
+            outcome.extra["emulator_fault"] = fault
+            return replace(outcome, log_tail=f"emulator-crash under {fault}\n{outcome.log_tail}")
         return outcome
+
+
+def emulator_limit(cell: Cell, emulator: Emulator | None, host: Platform) -> str:
+    """Return why `cell` cannot run under its pinned emulator here, or ''."""
+    if not cell.emulator or emulator is None:
+        return ""
+    platform = parse_platform(cell.platform)
+    if platform == host:
+        return (
+            f"{cell.platform} is the host's platform: it builds without an emulator, so "
+            f"there is no {emulator.tag} variant of it"
+        )
+    if cell.strategy == "qemu-system":
+        return (
+            f"qemu-system under a pinned emulator ({emulator.tag}) is not supported yet: "
+            "that version's qemu-system would need its suite's shared libraries unpacked "
+            "beside it; only qemu-user cells take the emulator axis for now"
+        )
+    if not any(name == platform.qemu_name for name, _ in emulator.binaries):
+        return (
+            f"emulator {emulator.tag} ({emulator.package} {emulator.version}) has no "
+            f"qemu-{platform.qemu_name}"
+        )
+    return ""
+
+
+def _version_of(emulator: Emulator | None) -> str:
+    """Return the QEMU version a build ran under, as fault messages name it: the pinned
+    or named emulator's, else what the host's qemu-user-static reports."""
+    if emulator is not None and (emulator.reported or emulator.version):
+        return emulator.reported or emulator.version
+    line = qemu_tool.user_version()  # qemu-aarch64 version 7.2.22 (Debian ...)
+    return (
+        line.split(" version ", 1)[1]
+        if " version " in line
+        else (line or "(host, version unknown)")
+    )
 
 
 def _say(message: str) -> None:

@@ -148,3 +148,22 @@ def parse(stream: str) -> BuildTrace:
             )
         )
     return BuildTrace(tuple(steps), "\n".join(lines), tuple(errors))
+
+
+_CRASH = re.compile(r"qemu: uncaught target signal (?P<signal>\d+)(?: \((?P<name>[^)]*)\))?")
+_STEP = re.compile(r"^(?:\[(?P<step>[^\]]+)\] |ERROR: (?P<failed>.+?): )")
+
+
+def emulator_crash(text: str) -> tuple[str, str] | None:
+    """Return (signal, step) of the first qemu-user crash ("qemu: uncaught target signal
+    11 (Segmentation fault)") in a build's text (`BuildTrace.text`, whose log lines are
+    prefixed with their step's name): signal as '11 (Segmentation fault)', step as
+    BuildKit names it ('' when the line names none). None when no crash is in it."""
+    for line in text.splitlines():
+        match = _CRASH.search(line)
+        if match is None:
+            continue
+        signal = match["signal"] + (f" ({match['name']})" if match["name"] else "")
+        step = _STEP.match(line)
+        return signal, (step["step"] or step["failed"]) if step else ""
+    return None

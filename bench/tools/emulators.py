@@ -96,6 +96,7 @@ class Emulator:
     root: Path | None  # the unpacked tree (None for the host's)
     binaries: tuple[tuple[str, str], ...]
     reported: str = ""  # what its binaries' --version says: 10.0.13 (Debian 1:10.0.13+ds-...)
+    label: str = ""  # the tag-safe name when major.minor alone is ambiguous (see `distinct`)
 
     @property
     def is_host(self) -> bool:
@@ -108,10 +109,20 @@ class Emulator:
 
     @property
     def tag(self) -> str:
-        """A tag-safe name of the QEMU release: qemu10.0 (major.minor); 'host' for the host's."""
+        """A tag-safe name of the QEMU release: qemu10.0 (major.minor); 'host' for the host's.
+        Two versions of one release in a run are told apart by their full version
+        (`label`, set by `distinct`)."""
         if self.is_host:
             return HOST
+        if self.label:
+            return self.label
         return "qemu" + ".".join(self.upstream.split(".")[:2])
+
+    @property
+    def axis(self) -> str:
+        """The emulator's value on the matrix's emulator axis: '' for the host's (so the
+        host's cells keep their keys and tags), else `tag`."""
+        return "" if self.is_host else self.tag
 
     def binary(self, qemu_name: str) -> Path:
         """Return the executable that emulates `qemu_name`. Raises EmulatorUnavailable."""
@@ -138,6 +149,44 @@ def parse_specs(values: Sequence[str]) -> tuple[str, ...]:
         if value not in specs:
             specs.append(value)
     return tuple(specs) or (HOST,)
+
+
+def full_label(version: str) -> str:
+    """Return a tag-safe name of a full Debian version: 1:10.0.13+ds-0+deb13u1 ->
+    qemu10.0.13_ds-0_deb13u1 (no epoch; characters a tag does not allow become _)."""
+    tail = version.split(":", 1)[1] if ":" in version else version
+    return "qemu" + re.sub(r"[^A-Za-z0-9_.-]", "_", tail)[:100]
+
+
+def distinct(found: Sequence[Emulator], say: Say) -> tuple[Emulator, ...]:
+    """Return `found` (resolved `--emulator` values, in order) without repeats of one
+    package version (`trixie` and `10.0` may name the same one: said, and kept once), and
+    each pinned one named by its full version where two versions of one QEMU release would
+    otherwise share a tag."""
+    kept: list[Emulator] = []
+    for e in found:
+        same = next(
+            (
+                k
+                for k in kept
+                if (k.is_host and e.is_host)
+                or (
+                    not k.is_host
+                    and not e.is_host
+                    and (k.package, k.version) == (e.package, e.version)
+                )
+            ),
+            None,
+        )
+        if same is not None:
+            say(f"--emulator {e.spec} is {same.spec} ({e.package} {e.version}): measured once")
+            continue
+        kept.append(e)
+    tags = [e.tag for e in kept if not e.is_host]
+    return tuple(
+        replace(e, label=full_label(e.version)) if not e.is_host and tags.count(e.tag) > 1 else e
+        for e in kept
+    )
 
 
 def version_matches(spec: str, version: str) -> bool:
@@ -337,6 +386,33 @@ def _unpack(package: str, version: str, sha256: str, entry: Path, say: Say) -> d
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def cached(cache_dir: Path = CACHE_DIR) -> list[Emulator]:
+    """Return the emulators unpacked in the cache by earlier runs (complete unpackings
+    only), by version; nothing is fetched or run. Their suite is not recorded there, so
+    each is named by its version."""
+    found: list[Emulator] = []
+    try:
+        entries = sorted(p for p in cache_dir.iterdir() if (p / MANIFEST).is_file())
+    except OSError:
+        return []
+    for entry in entries:
+        try:
+            data = json.loads((entry / MANIFEST).read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(data, dict) or not isinstance(data.get("binaries"), dict):
+            continue
+        version, package = str(data.get("version", "")), str(data.get("package", ""))
+        if not version or not package:
+            continue
+        tree = entry / "tree"
+        binaries = tuple(sorted((str(k), str(tree / str(v))) for k, v in data["binaries"].items()))
+        found.append(
+            Emulator(version, package, version, "", str(data.get("sha256", "")), tree, binaries)
+        )
+    return found
+
+
 def host_emulator() -> Emulator:
     """Return the host's emulator: the interpreters registered in binfmt_misc now."""
     binaries = []
@@ -371,9 +447,22 @@ def resolve(spec: str, *, say: Say, cache_dir: Path = CACHE_DIR) -> Emulator:
 
 def with_reported_version(emulator: Emulator) -> Emulator:
     """Return `emulator` with the version its binaries report (`--version` of its aarch64
-    one, else its first). Raises EmulatorUnavailable when that binary does not run here."""
+    one, else its first). Raises EmulatorUnavailable when a pinned emulator's binary does
+    not run here; the host's is then named by what qemu-aarch64-static reports, or not
+    at all (its registration is what runs, whatever it says)."""
     if not emulator.binaries:
         return emulator
     names = dict(emulator.binaries)
-    binary = Path(names.get("aarch64", emulator.binaries[0][1]))
-    return replace(emulator, reported=str(measure_version(binary)))
+    # The host's handlers are Debian's `<arch>-binfmt-P` links: called by that name, QEMU
+    # takes its first argument for the program to run, so `--version` goes to the file
+    # the link points at.
+    binary = Path(os.path.realpath(names.get("aarch64", emulator.binaries[0][1])))
+    try:
+        return replace(emulator, reported=str(measure_version(binary)))
+    except EmulatorUnavailable:
+        if not emulator.is_host:
+            raise
+    try:
+        return replace(emulator, reported=str(parse_version_output(qemu_tool.user_version())))
+    except (ValueError, ArchbenchError):
+        return emulator
