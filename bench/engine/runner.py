@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bench.engine import stats
+from bench.engine import attribution, stats
 from bench.engine.manifest import ManifestCell, RequestInfo, RunManifest
 from bench.engine.matrix import Cell, expand, schedule
 from bench.engine.results import Record, RunStore, Status, cache_mode, now_iso, typed_fields
@@ -60,6 +60,7 @@ class RunRequest:
     cpus: tuple[str, ...] = ()
     retries: int = 0
     emulator: Emulator | None = None  # qemu-user cells' emulator; None: the host's
+    attribute: str = "auto"  # which cells' CPU time is attributed (attribution.ATTRIBUTE_MODES)
 
 
 RETRYABLE = frozenset({"emulator-crash"})
@@ -268,6 +269,8 @@ class Engine:
                 base_image=req.base_image,
                 builder=req.builder,
                 timeout=req.timeout,
+                attribute=req.attribute,
+                needs_target_code=[s.name for s in req.scenarios if s.needs_target_code],
             ),
             cells=[
                 ManifestCell(
@@ -531,7 +534,12 @@ class Engine:
         # two cells whose Dockerfiles differ only in their mount (native and qemu-user on the
         # host's platform) would otherwise share one cached warm build.
         nonce = f"{c.key}-{self.store.run_id}-{'w' if warmup else 'r'}{rep}"
-        settings = self.settings(c, nonce=nonce)
+        # Only a cell's own build is attributed: not its provisioning, not the combined
+        # multi-platform build.
+        settings = replace(
+            self.settings(c, nonce=nonce),
+            attribute=attribution.attributes(self.req.attribute, c.strategy),
+        )
         tag = cell_tag(image_repo(settings, scenario), c, platform)
         log = self.store.log_path(f"{c.key}-{'w' if warmup else 'r'}{rep}")
         flakes: list[str] = []
