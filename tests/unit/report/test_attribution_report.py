@@ -95,3 +95,13 @@ def test_no_attribution_means_no_section(tmp_path):
     store.add(RECORDS[0])
     write_report([store.path], tmp_path / "report")
     assert "emulated time" not in (tmp_path / "report" / "summary.md").read_text()
+
+
+def test_show_gives_each_attributed_cells_medians():
+    from bench.analysis.show import cell_rows
+
+    rows = {r["cell"]: r for r in cell_rows(RECORDS)}
+    qemu = next(r for k, r in rows.items() if "qemu-user" in k)
+    assert qemu["attribution"]["cpu_by_group"]["compiler"] == 60.0
+    assert qemu["attribution"]["coverage"] == pytest.approx(90 / 95)
+    assert next(r for k, r in rows.items() if "native" in k)["attribution"] is None
