@@ -182,15 +182,23 @@ def accounting(
     Session's records and remove it.
 
     Raises AccountingUnavailable (before the block runs) when another archbench process
-    holds accounting, or the kernel refuses (no CAP_SYS_PACCT, no
-    CONFIG_BSD_PROCESS_ACCT).
+    holds accounting, its lock or file cannot be created, or the kernel refuses (no
+    CAP_SYS_PACCT, no CONFIG_BSD_PROCESS_ACCT).
     """
     acct = syscall or _libc_acct()
-    fd = _take_lock(lock_file)
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        # acct(2) needs an existing regular file; it appends to it.
-        handle, name = tempfile.mkstemp(dir=directory, suffix=".pacct")
+        fd = _take_lock(lock_file)
+    except OSError as exc:
+        raise AccountingUnavailable(f"cannot take {lock_file}: {exc.strerror or exc}") from None
+    try:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            # acct(2) needs an existing regular file; it appends to it.
+            handle, name = tempfile.mkstemp(dir=directory, suffix=".pacct")
+        except OSError as exc:
+            raise AccountingUnavailable(
+                f"cannot create an accounting file in {directory}: {exc.strerror or exc}"
+            ) from None
         os.close(handle)
         session = Session(Path(name))
         os.ftruncate(fd, 0)

@@ -136,3 +136,12 @@ def test_a_second_holder_is_told_accounting_is_busy(tmp_path):
     with acct.accounting(tmp_path / "acct", lock, syscall=kernel) as session:
         pass
     assert [r.comm for r in session.records] == ["cc1"]
+
+
+def test_an_unwritable_folder_is_named(tmp_path):
+    (tmp_path / "file").write_text("")
+    with (
+        pytest.raises(acct.AccountingUnavailable, match="cannot create an accounting file"),
+        acct.accounting(tmp_path / "file" / "acct", tmp_path / "lock", syscall=FakeKernel()),
+    ):
+        pytest.fail("the block must not run")
