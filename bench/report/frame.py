@@ -430,7 +430,8 @@ AMDAHL_COLUMNS = [
 
 
 def amdahl_table(attribution: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame:
-    """Return, per qemu-user cell of `attribution` (`attribution_table`), Amdahl's limit
+    """Return, per qemu-user cell of `attribution` (`attribution_table`) off the host's
+    own platform (where a native cell ran, qemu-user emulates nothing), Amdahl's limit
     for hybrid: hybrid runs the compiler, assembler and linker natively, so with the
     share f of the qemu-user build's accounted CPU time spent in them, the best hybrid
     can do is the qemu-user median wall time x (1 - f) (those programs taking no time
@@ -455,6 +456,8 @@ def amdahl_table(attribution: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame
         qemu = same[same["strategy"] == "qemu-user"] if not same.empty else same
         if qemu.empty:
             continue
+        if str(qemu["reference"].iloc[0]).endswith(f" {key['platform']}"):
+            continue  # the host's own platform: qemu-user emulates nothing there
         hybrid = same[same["strategy"] == "hybrid"]
         t_q = float(qemu["median_s"].iloc[0])
         share = float(row["toolchain_share"])

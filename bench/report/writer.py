@@ -471,7 +471,10 @@ def _attribution_blocks(plan: ReportPlan, out_dir: Path, data: ReportData) -> No
     amdahl = amdahl_table(table, data.stats)
     if amdahl.empty:
         plan.blocks.append(
-            Para("Amdahl's limit for hybrid needs an attributed qemu-user cell: none ran.")
+            Para(
+                "Amdahl's limit for hybrid needs an attributed qemu-user cell of an emulated "
+                "platform: none ran."
+            )
         )
         return
     csv = out_dir / "amdahl.csv"

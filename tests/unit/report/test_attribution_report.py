@@ -62,6 +62,15 @@ def test_amdahls_limit_stands_beside_what_hybrid_reached():
     assert row["saving_reached"] == pytest.approx(60 / (100 - row["limit_s"]))
 
 
+def test_no_limit_on_the_hosts_own_platform():
+    own = [
+        *RECORDS[:3],
+        attributed("qemu-user", "linux/amd64", 10.5, 0, QEMU_GROUPS, 95.0),
+    ]
+    table = attribution_table(own)
+    assert amdahl_table(table, cell_statistics(frame(own))).empty
+
+
 def test_the_chart_stacks_groups_and_the_unattributed_rest():
     table = charts._ordered(attribution_table(RECORDS))
     fig = charts.attribution_chart(table)
