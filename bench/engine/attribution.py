@@ -9,7 +9,9 @@ Under qemu-user through binfmt_misc that is the target program's own name (`cc1`
 not the emulator), and a process's CPU time includes its emulation.
 
 A build's processes are told apart from the rest of the host by ancestry: they descend
-from a container runtime process (`runc`) that the engine started for a RUN step.
+from a container runtime process (`runc`) that the engine (dockerd's BuildKit) started
+for a RUN step. Concurrent builds on the same engine are counted too: so is their CPU
+time in the BuildKit cgroup the coverage is measured against.
 Everything here is pure: it works on parsed records (bench/tools/acct.py).
 """
 
@@ -248,20 +250,37 @@ def toolchain_share(attribution: Attribution) -> float | None:
     return part / attribution.accounted_cpu_s
 
 
+def started_by(engine_pids: Iterable[int]) -> Callable[[ProcessRecord], bool]:
+    """Return a root test for `build_processes`: a container runtime process (`runc`)
+    whose parent is one of `engine_pids` (dockerd, whose BuildKit runs each RUN step
+    through runc). Containers that `docker run` starts have containerd's shim as the
+    runtime's parent instead, so they are not taken for the build."""
+    pids = frozenset(engine_pids)
+    return lambda r: r.comm == "runc" and r.ppid in pids
+
+
 def of_build(
     records: Sequence[ProcessRecord],
     notes: Sequence[str],
     total_cpu_s: float | None,
     total_source: str,
+    engine_pids: Sequence[int] = (),
 ) -> Attribution:
     """Return the attribution of one build from everything accounting saw while it ran
     (`records`, or none with `notes` saying why), measured against the build's whole CPU
     time `total_cpu_s` read from `total_source` (the BuildKit cgroup: every RUN step and
-    its emulator, not the engine's own work)."""
-    processes = build_processes(records)
+    its emulator, not the engine's own work). The build's processes descend from runc
+    started by one of `engine_pids` (`started_by`); with no engine pid known, from any
+    container runtime, and a note says so."""
     why = list(notes)
+    if engine_pids:
+        processes = build_processes(records, started_by(engine_pids))
+    else:
+        processes = build_processes(records)
+        if records:
+            why.append("no dockerd found: every container's processes count as the build's")
     if records and not processes:
-        why.append("accounting saw no process descending from a container runtime (runc)")
+        why.append("accounting saw no process descending from the engine's runc")
     return attribute(
         processes,
         total_cpu_s if total_cpu_s and total_cpu_s > 0 else None,

@@ -328,6 +328,7 @@ class BuildxStrategy(Strategy):
         attribute = settings.attribute and target is None
         accounted: list[acct.Session] = []
         unaccounted: list[str] = []
+        engine = docker.engine_pids() if attribute else []
         try:
             with meter.span() as usage, contextlib.ExitStack() as stack:
                 if attribute:
@@ -374,6 +375,7 @@ class BuildxStrategy(Strategy):
                     [*unaccounted, *(session.notes if session else [])],
                     usage.cpu_user_s + usage.cpu_system_s,
                     usage.source,
+                    engine,
                 )
             )
         if not done.ok:

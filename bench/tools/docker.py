@@ -328,3 +328,15 @@ def prune_cache_records(record_ids: Sequence[str], timeout: float = 300) -> None
             timeout=timeout,
             check=True,
         )
+
+
+def engine_pids() -> list[int]:
+    """Return the pids of the running dockerd processes (the engine whose BuildKit starts
+    each RUN step's runc), read from the process table; [] when none runs."""
+    import psutil
+
+    pids = []
+    for process in psutil.process_iter(["pid", "name"]):
+        if process.info["name"] == "dockerd":
+            pids.append(int(process.info["pid"]))
+    return pids

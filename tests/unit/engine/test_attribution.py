@@ -109,7 +109,7 @@ def test_nothing_accounted_says_why():
     assert got.notes == ("another archbench process holds process accounting",)
     assert attribution.toolchain_share(got) is None
     stray = of_build([p("bash", 3, 1, cpu=1.0)], [], None, "")
-    assert stray.coverage is None and "no process descending" in stray.notes[0]
+    assert stray.coverage is None and "no process descending" in stray.notes[-1]
 
 
 @pytest.mark.parametrize(
@@ -178,3 +178,18 @@ def test_a_mistyped_attribution_is_refused(attr, reason):
     data = _cell_record() | {"schema_version": 4, "attribution": attr}
     with pytest.raises(ValueError, match=reason.replace(".", r"\.")):
         record_from_dict(data)
+
+
+def test_only_runc_that_the_engine_started_is_a_build():
+    records = [
+        p("runc", 5, 1000),  # started by dockerd (pid 1000): BuildKit's RUN step
+        p("cc1", 7, 6, cpu=2.0),
+        p("sh", 6, 5, cpu=0.1),
+        p("containerd-shim", 50, 1),  # `docker run`: containerd's shim starts runc
+        p("runc", 51, 50),
+        p("cbench", 52, 51, cpu=5.0),
+    ]
+    got = of_build(records, [], 2.1, "cgroup", engine_pids=[1000])
+    assert got.processes == 2 and got.accounted_cpu_s == 2.1 and got.notes == ()
+    anyone = of_build(records, [], 7.1, "cgroup")
+    assert anyone.processes == 3 and "no dockerd found" in anyone.notes[0]
