@@ -237,7 +237,7 @@ def attribute(
             ProgramTime(name, group_of(name), round(cpu, 2), int(n)) for name, (cpu, n) in ranked
         ),
         denominator=denominator,
-        notes=tuple(notes),
+        notes=tuple(dict.fromkeys(notes)),
     )
 
 
@@ -248,6 +248,12 @@ def toolchain_share(attribution: Attribution) -> float | None:
         return None
     part = sum(attribution.cpu_by_group.get(g, 0.0) for g in TOOLCHAIN_GROUPS)
     return part / attribution.accounted_cpu_s
+
+
+SHARED_ENGINE = (
+    "another build ran on the engine meanwhile: its processes and its CPU time in the "
+    "BuildKit cgroup are counted with this one's"
+)
 
 
 def started_by(engine_pids: Iterable[int]) -> Callable[[ProcessRecord], bool]:
@@ -274,6 +280,11 @@ def of_build(
     container runtime, and a note says so."""
     why = list(notes)
     if engine_pids:
+        steps = sorted((r for r in records if started_by(engine_pids)(r)), key=lambda r: r.btime)
+        # One build runs its steps one after another: steps that overlap in time are
+        # another build's too.
+        if any(b.btime + 1 < a.end_s - 1 for a, b in zip(steps, steps[1:], strict=False)):
+            why.append(SHARED_ENGINE)
         processes = build_processes(records, started_by(engine_pids))
     else:
         processes = build_processes(records)

@@ -329,6 +329,8 @@ class BuildxStrategy(Strategy):
         accounted: list[acct.Session] = []
         unaccounted: list[str] = []
         engine = docker.engine_pids() if attribute else []
+        # A step running before this build starts is another build's.
+        shared = bool(engine and docker.engine_steps(engine))
         try:
             with meter.span() as usage, contextlib.ExitStack() as stack:
                 if attribute:
@@ -368,6 +370,10 @@ class BuildxStrategy(Strategy):
             "cache": settings.cache,
         }
         if attribute:
+            if engine and docker.engine_steps(engine):
+                shared = True  # a step still running after this build is another build's
+            if shared:
+                unaccounted.append(attribution.SHARED_ENGINE)
             session = accounted[0] if accounted else None
             extra["attribution"] = asdict(
                 attribution.of_build(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.engine.attribution import SHARED_ENGINE
 from bench.engine.results import Record, read_run, resolve_run
 from tests.conftest import run_archbench
 
@@ -135,14 +136,25 @@ def test_cross_is_no_candidate_for_a_build_that_runs_target_code(hybrid_run):
     assert "Cross is not a candidate" in (reports / "summary.md").read_text()
 
 
+COMPILES = 6
+"""cc1 runs of a cold build: the probe's conftest.c and five units."""
+
+
 @pytest.mark.parametrize("strategy", ["hybrid", "qemu-user"])
 def test_the_builds_cpu_time_is_attributed_to_programs(hybrid_run, strategy):
     _, cells, _ = hybrid_run
     a = cells[strategy].attribution
-    assert a is not None and not a.notes, a
-    assert a.total_cpu_s and a.coverage is not None
-    assert coverage_bound(a.processes, a.total_cpu_s) <= a.coverage <= 1.05, a
+    assert a is not None and a.total_cpu_s and a.coverage is not None
+    assert set(a.notes) <= {SHARED_ENGINE}, a
     names = {p.name for p in a.programs}
+    # Every short-lived compile is seen; more means another build shared the engine
+    # (its processes and its CPU time in BuildKit's cgroup count too).
+    compiles = next(p.processes for p in a.programs if p.name == "cc1")
+    assert compiles >= COMPILES, a
+    if compiles == COMPILES and not a.notes:
+        assert coverage_bound(a.processes, a.total_cpu_s) <= a.coverage <= 1.05, a
+    else:
+        print(f"{strategy}: another build shared the engine; coverage {a.coverage:.0%} unchecked")
     # Under qemu-user through binfmt_misc (flag F) the kernel names the target program,
     # not the emulator; hybrid's compiler proper is the native cross cc1.
     assert "cc1" in names and not any(n.startswith("qemu-") for n in names), names

@@ -193,3 +193,17 @@ def test_only_runc_that_the_engine_started_is_a_build():
     assert got.processes == 2 and got.accounted_cpu_s == 2.1 and got.notes == ()
     anyone = of_build(records, [], 7.1, "cgroup")
     assert anyone.processes == 3 and "no dockerd found" in anyone.notes[0]
+
+
+def test_steps_that_overlap_are_another_builds_too():
+    one_after_another = [
+        p("runc", 5, 1000, start=0, elapsed=10),
+        p("sh", 6, 5, cpu=1.0, start=0, elapsed=10),
+        p("runc", 7, 1000, start=11, elapsed=5),
+        p("sh", 8, 7, cpu=1.0, start=11, elapsed=5),
+    ]
+    quiet = of_build(one_after_another, [], 2.0, "cgroup", engine_pids=[1000])
+    assert quiet.notes == ()
+    beside = [*one_after_another, p("runc", 9, 1000, start=3, elapsed=20)]
+    shared = of_build(beside, [attribution.SHARED_ENGINE], 2.0, "cgroup", engine_pids=[1000])
+    assert shared.notes == (attribution.SHARED_ENGINE,)
