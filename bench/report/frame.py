@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.engine.attribution import GROUPS, toolchain_share
+from bench.engine.attribution import GROUPS, SHARED_ENGINE, toolchain_share
 from bench.engine.results import (
     DamagedRun,
     LoadWarning,
@@ -368,8 +368,10 @@ ATTRIBUTION_COLUMNS = [
     "processes",
     *[f"cpu_{g}_s" for g in GROUPS],
     "toolchain_share",
+    "shared",
 ]
-"""`attribution_table`: medians over a cell's measured repetitions that were attributed."""
+"""`attribution_table`: medians over a cell's measured repetitions that were attributed;
+`shared` when another build ran on the engine during any of them."""
 
 
 def attribution_table(records: Sequence[Record]) -> pd.DataFrame:
@@ -397,6 +399,7 @@ def attribution_table(records: Sequence[Record]) -> pd.DataFrame:
             "coverage": a.coverage,
             "processes": a.processes,
             "toolchain_share": toolchain_share(a),
+            "shared": SHARED_ENGINE in a.notes,
         }
         for g in GROUPS:
             row[f"cpu_{g}_s"] = a.cpu_by_group.get(g, 0.0)
@@ -404,10 +407,11 @@ def attribution_table(records: Sequence[Record]) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame(columns=ATTRIBUTION_COLUMNS)
     part = pd.DataFrame(rows)
-    measures = [c for c in ATTRIBUTION_COLUMNS if c not in CELL_KEYS and c != "n"]
+    measures = [c for c in ATTRIBUTION_COLUMNS if c not in (*CELL_KEYS, "n", "shared")]
     part[measures] = part[measures].apply(pd.to_numeric, errors="coerce")
     table = part.groupby(CELL_KEYS, as_index=False, sort=True)[measures].median()
     table["n"] = part.groupby(CELL_KEYS, sort=True).size().to_numpy()
+    table["shared"] = part.groupby(CELL_KEYS, sort=True)["shared"].any().to_numpy()
     return table[ATTRIBUTION_COLUMNS].reset_index(drop=True)
 
 
@@ -425,6 +429,7 @@ AMDAHL_COLUMNS = [
     "limit_vs_native",
     "hybrid_vs_native",
     "saving_reached",
+    "shared",
 ]
 """`amdahl_table`: per emulated platform, what hybrid can save and what it saved."""
 
@@ -437,8 +442,9 @@ def amdahl_table(attribution: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame
     can do is the qemu-user median wall time x (1 - f) (those programs taking no time
     at all). Beside it: hybrid's median (same scenario, size, CPU variant, cache and
     platform in `stats`; NaN when it did not run), the native reference's median and
-    both ratios to it, and `saving_reached`: the part of the possible saving hybrid got,
-    (qemu-user - hybrid) / (qemu-user - limit).
+    both ratios to it, `saving_reached`: the part of the possible saving hybrid got,
+    (qemu-user - hybrid) / (qemu-user - limit), and `shared` when another build ran on
+    the engine during either cell (its figures are then not this workload's alone).
 
     Wall time scales with CPU time only as far as the build's parallelism stays the
     same: the limit is an estimate, not a bound.
@@ -465,9 +471,20 @@ def amdahl_table(attribution: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame
         t_h = float(hybrid["median_s"].iloc[0]) if not hybrid.empty else float("nan")
         native = float(qemu["ref_median_s"].iloc[0])
         possible = t_q - limit
+        shared = bool(row["shared"]) or bool(
+            attribution[
+                (attribution["strategy"] == "hybrid")
+                & (attribution["scenario"] == key["scenario"])
+                & (attribution["size"] == key["size"])
+                & (attribution["cpu"] == key["cpu"])
+                & (attribution["cache"] == key["cache"])
+                & (attribution["platform"] == key["platform"])
+            ]["shared"].any()
+        )
         out.append(
             {
                 **key,
+                "shared": shared,
                 "qemu_user_s": t_q,
                 "toolchain_share": share,
                 "limit_s": limit,

@@ -436,7 +436,7 @@ def _attribution_blocks(plan: ReportPlan, out_dir: Path, data: ReportData) -> No
             tuple(
                 (
                     f"{r['scenario']} s{r['size']}",
-                    str(r["variant"]),
+                    str(r["variant"]) + (" (engine shared)" if r["shared"] else ""),
                     str(r["platform"]),
                     str(r["cache"]),
                     str(r["n"]),
@@ -487,7 +487,8 @@ def _attribution_blocks(plan: ReportPlan, out_dir: Path, data: ReportData) -> No
             "best hybrid can reach is the qemu-user median x (1 - f), were they to take no "
             "time at all. This assumes wall time follows CPU time (the same parallelism): "
             "an estimate, not a bound. 'Saving reached' is (qemu-user - hybrid) / "
-            "(qemu-user - limit)."
+            "(qemu-user - limit). 'Engine shared': another build ran on the engine during "
+            "the cell, and its processes and CPU time are counted with the cell's."
         )
     )
     plan.blocks.append(
@@ -507,7 +508,8 @@ def _attribution_blocks(plan: ReportPlan, out_dir: Path, data: ReportData) -> No
             tuple(
                 (
                     f"{a['scenario']} s{a['size']}"
-                    + ("" if a["cpu"] == "default" else f" ({a['cpu']})"),
+                    + ("" if a["cpu"] == "default" else f" ({a['cpu']})")
+                    + (" (engine shared)" if a["shared"] else ""),
                     str(a["platform"]),
                     str(a["cache"]),
                     _fmt_s(a["qemu_user_s"]),

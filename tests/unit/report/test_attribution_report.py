@@ -114,3 +114,27 @@ def test_show_gives_each_attributed_cells_medians():
     assert qemu["attribution"]["cpu_by_group"]["compiler"] == 60.0
     assert qemu["attribution"]["coverage"] == pytest.approx(90 / 95)
     assert next(r for k, r in rows.items() if "native" in k)["attribution"] is None
+
+
+def test_a_cell_that_shared_the_engine_is_marked(tmp_path):
+    from dataclasses import replace
+
+    from bench.engine.attribution import SHARED_ENGINE
+
+    shared = [
+        replace(r, attribution=replace(r.attribution, notes=(SHARED_ENGINE,)))
+        if r.strategy == "hybrid" and r.rep == 0
+        else r
+        for r in RECORDS
+    ]
+    table = attribution_table(shared)
+    assert list(table["shared"]) == [True, False]
+    (row,) = amdahl_table(table, cell_statistics(frame(shared))).to_dict("records")
+    assert row["shared"] is True
+    store = RunStore(tmp_path / "results")
+    store.write_manifest({"status": "ok", "provenance": {}, "cells": []})
+    for r in shared:
+        store.add(r)
+    write_report([store.path], tmp_path / "report")
+    summary = (tmp_path / "report" / "summary.md").read_text()
+    assert "| hybrid (engine shared) |" in summary and "s s1 (engine shared)" in summary
