@@ -51,6 +51,9 @@ class Recommendation:
     alternatives: tuple[Option, ...]
     native_reference: str
     caveats: tuple[str, ...] = field(default_factory=tuple)
+    needs_target_code: bool | None = None
+    """Whether the scenario declared build.needs_target_code (so cross was no candidate
+    off the host's platform); None when the run asked for no cross cell."""
 
     @property
     def emulation(self) -> Option | None:
@@ -88,12 +91,35 @@ class Recommendation:
             )
         if p.approximate:
             text += f" Caution: {p.approximate}; no faithful strategy built this platform."
+        if self.needs_target_code is True:
+            text += (
+                " Cross is not a candidate: the scenario needs target code at build time "
+                "(build.needs_target_code)."
+            )
+        elif self.needs_target_code is False:
+            text += (
+                " Cross is a candidate: the scenario does not declare that its build needs "
+                "target code (build.needs_target_code)."
+            )
         return text
 
 
 def _approx(row: pd.Series) -> str:
     value = row.get("approximate", "")
     return str(value) if isinstance(value, str) else ""
+
+
+def _target_code(manifests: Sequence[dict[str, Any]], scenario: str) -> bool | None:
+    """Return whether a run of `scenario` declared build.needs_target_code (the latest
+    run that asked for cross says), or None when no run asked for cross."""
+    found: bool | None = None
+    for m in manifests:
+        request = m.get("request") or {}
+        if scenario in (request.get("scenarios") or []) and "cross" in (
+            request.get("strategies") or []
+        ):
+            found = scenario in (request.get("needs_target_code") or [])
+    return found
 
 
 def _unavailable(manifests: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -143,6 +169,15 @@ def recommend(
             if not match.empty:
                 native_ref = str(match["reference"].iloc[0])
             options.append((row, vs_native))
+        target_code = _target_code(manifests, str(scenario))
+        if target_code and not any(str(o[0]["strategy"]) == "native" for o in options):
+            # Off the host's platform a cross build cannot run the target's code; on it,
+            # cross is a native build like any other.
+            for o in [o for o in options if str(o[0]["strategy"]) == "cross"]:
+                options.remove(o)
+                caveats.append(
+                    f"{o[0]['variant']} is left out: the scenario needs target code at build time"
+                )
         pick: Option | None = None
         alternatives: list[Option] = []
         if options:
@@ -248,6 +283,7 @@ def recommend(
                 tuple(alternatives),
                 native_ref,
                 tuple(dict.fromkeys(caveats)),
+                target_code,
             )
         )
     return out

@@ -6,13 +6,29 @@ import statistics
 from typing import Any
 
 from bench.engine.matrix import cell_of
-from bench.engine.results import EmulatorFacts, Record
+from bench.engine.results import Attribution, EmulatorFacts, Record
 from bench.engine.stats import describe
+
+
+def _attribution(attributed: list[Attribution]) -> dict[str, Any] | None:
+    """Return the medians of the attributed repetitions: CPU seconds per program group
+    and the coverage; None when no repetition was attributed."""
+    if not attributed:
+        return None
+    groups = sorted({g for a in attributed for g in a.cpu_by_group})
+    coverage = [a.coverage for a in attributed if a.coverage is not None]
+    return {
+        "cpu_by_group": {
+            g: statistics.median(a.cpu_by_group.get(g, 0.0) for a in attributed) for g in groups
+        },
+        "coverage": statistics.median(coverage) if coverage else None,
+    }
 
 
 def cell_rows(records: list[Record]) -> list[dict[str, Any]]:
     """Return one row per cell: measured samples in order, statistics, median per-step
-    times, median CPU seconds and peak memory, flakes, the status seen, the emulator it
+    times, median CPU seconds and peak memory, the median attribution of its CPU time to
+    program groups (None when not attributed), flakes, the status seen, the emulator it
     ran under (when its records name one), its emulator crashes (failed repetitions and
     retried flakes) and what each crash was."""
     groups: dict[str, list[Record]] = {}
@@ -31,6 +47,7 @@ def cell_rows(records: list[Record]) -> list[dict[str, Any]]:
         cpu = [r.resources.cpu_user_s + r.resources.cpu_system_s for r in ok if r.resources]
         peaks = [r.resources.peak_above_baseline_bytes for r in ok if r.resources]
         peak_values = [p for p in peaks if p is not None]
+        attributed = [r.attribution for r in ok if r.attribution and r.attribution.processes]
         statuses = sorted({r.status for r in recs})
         rows.append(
             {
@@ -42,6 +59,7 @@ def cell_rows(records: list[Record]) -> list[dict[str, Any]]:
                 "steps": {k: statistics.median(v) for k, v in sorted(steps.items())},
                 "cpu_s": statistics.median(cpu) if cpu else None,
                 "peak_mib": statistics.median(peak_values) / 2**20 if peak_values else None,
+                "attribution": _attribution(attributed),
                 "flakes": sum(len(r.flakes) for r in recs),
                 "reason": next((r.reason for r in recs if r.reason), ""),
                 "emulator": emulator_label(next((r.emulator for r in recs if r.emulator), None)),

@@ -26,6 +26,7 @@ from bench.cli.common import (
     _Warnings,
     out,
 )
+from bench.engine.attribution import ATTRIBUTE_MODES
 from bench.engine.matrix import ORDERS, split_values
 from bench.engine.results import DEFAULT_RESULTS
 from bench.errors import UsageError
@@ -201,6 +202,14 @@ def add_parser(sub: Subcommands) -> None:
         help="buildx --ssh value passed through (e.g. default); repeatable",
     )
     r.add_argument(
+        "--attribute",
+        type=_TEXT,
+        default="auto",
+        choices=ATTRIBUTE_MODES,
+        help="account each build's CPU time to programs with process accounting: auto "
+        "(the default: qemu-user and hybrid cells), all (every BuildKit build) or none",
+    )
+    r.add_argument(
         "--no-combined",
         action="store_true",
         help="skip the one-command multi-platform build per strategy",
@@ -243,6 +252,7 @@ def run(args: argparse.Namespace) -> int:
         cpus=cpus,
         retries=args.retries,
         emulators=emulators,
+        attribute=args.attribute,
     )
     if args.reports is not None:
         writer.check_report_folder(args.reports)  # before the run, not after it

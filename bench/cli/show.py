@@ -88,6 +88,15 @@ def run(args: argparse.Namespace) -> int:
     for row in rows:
         for warning in (row["stats"] or {}).get("warnings", []):
             out.print(f"warning: {row['cell']}: {warning}", markup=False)
+        attributed = row["attribution"]
+        if attributed:
+            coverage = attributed["coverage"]
+            out.print(
+                f"{row['cell']}: CPU s by program "
+                + ", ".join(f"{g} {s:.1f}" for g, s in attributed["cpu_by_group"].items() if s)
+                + ("" if coverage is None else f" (coverage {coverage:.0%})"),
+                markup=False,
+            )
         if row["stats"] and row["stats"]["reps_for_gate"]:
             out.print(
                 f"{row['cell']}: `archbench compare` (one cell, threshold 10 %, alpha "

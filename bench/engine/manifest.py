@@ -27,6 +27,8 @@ class RequestInfo:
     base_image: str | None = None
     builder: str | None = None
     timeout: float = 3600.0
+    attribute: str = "auto"
+    needs_target_code: list[str] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RequestInfo:

@@ -23,11 +23,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # v2 added cache, cpu and warmup to every record; v1 records read as cold, default-CPU,
 # measured repetitions. v3 moved what `extra` held into typed fields (steps, resources,
 # guest, compiler, emulator, flakes, recipe digests, phase, platforms, approximate,
-# instructions); v1 and v2 records are upgraded on read by `_upgrade_extra`.
+# instructions); v1 and v2 records are upgraded on read by `_upgrade_extra`. v4 added
+# `attribution` (CPU time per program group, from process accounting); older records
+# read with none.
 # In the working folder, as pytest-benchmark keeps its storage.
 DEFAULT_RESULTS = Path("results")
 MAX_RESULT_BYTES = 64 * 2**20
@@ -138,6 +140,36 @@ class EmulatorFacts:
 
 
 @dataclass(frozen=True)
+class ProgramTime:
+    """One program's share of a build: its task name, group, CPU seconds and how many
+    processes ran it."""
+
+    name: str
+    group: str
+    cpu_s: float
+    processes: int
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Where a build's CPU time went, from process accounting: CPU seconds per program
+    group (bench.engine.attribution.GROUPS), the accounted total, the build's whole CPU
+    time it is measured against (`total_cpu_s`, from `denominator`) and `coverage`, their
+    ratio; the count of processes, the top programs, and notes (why nothing was
+    accounted, when that happened)."""
+
+    cpu_by_group: dict[str, float] = field(default_factory=dict)
+    accounted_cpu_s: float = 0.0
+    total_cpu_s: float | None = None
+    coverage: float | None = None
+    processes: int = 0
+    programs: tuple[ProgramTime, ...] = ()
+    source: str = "BSD process accounting (acct v3)"
+    denominator: str = ""
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Record:
     """One measurement: a cell's repetition, a provisioning step, an index merge or a
     combined multi-platform build. `platform` is '' for strategy-wide records.
@@ -185,6 +217,7 @@ class Record:
     platforms: tuple[str, ...] = ()
     approximate: str = ""
     instructions: tuple[dict[str, Any], ...] = ()
+    attribution: Attribution | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
     # An emulator-crash named: the QEMU version, the signal and the build step it hit.
@@ -216,9 +249,9 @@ def _upgrade_extra(extra: dict[str, Any]) -> dict[str, Any]:
     step_seconds and steps -> steps; resources -> resources; the qemu-system guest's
     keys (boot_s ... exit_code, `cpu` being the QEMU CPU model) -> guest; compiler,
     cross_compiler, target_compiler, compiler_matches_target, compiler_note -> compiler;
-    emulator -> emulator; flakes and flake_classes -> flakes; recipe_sha256,
-    harness_recipe_sha256, phase, platforms, approximate, instructions -> fields of the
-    same name. `cache` repeated the record's own cache mode and is dropped.
+    emulator -> emulator; attribution -> attribution; flakes and flake_classes -> flakes;
+    recipe_sha256, harness_recipe_sha256, phase, platforms, approximate, instructions ->
+    fields of the same name. `cache` repeated the record's own cache mode and is dropped.
     """
     rest = dict(extra)
     out: dict[str, Any] = {}
@@ -239,6 +272,8 @@ def _upgrade_extra(extra: dict[str, Any]) -> dict[str, Any]:
         out["compiler"] = compiler
     if "emulator" in rest:
         out["emulator"] = rest.pop("emulator")
+    if "attribution" in rest:
+        out["attribution"] = rest.pop("attribution")
     count = rest.pop("flakes", 0)
     classes = rest.pop("flake_classes", None)
     if classes is not None:
@@ -561,12 +596,49 @@ def _emulator(value: Any) -> EmulatorFacts | None:
     return EmulatorFacts(**{f.name: _text(data, f.name, "emulator") for f in fields(EmulatorFacts)})
 
 
+def _attribution(value: Any) -> Attribution | None:
+    if value is None:
+        return None
+    data = _object(value, "attribution")
+    label = "attribution"
+    groups = _object(data.get("cpu_by_group") or {}, "attribution.cpu_by_group")
+    for name, seconds in groups.items():
+        _check_seconds(f"attribution.cpu_by_group.{name}", seconds, positive=False)
+    programs = []
+    for i, raw in enumerate(_list(data.get("programs") or [], "attribution.programs")):
+        item = _object(raw, f"attribution.programs[{i}]")
+        where = f"attribution.programs[{i}]"
+        programs.append(
+            ProgramTime(
+                name=_text(item, "name", where),
+                group=_text(item, "group", where),
+                cpu_s=_seconds(item, "cpu_s", where) or 0.0,
+                processes=_whole(item, "processes", where, count=True) or 0,
+            )
+        )
+    coverage = data.get("coverage")
+    if coverage is not None:
+        _check_seconds("attribution.coverage", coverage, positive=False)
+    return Attribution(
+        cpu_by_group={k: float(v) for k, v in groups.items()},
+        accounted_cpu_s=_seconds(data, "accounted_cpu_s", label) or 0.0,
+        total_cpu_s=_seconds(data, "total_cpu_s", label),
+        coverage=None if coverage is None else float(coverage),
+        processes=_whole(data, "processes", label, count=True) or 0,
+        programs=tuple(programs),
+        source=_text(data, "source", label),
+        denominator=_text(data, "denominator", label),
+        notes=_strings(data.get("notes") or [], "attribution.notes"),
+    )
+
+
 _TYPED_KEYS = (
     "steps",
     "resources",
     "guest",
     "compiler",
     "emulator",
+    "attribution",
     "flakes",
     *_PLAIN_KEYS,
     "instructions",
@@ -585,6 +657,7 @@ def _typed(data: dict[str, Any]) -> dict[str, Any]:
         "guest": _guest(data.get("guest")),
         "compiler": _compiler(data.get("compiler")),
         "emulator": _emulator(data.get("emulator")),
+        "attribution": _attribution(data.get("attribution")),
         "flakes": _strings(data.get("flakes") or [], "flakes"),
         "platforms": _strings(data.get("platforms") or [], "platforms"),
         "instructions": tuple(

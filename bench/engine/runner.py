@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bench.engine import stats
+from bench.engine import attribution, stats
 from bench.engine.manifest import ManifestCell, RequestInfo, RunManifest
 from bench.engine.matrix import Cell, cell_of, expand, schedule
 from bench.engine.results import (
@@ -72,6 +72,7 @@ class RunRequest:
     # The emulator axis: each qemu-user (and qemu-system) cell runs once per emulator. Empty:
     # the host's alone, unnamed in records (as before the axis).
     emulators: tuple[Emulator, ...] = ()
+    attribute: str = "auto"  # which cells' CPU time is attributed (attribution.ATTRIBUTE_MODES)
 
     def emulator_of(self, cell: Cell) -> Emulator | None:
         """Return the emulator `cell` runs under: the one its emulator axis value names
@@ -320,6 +321,8 @@ class Engine:
                 base_image=req.base_image,
                 builder=req.builder,
                 timeout=req.timeout,
+                attribute=req.attribute,
+                needs_target_code=[s.name for s in req.scenarios if s.needs_target_code],
             ),
             cells=[
                 ManifestCell(
@@ -599,7 +602,12 @@ class Engine:
         # two cells whose Dockerfiles differ only in their mount (native and qemu-user on the
         # host's platform) would otherwise share one cached warm build.
         nonce = f"{c.key}-{self.store.run_id}-{'w' if warmup else 'r'}{rep}"
-        settings = self.settings(c, nonce=nonce)
+        # Only a cell's own build is attributed: not its provisioning, not the combined
+        # multi-platform build.
+        settings = replace(
+            self.settings(c, nonce=nonce),
+            attribute=attribution.attributes(self.req.attribute, c.strategy),
+        )
         tag = cell_tag(image_repo(settings, scenario), c, platform)
         log = self.store.log_path(f"{c.key}-{'w' if warmup else 'r'}{rep}")
         flakes: list[str] = []

@@ -23,6 +23,7 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from bench.engine.attribution import GROUP_LABELS  # noqa: E402
 from bench.report.frame import CELL_KEYS, STEP_CATEGORIES, VM_PHASES  # noqa: E402
 from bench.strategies import REGISTRY  # noqa: E402
 
@@ -762,4 +763,69 @@ def emulator_chart(versions: pd.DataFrame) -> Figure:
     ax.set_title("Emulator versions: build time against the reference emulator")
     ax.legend(title="emulator", fontsize=8)
     ax.margins(y=0.15)
+    return fig
+
+
+# Program groups of the attribution chart: the toolchain hybrid runs natively in warm
+# colours, the rest in cool ones and greys (Okabe-Ito).
+GROUP_COLOURS = {
+    "compiler": "#D55E00",
+    "assembler": "#E69F00",
+    "linker": "#F0E442",
+    "make": "#0072B2",
+    "shell": "#56B4E9",
+    "package-manager": "#009E73",
+    "other": "#999999",
+}
+UNACCOUNTED_HATCH = "xx"
+
+
+def attribution_chart(table: pd.DataFrame) -> Figure:
+    """Return two panels per attributed cell (`frame.attribution_table` rows): median CPU
+    seconds stacked by program group, with the build's CPU time that accounting did not
+    attribute hatched on top and the coverage above each bar; and each group's share of
+    the build's CPU time.
+
+    Raises ValueError when no cell was attributed.
+    """
+    if table.empty:
+        raise ValueError("no cell carries a CPU-time attribution (run --attribute)")
+    table = _ordered(table)
+    fig, (abs_ax, share_ax) = plt.subplots(
+        1, 2, figsize=(max(9.0, 1.6 * len(table) + 6), 4.8), layout="constrained"
+    )
+    x = np.arange(len(table))
+    accounted = table["accounted_cpu_s"].to_numpy(dtype=float)
+    total = np.fmax(np.nan_to_num(table["total_cpu_s"].to_numpy(dtype=float)), accounted)
+    bottom = np.zeros(len(table))
+    share_bottom = np.zeros(len(table))
+    for group in GROUP_COLOURS:
+        seconds = np.nan_to_num(table[f"cpu_{group}_s"].to_numpy(dtype=float))
+        style = {"color": GROUP_COLOURS[group], "edgecolor": "black", "linewidth": 0.5}
+        abs_ax.bar(x, seconds, bottom=bottom, label=GROUP_LABELS[group], **style)
+        share = np.divide(seconds, total, out=np.zeros_like(seconds), where=total > 0) * 100
+        share_ax.bar(x, share, bottom=share_bottom, **style)
+        bottom += seconds
+        share_bottom += share
+    rest = total - accounted
+    hatched = {"color": "white", "edgecolor": "black", "linewidth": 0.5}
+    abs_ax.bar(x, rest, bottom=bottom, hatch=UNACCOUNTED_HATCH, label="not attributed", **hatched)
+    share_ax.bar(x, 100 - share_bottom, bottom=share_bottom, hatch=UNACCOUNTED_HATCH, **hatched)
+    for i, (top, cov) in enumerate(zip(total, table["coverage"], strict=True)):
+        text = "-" if cov != cov else f"{cov:.0%}"
+        abs_ax.annotate(
+            text, (i, top), xytext=(0, 3), textcoords="offset points", ha="center", fontsize=8
+        )
+    many = _several_scenarios(table)
+    labels = [cell_label(r, True, many).replace("\n", " ") for _, r in table.iterrows()]
+    for ax in (abs_ax, share_ax):
+        ax.set_xticks(x, labels, fontsize=7, rotation=35, ha="right")
+    abs_ax.set_ylabel("median CPU time (s)")
+    abs_ax.set_title("CPU time by program (label: coverage)")
+    share_ax.set_ylabel("share of the build's CPU time (%)")
+    share_ax.set_ylim(0, 100)
+    share_ax.set_title("Share by program")
+    handles, names = abs_ax.get_legend_handles_labels()
+    fig.legend(handles, names, fontsize=7, loc="outside right upper", title="program")
+    fig.suptitle(f"Where the build's CPU time goes ({_subtitle(table)})", fontweight="bold")
     return fig

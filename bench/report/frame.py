@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.engine.attribution import GROUPS, SHARED_ENGINE, toolchain_share
 from bench.engine.matrix import HOST_EMULATOR, emulator_axis, variant_name
 from bench.engine.results import (
     DamagedRun,
@@ -490,3 +491,152 @@ def emulator_versions(df: pd.DataFrame) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(out, columns=EMULATOR_COLUMNS)
+
+
+ATTRIBUTION_COLUMNS = [
+    *CELL_KEYS,
+    "n",
+    "wall_s",
+    "total_cpu_s",
+    "accounted_cpu_s",
+    "coverage",
+    "processes",
+    *[f"cpu_{g}_s" for g in GROUPS],
+    "toolchain_share",
+    "shared",
+]
+"""`attribution_table`: medians over a cell's measured repetitions that were attributed;
+`shared` when another build ran on the engine during any of them."""
+
+
+def attribution_table(records: Sequence[Record]) -> pd.DataFrame:
+    """Return one row per cell of the measured ok cell `records` whose attribution
+    accounted any process: medians over its repetitions of the wall time, the build's
+    CPU time (the coverage's denominator), the accounted CPU time, the coverage, the
+    process count, the CPU seconds of each program group and the toolchain's share
+    (compiler, assembler and linker over the accounted CPU time); n the repetitions."""
+    rows = []
+    for r in records:
+        a = r.attribution
+        if r.kind != "cell" or r.status != "ok" or r.warmup or a is None or not a.processes:
+            continue
+        emulator = emulator_axis(r)
+        row: dict[str, Any] = {
+            "scenario": r.scenario,
+            "size": r.size,
+            "strategy": r.strategy,
+            "variant": variant_name(r.strategy, r.cpu, emulator),
+            "cpu": r.cpu or "default",
+            "emulator": emulator or HOST_EMULATOR,
+            "cache": r.cache,
+            "platform": r.platform,
+            "wall_s": r.wall_s,
+            "total_cpu_s": a.total_cpu_s,
+            "accounted_cpu_s": a.accounted_cpu_s,
+            "coverage": a.coverage,
+            "processes": a.processes,
+            "toolchain_share": toolchain_share(a),
+            "shared": SHARED_ENGINE in a.notes,
+        }
+        for g in GROUPS:
+            row[f"cpu_{g}_s"] = a.cpu_by_group.get(g, 0.0)
+        rows.append(row)
+    if not rows:
+        return pd.DataFrame(columns=ATTRIBUTION_COLUMNS)
+    part = pd.DataFrame(rows)
+    measures = [c for c in ATTRIBUTION_COLUMNS if c not in (*CELL_KEYS, "n", "shared")]
+    part[measures] = part[measures].apply(pd.to_numeric, errors="coerce")
+    table = part.groupby(CELL_KEYS, as_index=False, sort=True)[measures].median()
+    table["n"] = part.groupby(CELL_KEYS, sort=True).size().to_numpy()
+    table["shared"] = part.groupby(CELL_KEYS, sort=True)["shared"].any().to_numpy()
+    return table[ATTRIBUTION_COLUMNS].reset_index(drop=True)
+
+
+AMDAHL_COLUMNS = [
+    "scenario",
+    "size",
+    "cpu",
+    "cache",
+    "platform",
+    "emulator",
+    "qemu_user_s",
+    "toolchain_share",
+    "limit_s",
+    "hybrid_s",
+    "native_s",
+    "limit_vs_native",
+    "hybrid_vs_native",
+    "saving_reached",
+    "shared",
+]
+"""`amdahl_table`: per emulated platform, what hybrid can save and what it saved."""
+
+
+def amdahl_table(attribution: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame:
+    """Return, per qemu-user cell of `attribution` (`attribution_table`) off the host's
+    own platform (where a native cell ran, qemu-user emulates nothing), Amdahl's limit
+    for hybrid: hybrid runs the compiler, assembler and linker natively, so with the
+    share f of the qemu-user build's accounted CPU time spent in them, the best hybrid
+    can do is the qemu-user median wall time x (1 - f) (those programs taking no time
+    at all). Beside it: hybrid's median (same scenario, size, CPU variant, cache and
+    platform in `stats`; NaN when it did not run), the native reference's median and
+    both ratios to it, `saving_reached`: the part of the possible saving hybrid got,
+    (qemu-user - hybrid) / (qemu-user - limit), and `shared` when another build ran on
+    the engine during either cell (its figures are then not this workload's alone).
+
+    Wall time scales with CPU time only as far as the build's parallelism stays the
+    same: the limit is an estimate, not a bound.
+    """
+    out: list[dict[str, Any]] = []
+    ranked = versus_native(stats) if not stats.empty else stats
+    emulated = attribution[
+        (attribution["strategy"] == "qemu-user") & attribution["toolchain_share"].notna()
+    ]
+    for _, row in emulated.iterrows():
+        key = {k: row[k] for k in ("scenario", "size", "cpu", "cache", "platform")}
+        same = ranked
+        for k, v in key.items():
+            same = same[same[k] == v] if not same.empty else same
+        # One qemu-user cell per emulator: the attributed one's (hybrid has no such axis).
+        qemu = (
+            same[(same["strategy"] == "qemu-user") & (same["emulator"] == row["emulator"])]
+            if not same.empty
+            else same
+        )
+        if qemu.empty:
+            continue
+        if str(qemu["reference"].iloc[0]).endswith(f" {key['platform']}"):
+            continue  # the host's own platform: qemu-user emulates nothing there
+        hybrid = same[same["strategy"] == "hybrid"]
+        t_q = float(qemu["median_s"].iloc[0])
+        share = float(row["toolchain_share"])
+        limit = t_q * (1 - share)
+        t_h = float(hybrid["median_s"].iloc[0]) if not hybrid.empty else float("nan")
+        native = float(qemu["ref_median_s"].iloc[0])
+        possible = t_q - limit
+        shared = bool(row["shared"]) or bool(
+            attribution[
+                (attribution["strategy"] == "hybrid")
+                & (attribution["scenario"] == key["scenario"])
+                & (attribution["size"] == key["size"])
+                & (attribution["cpu"] == key["cpu"])
+                & (attribution["cache"] == key["cache"])
+                & (attribution["platform"] == key["platform"])
+            ]["shared"].any()
+        )
+        out.append(
+            {
+                **key,
+                "emulator": row["emulator"],
+                "shared": shared,
+                "qemu_user_s": t_q,
+                "toolchain_share": share,
+                "limit_s": limit,
+                "hybrid_s": t_h,
+                "native_s": native,
+                "limit_vs_native": limit / native,
+                "hybrid_vs_native": t_h / native,
+                "saving_reached": (t_q - t_h) / possible if possible > 0 else float("nan"),
+            }
+        )
+    return pd.DataFrame(out, columns=AMDAHL_COLUMNS)

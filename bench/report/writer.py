@@ -25,10 +25,12 @@ from matplotlib.figure import Figure
 
 from bench.analysis import history
 from bench.analysis.recommend import Recommendation, recommend
+from bench.engine.attribution import GROUP_LABELS, GROUPS
+from bench.engine.matrix import HOST_EMULATOR
 from bench.engine.results import LoadWarning, Record, StoredRun
 from bench.errors import UsageError
 from bench.report import charts
-from bench.report.frame import ReportData, load_report_data
+from bench.report.frame import ReportData, amdahl_table, attribution_table, load_report_data
 
 # In the working folder, beside ./results.
 DEFAULT_REPORTS = Path("reports")
@@ -282,6 +284,8 @@ def plan_report(data: ReportData, out_dir: Path, wall: Figure | str) -> ReportPl
         "wall time no step accounts for (client start, push, waiting).",
     )
 
+    _attribution_blocks(plan, out_dir, data)
+
     _instruction_blocks(plan, out_dir, data.records)
 
     plan.blocks.append(Heading("Cold against warm cache"))
@@ -482,6 +486,142 @@ def _emulator_blocks(plan: ReportPlan, out_dir: Path, df: Any) -> None:
     csv = out_dir / "emulators.csv"
     table.to_csv(csv, index=False, float_format="%.4f")
     plan.written.append(csv)
+
+
+def _attribution_blocks(plan: ReportPlan, out_dir: Path, data: ReportData) -> None:
+    """Add the section on where emulated time goes (when any cell was attributed): the
+    attribution per cell as a table, `attribution.csv` and a chart, then Amdahl's limit
+    for hybrid beside what hybrid reached (`amdahl.csv`)."""
+    table = attribution_table(data.records)
+    if table.empty:
+        return
+    plan.blocks.append(Heading("Where emulated time goes"))
+    denominators = sorted(
+        {r.attribution.denominator for r in data.records if r.attribution is not None} - {""}
+    )
+    plan.blocks.append(
+        Para(
+            "Every process a build ran, however short-lived, accounted by the kernel (BSD "
+            "process accounting) and grouped by program; coverage is the accounted CPU "
+            "time over the build's whole CPU time ("
+            + ("; ".join(denominators) or "no total measured")
+            + "). Medians over the measured repetitions; CPU times are counted in 1/100 s "
+            "per process, rounded down."
+        )
+    )
+    plan.blocks.append(
+        Table(
+            (
+                "scenario",
+                "strategy",
+                "platform",
+                "cache",
+                "n",
+                "wall s",
+                "CPU s",
+                "accounted s",
+                "coverage",
+                "processes",
+                *[GROUP_LABELS[g] for g in GROUPS],
+            ),
+            tuple(
+                (
+                    f"{r['scenario']} s{r['size']}",
+                    str(r["variant"]) + (" (engine shared)" if r["shared"] else ""),
+                    str(r["platform"]),
+                    str(r["cache"]),
+                    str(r["n"]),
+                    _fmt_s(r["wall_s"]),
+                    _fmt_s(r["total_cpu_s"]),
+                    _fmt_s(r["accounted_cpu_s"]),
+                    "-" if r["coverage"] != r["coverage"] else f"{r['coverage']:.1%}",
+                    f"{r['processes']:.0f}",
+                    *[
+                        f"{r[f'cpu_{g}_s']:.3g} ({r[f'cpu_{g}_s'] / r['accounted_cpu_s']:.0%})"
+                        if r["accounted_cpu_s"]
+                        else "-"
+                        for g in GROUPS
+                    ],
+                )
+                for _, r in charts._ordered(table).iterrows()
+            ),
+        )
+    )
+    csv = out_dir / "attribution.csv"
+    table.to_csv(csv, index=False, float_format="%.4g")
+    plan.written.append(csv)
+    _chart(
+        plan,
+        out_dir,
+        "attribution",
+        "CPU time by program",
+        lambda: charts.attribution_chart(table),
+        "Stacked: median CPU seconds per program group; hatched: the build's CPU time "
+        "no accounted process covers; above each bar: the coverage.",
+    )
+    amdahl = amdahl_table(table, data.stats)
+    if amdahl.empty:
+        plan.blocks.append(
+            Para(
+                "Amdahl's limit for hybrid needs an attributed qemu-user cell of an emulated "
+                "platform: none ran."
+            )
+        )
+        return
+    csv = out_dir / "amdahl.csv"
+    amdahl.to_csv(csv, index=False, float_format="%.4g")
+    plan.written.append(csv)
+    plan.blocks.append(
+        Para(
+            "Amdahl's limit for hybrid: hybrid runs the compiler, assembler and linker "
+            "natively, so with a share f of the qemu-user build's CPU time in them, the "
+            "best hybrid can reach is the qemu-user median x (1 - f), were they to take no "
+            "time at all. This assumes wall time follows CPU time (the same parallelism): "
+            "an estimate, not a bound. 'Saving reached' is (qemu-user - hybrid) / "
+            "(qemu-user - limit). 'Engine shared': another build ran on the engine during "
+            "the cell, and its processes and CPU time are counted with the cell's."
+        )
+    )
+    plan.blocks.append(
+        Table(
+            (
+                "scenario",
+                "platform",
+                "cache",
+                "qemu-user s",
+                "toolchain share f",
+                "limit s",
+                "hybrid s",
+                "limit vs native",
+                "hybrid vs native",
+                "saving reached",
+            ),
+            tuple(
+                (
+                    f"{a['scenario']} s{a['size']}"
+                    + ("" if a["cpu"] == "default" else f" ({a['cpu']})")
+                    + ("" if a["emulator"] == HOST_EMULATOR else f" ({a['emulator']})")
+                    + (" (engine shared)" if a["shared"] else ""),
+                    str(a["platform"]),
+                    str(a["cache"]),
+                    _fmt_s(a["qemu_user_s"]),
+                    f"{a['toolchain_share']:.1%}",
+                    _fmt_s(a["limit_s"]),
+                    _fmt_s(a["hybrid_s"]),
+                    _ratio(a["limit_vs_native"]),
+                    _ratio(a["hybrid_vs_native"]),
+                    "-"
+                    if a["saving_reached"] != a["saving_reached"]
+                    else f"{a['saving_reached']:.0%}",
+                )
+                for _, a in amdahl.iterrows()
+            ),
+        )
+    )
+
+
+def _ratio(x: Any) -> str:
+    return "-" if x is None or x != x else f"{float(x):.2f}x"
 
 
 def _instruction_blocks(plan: ReportPlan, out_dir: Path, records: list[Record]) -> None:

@@ -53,7 +53,7 @@ _KEYS: dict[str, set[str]] = {
     "source": {"path", "url", "sha256", "strip", "fetch"},
     "source.fetch": {"url", "sha256", "dest", "deb_data"},
     "toolchain": {"packages"},
-    "build": {"command", "env", "touch", "touch_comment"},
+    "build": {"command", "env", "touch", "touch_comment", "needs_target_code"},
     "cross": {"packages", "env", "run"},
     "image": {"packages", "run", "add", "env"},
     "smoke": {"command", "expect"},
@@ -117,6 +117,8 @@ class Scenario:
     source_main: sources.Fetch | None = None
     source_fetch: tuple[sources.Fetch, ...] = ()
     dockerfile: DockerfileSpec | None = None  # kind "dockerfile": the user's own file
+    # The build runs code built for the target (generators, its tests): cross cannot.
+    needs_target_code: bool = False
 
     @property
     def fetched(self) -> bool:
@@ -382,6 +384,7 @@ def _compile_scenario(top: _Reader, common: dict[str, Any]) -> Scenario:
         touch=touch,
         touch_comment=build.get("touch_comment", str, "/* archbench warm build {nonce} */"),
         build_env=build.env("env"),
+        needs_target_code=build.get("needs_target_code", bool, False),
         **common,
     )
     # A fetched tree is checked once it is assembled (check_touch), before any build.

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from bench import inputs
+from bench.engine import attribution
 from bench.engine.matrix import Cell
 from bench.engine.resources import BuildkitMeter
 from bench.errors import ArchbenchError, CommandTimeout, UsageError, classify_failure
@@ -29,7 +31,7 @@ from bench.strategies.dockerfile import (
     toolchain_install,
 )
 from bench.strategies.guest.cpu import CPU_MODELS
-from bench.tools import buildtrace, docker
+from bench.tools import acct, buildtrace, docker
 from bench.tools.emulators import Emulator
 
 Status = Literal["ok", "failed", "unavailable", "timeout", "no-op"]
@@ -73,6 +75,7 @@ class BuildSettings:
     cache: CacheMode = "cold"
     nonce: str = ""  # makes a warm build's touched source differ from the last one
     emulator: Emulator | None = None  # qemu-user cells: None is the host's registered one
+    attribute: bool = False  # account the build's CPU time to programs (process accounting)
 
 
 @dataclass(frozen=True)
@@ -320,8 +323,21 @@ class BuildxStrategy(Strategy):
 
             options = userfile.buildx_options(scenario, settings.cache)
         meter = BuildkitMeter()
+        # Process accounting is host-wide: on for the measured build alone, never for a
+        # provisioning step (target set) whose programs are not the cell's.
+        attribute = settings.attribute and target is None
+        accounted: list[acct.Session] = []
+        unaccounted: list[str] = []
+        engine = docker.engine_pids() if attribute else []
+        # A step running before this build starts is another build's.
+        shared = bool(engine and docker.engine_steps(engine))
         try:
-            with meter.span() as usage:
+            with meter.span() as usage, contextlib.ExitStack() as stack:
+                if attribute:
+                    try:
+                        accounted.append(stack.enter_context(acct.accounting()))
+                    except acct.AccountingUnavailable as exc:
+                        unaccounted.append(str(exc))
                 try:
                     result = docker.build(
                         ctx,
@@ -353,6 +369,21 @@ class BuildxStrategy(Strategy):
             "resources": usage.as_dict(),
             "cache": settings.cache,
         }
+        if attribute:
+            if engine and docker.engine_steps(engine):
+                shared = True  # a step still running after this build is another build's
+            if shared:
+                unaccounted.append(attribution.SHARED_ENGINE)
+            session = accounted[0] if accounted else None
+            extra["attribution"] = asdict(
+                attribution.of_build(
+                    session.records if session else [],
+                    [*unaccounted, *(session.notes if session else [])],
+                    usage.cpu_user_s + usage.cpu_system_s,
+                    usage.source,
+                    engine,
+                )
+            )
         if not done.ok:
             failure = classify_failure(trace.text + "\n" + done.stdout)
             crash = buildtrace.emulator_crash(trace.text + "\n" + done.stdout)

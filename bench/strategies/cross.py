@@ -8,8 +8,9 @@ target's packages are downloaded and unpacked on the build platform (`apt-get do
 
 from __future__ import annotations
 
+from bench.engine.matrix import Cell
 from bench.host.facts import Host
-from bench.platforms import KNOWN, Platform
+from bench.platforms import KNOWN, Platform, parse_platform
 from bench.scenarios.loader import Scenario
 from bench.strategies.base import Availability, BuildSettings, BuildxStrategy
 from bench.strategies.dockerfile import (
@@ -80,6 +81,18 @@ class Cross(BuildxStrategy):
         if platform.name in KNOWN:
             return Availability(True, f"{platform.gnu_triplet}-gcc from Debian's archive")
         return Availability(False, f"no cross compiler known for {platform.name}")
+
+    def probe(self, scenario: Scenario, cell: Cell, host: Host) -> Availability:
+        found = super().probe(scenario, cell, host)
+        foreign = parse_platform(cell.platform) != host.platform
+        if found.available and scenario.needs_target_code and foreign:
+            return Availability(
+                False,
+                f"scenario {scenario.name} declares build.needs_target_code: its build "
+                "runs code built for the target, which a build on the build platform "
+                "cannot run",
+            )
+        return found
 
     def approximation(self, scenario: Scenario) -> str:
         if scenario.kind == "image" and scenario.image.packages:

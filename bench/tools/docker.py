@@ -328,3 +328,27 @@ def prune_cache_records(record_ids: Sequence[str], timeout: float = 300) -> None
             timeout=timeout,
             check=True,
         )
+
+
+def engine_steps(engine: Sequence[int]) -> list[int]:
+    """Return the pids of the runc processes running now as children of the `engine`
+    pids: build steps in progress (BuildKit runs each RUN step through runc)."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["pid", "name", "ppid"]):
+        if process.info["name"] == "runc" and process.info["ppid"] in engine:
+            found.append(int(process.info["pid"]))
+    return found
+
+
+def engine_pids() -> list[int]:
+    """Return the pids of the running dockerd processes (the engine whose BuildKit starts
+    each RUN step's runc), read from the process table; [] when none runs."""
+    import psutil
+
+    pids = []
+    for process in psutil.process_iter(["pid", "name"]):
+        if process.info["name"] == "dockerd":
+            pids.append(int(process.info["pid"]))
+    return pids

@@ -17,6 +17,7 @@ from bench.cli import main
         (["run", "--registry", "nope"], "bad registry 'nope'"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         (["run", "--order", "random"], "--order: invalid choice: 'random'"),
+        (["run", "--attribute", "some"], "--attribute: invalid choice: 'some'"),
         (["run", "--cache", "hot"], "--cache: invalid choice: 'hot'"),
         (["export", "--format", "xls"], "--format: invalid choice: 'xls'"),
     ],

@@ -140,3 +140,57 @@ def test_overlapping_intervals_are_a_tie_settled_by_precedence():
     )["linux/arm64"]
     assert apart.pick is not None and apart.pick.variant == "qemu-system"
     assert not any("ties" in c for c in apart.caveats)
+
+
+def _manifest(needs: list[str]) -> dict:
+    return {
+        "request": {
+            "scenarios": ["s"],
+            "strategies": ["native", "hybrid", "cross", "qemu-user"],
+            "needs_target_code": needs,
+        }
+    }
+
+
+def _recs_with(rows: list[dict], manifests: list[dict]):
+    stats = pd.DataFrame(rows, columns=STAT_COLUMNS)
+    df = pd.DataFrame(
+        columns=["kind", "platform", "scenario", "size", "status", "variant", "failure_class"]
+    )
+    return {r.platform: r for r in recommend(stats, df, manifests)}
+
+
+HYBRID_ROWS = [
+    stats_row("native", "linux/amd64", 4.0),
+    stats_row("qemu-user", "linux/arm64", 56.0),
+    stats_row("hybrid", "linux/arm64", 4.5),
+    stats_row("cross", "linux/arm64", 4.2),
+]
+
+
+def test_hybrid_comes_right_after_native_when_tied_with_cross():
+    got = _recs_with(HYBRID_ROWS, [_manifest([])])["linux/arm64"]
+    assert got.pick is not None and got.pick.variant == "hybrid"
+    assert any("ties with cross" in c for c in got.caveats)
+    assert got.needs_target_code is False
+    assert "Cross is a candidate: the scenario does not declare" in got.sentence()
+
+
+def test_a_scenario_needing_target_code_leaves_cross_out_off_the_host():
+    faster = [*HYBRID_ROWS[:2], stats_row("hybrid", "linux/arm64", 9.0), HYBRID_ROWS[3]]
+    got = _recs_with(faster, [_manifest(["s"])])
+    arm = got["linux/arm64"]
+    assert arm.pick is not None and arm.pick.variant == "hybrid"
+    assert all(o.strategy != "cross" for o in arm.alternatives)
+    assert "cross is left out: the scenario needs target code at build time" in arm.caveats
+    assert "Cross is not a candidate: the scenario needs target code" in arm.sentence()
+    # Without the declaration the faster cross build is the pick.
+    plain = _recs_with(faster, [_manifest([])])["linux/arm64"]
+    assert plain.pick is not None and plain.pick.variant == "cross"
+
+
+def test_no_cross_cell_asked_says_nothing_of_target_code():
+    manifest = _manifest([])
+    manifest["request"]["strategies"] = ["native", "qemu-user"]
+    got = _recs_with(HYBRID_ROWS[:2], [manifest])["linux/arm64"]
+    assert got.needs_target_code is None and "candidate" not in got.sentence()

@@ -26,6 +26,9 @@ def test_the_current_golden_run_round_trips_key_for_key():
     stored = {k: v for k, v in stored.items() if k not in STORE_KEYS}
     # That run predates `mode`; it reads as a `cli` run.
     assert again.pop("mode") == "cli" and "mode" not in stored
+    # ... and predates --attribute and build.needs_target_code: their defaults.
+    request = again["request"]
+    assert request.pop("attribute") == "auto" and request.pop("needs_target_code") == []
     assert again == stored
 
 

@@ -39,14 +39,14 @@ def _raw(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def test_schema_is_3():
-    assert SCHEMA_VERSION == 3
+def test_schema_is_4():
+    assert SCHEMA_VERSION == 4
 
 
 def test_v1_cell_upgrades_field_by_field():
     raw = _raw(DATA / "result-v1-cell.json")
     r = record_from_dict(raw)
-    assert r.schema_version == 3
+    assert r.schema_version == SCHEMA_VERSION
     for name in ("kind", "run_id", "scenario", "size", "strategy", "platform", "rep"):
         assert getattr(r, name) == raw[name]
     assert (r.status, r.wall_s, r.tag, r.digest) == (
@@ -206,7 +206,7 @@ def test_every_golden_record_round_trips_as_v3(tmp_path):
     again = read_run(store.path)
     assert again.warnings == () and list(again.records) == originals
     stored = [json.loads(p.read_text()) for p in sorted((store.path / "records").iterdir())]
-    assert {d["schema_version"] for d in stored} == {3}
+    assert {d["schema_version"] for d in stored} == {SCHEMA_VERSION}
 
 
 def test_a_full_v3_record_round_trips(tmp_path):
@@ -227,7 +227,7 @@ def test_a_full_v3_record_round_trips(tmp_path):
     store.write_manifest({"status": "ok"})
     path = store.add(record)
     data = json.loads(path.read_text())
-    assert data["schema_version"] == 3 and "step_seconds" not in data["extra"]
+    assert data["schema_version"] == SCHEMA_VERSION and "step_seconds" not in data["extra"]
     assert data["guest"]["accel"] == "tcg" and data["compiler"]["version"]
     assert record_from_dict(data) == record
 

@@ -44,6 +44,12 @@ def test_expected_output_fills_the_platforms_uname(tmp_path):
     assert s.expected_output(s.platforms[0]) == "arch=x86_64"
 
 
+def test_a_build_may_declare_it_needs_target_code(tmp_path):
+    assert not load_scenario_file(write(tmp_path, GOOD)).needs_target_code
+    declared = GOOD.replace('command = "make"', 'command = "make"\nneeds_target_code = true')
+    assert load_scenario_file(write(tmp_path, declared)).needs_target_code
+
+
 def test_digest_changes_with_the_source(tmp_path):
     f = write(tmp_path, GOOD)
     before = load_scenario_file(f).digest()
@@ -68,6 +74,11 @@ def test_digest_changes_with_the_source(tmp_path):
         ('expect = "arch={arch}"', 'expect = "a"\n[test]\ncommand = "t"', "key test.command"),
         ('name = "t"', 'name = "t"\nkind = "docker"', "kind is 'docker'; valid: compile, image"),
         ('command = "make"', 'command = "make"\nenv = { 1X = "y" }', "key build.env.1X"),
+        (
+            'command = "make"',
+            'command = "make"\nneeds_target_code = "yes"',
+            "key build.needs_target_code must be a bool, not str",
+        ),
     ],
 )
 def test_mistakes_name_the_file_and_the_key(tmp_path, old, new, needle):

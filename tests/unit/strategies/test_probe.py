@@ -216,3 +216,16 @@ def test_the_base_is_abstract_and_only_buildx_strategies_write_build_stages():
         "cross",
         "hybrid",
     }
+
+
+def test_a_scenario_needing_target_code_makes_cross_unavailable_off_the_host():
+    scenario = dataclasses.replace(SCENARIOS["compile"], needs_target_code=True)
+    foreign = Cell("cbench", 1, "cross", "linux/arm64")
+    a = REGISTRY["cross"].probe(scenario, foreign, full_host())
+    assert not a.available and "declares build.needs_target_code" in a.reason
+    assert REGISTRY["cross"].probe(SCENARIOS["compile"], foreign, full_host()).available
+    # On the host's own platform a cross build runs its target's code like a native one.
+    own = dataclasses.replace(foreign, platform="linux/amd64")
+    assert REGISTRY["cross"].probe(scenario, own, full_host()).available
+    hybrid = dataclasses.replace(foreign, strategy="hybrid")
+    assert REGISTRY["hybrid"].probe(scenario, hybrid, full_host()).available
