@@ -37,6 +37,7 @@ from bench.tools.emulators import Emulator
 from bench.tools.registry import registry_address
 
 if TYPE_CHECKING:
+    from bench.host.nodes import Node
     from bench.report.frame import ReportData
 
 # --cache: the cache modes each value measures.
@@ -201,6 +202,14 @@ def add_parser(sub: Subcommands) -> None:
         help="buildx --ssh value passed through (e.g. default); repeatable",
     )
     r.add_argument(
+        "--nodes",
+        action="append",
+        default=[],
+        type=_LIST,
+        help="build nodes (archbench nodes add) that native cells move to, each platform "
+        "on the nodes declared for it; repeatable or comma list",
+    )
+    r.add_argument(
         "--no-combined",
         action="store_true",
         help="skip the one-command multi-platform build per strategy",
@@ -225,6 +234,9 @@ def run(args: argparse.Namespace) -> int:
     platforms = _platforms(args.platform)
     emulator = _emulator(args.emulator) if "qemu-user" in strategies else None
     scenarios = _run_scenarios(args, platforms)
+    build_nodes = tuple(_nodes(args.nodes))
+    if build_nodes and args.builder:
+        raise UsageError("--nodes and --builder both say where builds run; give one")
     req = runner.RunRequest(
         scenarios=scenarios,
         strategies=strategies,
@@ -243,6 +255,7 @@ def run(args: argparse.Namespace) -> int:
         cpus=cpus,
         retries=args.retries,
         emulator=emulator,
+        nodes=build_nodes,
     )
     if args.reports is not None:
         writer.check_report_folder(args.reports)  # before the run, not after it
@@ -293,6 +306,17 @@ def run(args: argparse.Namespace) -> int:
     if written:
         _say("report: " + ", ".join(str(p) for p in written))
     return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def _nodes(values: Sequence[str]) -> list[Node]:
+    """Return the kept nodes `--nodes` names, checked. Raises UsageError naming a bad or
+    unknown one."""
+    from bench.host import nodes
+
+    names = split_values(values)
+    for name in names:
+        nodes.check_name(name)
+    return nodes.resolve(names)
 
 
 def _emulator(values: Sequence[str]) -> Emulator | None:

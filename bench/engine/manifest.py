@@ -25,6 +25,7 @@ class RequestInfo:
     registry: str = ""
     base_image: str | None = None
     builder: str | None = None
+    nodes: list[str] = field(default_factory=list)
     timeout: float = 3600.0
 
     @classmethod
@@ -46,6 +47,7 @@ class ManifestCell:
     platform: str
     cache: str = "cold"
     cpu: str = ""
+    node: str = ""
     available: bool = True
     reason: str = ""
     recipe_sha256: str = ""
@@ -55,6 +57,11 @@ class ManifestCell:
         """Return a stored cell entry; keys an older run lacks take their defaults.
         Raises KeyError when a key every run wrote is missing."""
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def _without_empty(data: dict[str, Any], key: str) -> dict[str, Any]:
+    """Return `data` without `key` when its value is empty."""
+    return {k: v for k, v in data.items() if k != key or v}
 
 
 @dataclass
@@ -84,8 +91,9 @@ class RunManifest:
             "status": self.status,
             "started_at": self.started_at,
             "mode": self.mode,
-            "request": asdict(self.request),
-            "cells": [asdict(c) for c in self.cells],
+            # A run without build nodes writes what runs wrote before nodes existed.
+            "request": _without_empty(asdict(self.request), "nodes"),
+            "cells": [_without_empty(asdict(c), "node") for c in self.cells],
             "provenance": self.provenance,
         }
         for name in ("statistics", "artifact_comparison", "finished_at", "error"):

@@ -147,7 +147,10 @@ class Record:
     combined build's platforms. `extra` keeps only what is open-ended and read by no
     command: a multi-platform qemu-system build's `per_platform` facts, `join_s` and
     `failed_platform`, `push_repaired`, and any key an older record held that has no
-    field here.
+    field here. `node` is the build node a cell was placed on ('' for this host's own
+    engine), `built_on` the builder/node that BuildKit's own metadata names as having
+    built it, and `host_class` the hardware class measured on (CPU model, cores, memory,
+    kernel series); all three are '' in older records.
     """
 
     kind: RecordKind
@@ -185,6 +188,9 @@ class Record:
     approximate: str = ""
     instructions: tuple[dict[str, Any], ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    node: str = ""
+    built_on: str = ""
+    host_class: str = ""
     schema_version: int = SCHEMA_VERSION
 
 
@@ -373,6 +379,9 @@ _OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "cache": str,
     "cpu": str,
     "warmup": bool,
+    "node": str,
+    "built_on": str,
+    "host_class": str,
 }
 _KINDS = ("cell", "provision", "merge", "combined")
 _TYPE_NAMES = {

@@ -27,6 +27,8 @@ from bench.platforms import KNOWN, Platform, parse_platform
 from bench.tools import contexts
 
 NODES_FILE = STATE_DIR / "nodes.json"
+NODES_FILE_ENV = "ARCHBENCH_NODES_FILE"
+"""Names another node list than NODES_FILE (a test's own, say)."""
 SCHEMA_VERSION = 1
 DESCRIPTION = "archbench node"
 # docker's own context; never archbench's to add or remove.
@@ -131,9 +133,14 @@ def default_push(endpoint: str) -> PushPath:
     return "registry" if endpoint.startswith("unix://") else "archive"
 
 
+def nodes_file() -> Path:
+    """Return where archbench keeps its nodes: $ARCHBENCH_NODES_FILE, else NODES_FILE."""
+    return Path(os.environ.get(NODES_FILE_ENV) or NODES_FILE)
+
+
 def load(path: Path | None = None) -> NodeBook:
     """Return the nodes archbench keeps, empty when none (or the file cannot be read)."""
-    path = path or NODES_FILE
+    path = path or nodes_file()
     try:
         doc = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -158,7 +165,7 @@ def load(path: Path | None = None) -> NodeBook:
 
 def save(book: NodeBook, path: Path | None = None) -> None:
     """Write `book` atomically."""
-    path = path or NODES_FILE
+    path = path or nodes_file()
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {
         "schema_version": SCHEMA_VERSION,

@@ -158,7 +158,7 @@ def node_actions(nodes_file: Path | None = None) -> list[Action]:
     adopted stay), then its record of them. Reads only; needs no engine (contexts and
     builders are the client's)."""
     book = hostnodes.load(nodes_file)
-    path = nodes_file or hostnodes.NODES_FILE
+    path = nodes_file or hostnodes.nodes_file()
     actions: list[Action] = []
     for name in book.builders:
         actions.append(

@@ -59,6 +59,9 @@ COLUMNS: list[str] = [
         for c in ("base-image", "toolchain", "copy", "compile", "export", "internal", "other")
     ],
     *[f"vm_{p}_s" for p in ("boot", "build", "shutdown")],
+    "node",
+    "built_on",
+    "host_class",
 ]
 
 
@@ -80,7 +83,10 @@ def frame(records: list[Record]) -> pd.DataFrame:
             "size": r.size,
             "strategy": r.strategy,
             "cpu": r.cpu or "default",
-            "variant": r.strategy + (f"-{r.cpu}" if r.cpu else ""),
+            # A node is part of a cell's identity: its rows never pool with this host's.
+            "variant": r.strategy
+            + (f"-{r.cpu}" if r.cpu else "")
+            + (f"@{r.node}" if r.node else ""),
             "cache": r.cache,
             "warmup": r.warmup,
             "platform": r.platform or "all",
@@ -105,6 +111,9 @@ def frame(records: list[Record]) -> pd.DataFrame:
             "flakes": len(r.flakes),
             "phase": r.phase,
             "approximate": r.approximate,
+            "node": r.node,
+            "built_on": r.built_on,
+            "host_class": r.host_class,
         }
         for cat in STEP_CATEGORIES:
             row[f"step_{cat}_s"] = steps.get(cat)

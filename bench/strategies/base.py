@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 import shutil
 import tempfile
 import time
@@ -73,6 +74,7 @@ class BuildSettings:
     cache: CacheMode = "cold"
     nonce: str = ""  # makes a warm build's touched source differ from the last one
     emulator: Emulator | None = None  # qemu-user cells: None is the host's registered one
+    node: str = ""  # the build node (docker context) building it; '' for this host's engine
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ class BuildOutcome:
     failure_class: str = ""
     log_tail: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    built_on: str = ""  # builder/node, from the build's own metadata ('' when unknown)
 
 
 def image_repo(settings: BuildSettings, scenario: Scenario) -> str:
@@ -319,9 +322,11 @@ class BuildxStrategy(Strategy):
             from bench.strategies import userfile
 
             options = userfile.buildx_options(scenario, settings.cache)
-        meter = BuildkitMeter()
+        # A node's BuildKit runs in its own engine's cgroups, which this host cannot tell
+        # apart (a local node shares the cgroup parent): its resources are not measured.
+        span = contextlib.nullcontext(None) if settings.node else BuildkitMeter().span()
         try:
-            with meter.span() as usage:
+            with span as usage:
                 try:
                     result = docker.build(
                         ctx,
@@ -350,9 +355,10 @@ class BuildxStrategy(Strategy):
         extra: dict[str, Any] = {
             "steps": [s.as_dict() for s in trace.steps],
             "step_seconds": trace.seconds_by_category(),
-            "resources": usage.as_dict(),
             "cache": settings.cache,
         }
+        if usage is not None:
+            extra["resources"] = usage.as_dict()
         if not done.ok:
             failure = classify_failure(trace.text + "\n" + done.stdout)
             return BuildOutcome(
@@ -362,6 +368,7 @@ class BuildxStrategy(Strategy):
                 failure_class=failure,
                 log_tail=_tail(trace.text + "\n" + done.stdout),
                 extra=extra,
+                built_on=result.built_on,
             )
         extra["compiler"] = compiler_version(trace.text)
         extra.update(self.build_facts(trace.text))
@@ -374,12 +381,23 @@ class BuildxStrategy(Strategy):
 
             # Which instruction each traced step was, its line and where it ran.
             extra["instructions"] = userfile.instruction_steps(scenario, trace.steps)
-            return BuildOutcome("ok", done.seconds, tag, digest=result.digest, extra=extra)
+            return BuildOutcome(
+                "ok", done.seconds, tag, digest=result.digest, extra=extra, built_on=result.built_on
+            )
         compile_steps = [s for s in trace.steps if s.category == "compile"]
         if target is None and compile_steps and all(s.cached for s in compile_steps):
             # Nothing was compiled: a fully cached rebuild is not a build.
-            return BuildOutcome("no-op", done.seconds, tag, digest=result.digest, extra=extra)
-        return BuildOutcome("ok", done.seconds, tag, digest=result.digest, extra=extra)
+            return BuildOutcome(
+                "no-op",
+                done.seconds,
+                tag,
+                digest=result.digest,
+                extra=extra,
+                built_on=result.built_on,
+            )
+        return BuildOutcome(
+            "ok", done.seconds, tag, digest=result.digest, extra=extra, built_on=result.built_on
+        )
 
 
 def user_dockerfile(scenario: Scenario) -> str:

@@ -42,6 +42,19 @@ class BuildResult:
         """The pushed image digest (an index or a manifest), or '' when unknown."""
         return str(self.metadata.get("containerimage.digest", ""))
 
+    @property
+    def built_on(self) -> str:
+        """The builder and node that ran the build, `builder/node`, as buildx's own
+        metadata names them (`buildx.build.ref` is builder/node/ref), or ''."""
+        return built_on(self.metadata)
+
+
+def built_on(metadata: Mapping[str, Any]) -> str:
+    """Return `builder/node` of buildx's `buildx.build.ref` in a build's metadata
+    (builder/node/ref), or '' when the metadata does not say."""
+    parts = str(metadata.get("buildx.build.ref", "")).split("/")
+    return "/".join(parts[:2]) if len(parts) == 3 and all(parts) else ""
+
 
 def engine_info(timeout: float = 20) -> EngineInfo:
     """Return the engine's info. Raises EngineUnavailable when it does not answer."""
