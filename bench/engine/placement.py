@@ -19,14 +19,10 @@ def push_problem(st: NodeState, registry: str) -> str:
 
     A local node (unix://) reaches this host's loopback registry; a remote node pushing
     by itself (`registry`) needs a registry every node reaches, never this host's
-    loopback. Pushing an OCI archive from here (`archive`) is not built yet.
+    loopback. A node that exports an OCI archive (`archive`) needs nothing: this host
+    pushes it.
     """
-    if st.node.push == "archive":
-        return (
-            f"node {st.node.name} pushes by OCI archive, which archbench cannot push yet; "
-            f"re-add it with --push registry and run with a --registry it reaches"
-        )
-    if not st.node.local and inputs.is_loopback(registry):
+    if st.node.push == "registry" and not st.node.local and inputs.is_loopback(registry):
         return (
             f"node {st.node.name} ({st.node.endpoint}) cannot reach the registry {registry} "
             "on this host's loopback; pass --registry HOST:PORT that every node reaches"
@@ -39,6 +35,8 @@ def push_line(st: NodeState, registry: str) -> str:
     problem = push_problem(st, registry)
     if problem:
         return f"cannot push: {problem}"
+    if st.node.push == "archive":
+        return f"exports an OCI archive, pushed to {registry} from this host"
     return f"pushes to {registry} itself" + (" (a local node)" if st.node.local else "")
 
 

@@ -173,6 +173,7 @@ def _settings(
         # A node is a docker context, and a context is its own docker-driver builder.
         builder=cell.node or req.builder,
         node=cell.node,
+        push_archive=any(n.name == cell.node and n.push == "archive" for n in req.nodes),
         host=host,
         cpu=cell.cpu or None,
         cache="warm" if cell.cache == "warm" else "cold",
