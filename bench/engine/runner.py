@@ -136,7 +136,7 @@ def strategy_tag(repo: str, variant: str, size: int, suffix: str = "") -> str:
 def wrong_node(cell: Cell, built_on: str) -> str:
     """Return why a build of `cell` that BuildKit's metadata says ran on `built_on`
     (builder/node) was not built where the cell was placed, or '' when it was (or the
-    cell is this host's own). A docker-driver node is its context's own builder.
+    cell is this host's own). A docker-driver node's builder is named after its context.
 
     buildx can fall back to another node silently: the build's own metadata says where
     it ran, and a cell built elsewhere, or nowhere said, is not this cell."""
@@ -170,7 +170,7 @@ def _settings(
         size=cell.size,
         base_image=req.base_image or scenario.base_image,
         timeout=req.timeout,
-        # A node is a docker context, and a context is its own docker-driver builder.
+        # A node is a docker context: its builds run through `docker --context NODE`.
         builder=cell.node or req.builder,
         node=cell.node,
         push_archive=any(n.name == cell.node and n.push == "archive" for n in req.nodes),

@@ -130,9 +130,12 @@ def build(
     secrets: Sequence[str] = (),
     ssh: Sequence[str] = (),
     oci_archive: Path | None = None,
+    context_name: str | None = None,
 ) -> BuildResult:
     """Run `docker buildx build` on `context` and return its result.
 
+    `context_name` builds on that docker context's engine (a build node: buildx 0.13
+    refuses a context's name as `--builder` and wants `docker --context NAME buildx`);
     `file` is the Dockerfile when it is not `context/Dockerfile`; `no_cache` runs every
     step; `secrets` and `ssh` are buildx's --secret and --ssh values, passed as given.
 
@@ -145,6 +148,7 @@ def build(
     meta = context / f".metadata-{os.getpid()}.json"
     argv: list[str] = [
         DOCKER,
+        *(["--context", context_name] if context_name else []),
         "buildx",
         "build",
         "--progress=rawjson",
