@@ -663,7 +663,9 @@ class Engine:
                 if cell_of(r) not in members:
                     continue
                 held = chosen.get(r.platform)
-                if held is None or (held.strategy != "native" and r.strategy == "native"):
+                # Native over emulated; of equals, the last repetition, as the
+                # strategies' own indexes take it.
+                if held is None or r.strategy == "native" or held.strategy != "native":
                     chosen[r.platform] = r
             if len({r.node for r in chosen.values()}) < 2:
                 continue
