@@ -206,6 +206,15 @@ def registry(value: str) -> str:
     return value
 
 
+def host_name(value: str) -> bool:
+    """Return whether `value` is a DNS host name or an IP address (no port, no brackets)."""
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return bool(_HOST.fullmatch(value)) and len(value) <= 253
+
+
 def registry_host(address: str) -> str:
     """Return the host part of a checked registry address, without IPv6 brackets."""
     host = address.rpartition(":")[0]

@@ -380,6 +380,30 @@ def _groups(records: Sequence[Record]) -> dict[str, list[Record]]:
     return groups
 
 
+def host_class_differences(base: Sequence[Record], new: Sequence[Record]) -> list[str]:
+    """Return one line per cell that both runs measured on hardware of different classes
+    (`Record.host_class`: CPU model, cores, memory, kernel series), `KEY: BASE -> NEW`.
+
+    A cell whose records on either side name no class (records older than the field)
+    is not judged: there is nothing to compare.
+    """
+
+    def classes(records: Sequence[Record]) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for key, group in _groups(records).items():
+            named = {r.host_class for r in group if r.host_class}
+            if named:
+                found[key] = named
+        return found
+
+    b, n = classes(base), classes(new)
+    return [
+        f"{key}: {' | '.join(sorted(b[key]))} -> {' | '.join(sorted(n[key]))}"
+        for key in sorted(set(b) & set(n))
+        if b[key] != n[key]
+    ]
+
+
 def _requested(manifest: Mapping[str, Any], groups: Mapping[str, list[Record]]) -> set[str]:
     cells = {str(c.get("cell")) for c in manifest.get("cells", []) if c.get("cell")}
     return cells | set(groups)

@@ -64,6 +64,12 @@ def add_parser(sub: Subcommands) -> None:
         action="store_true",
         help="do not fail when the harness recipe (Dockerfile, base image, emulator) changed",
     )
+    cp.add_argument(
+        "--across-hosts",
+        action="store_true",
+        help="compare cells measured on different host classes (CPU model, cores, memory, "
+        "kernel series); refused otherwise",
+    )
     cp.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
 
@@ -80,11 +86,22 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("compare needs BASE and NEW runs (or one run and --pair AXIS=A,B)")
     warn = _Warnings()
     base, new = _runs([args.base], args.results, warn)[0], _runs([args.new], args.results, warn)[0]
+    across = compare.host_class_differences(base.records, new.records)
+    if across and not args.across_hosts:
+        more = f" (and {len(across) - 1} more)" if len(across) > 1 else ""
+        raise UsageError(
+            f"BASE and NEW measured cells on different host classes: {across[0]}{more}; "
+            "timings of different hardware are not comparable; --across-hosts compares "
+            "them anyway"
+        )
+    for line in across:
+        _say(f"comparing across host classes (--across-hosts): {line}")
     result = compare.compare_runs(base, new, threshold, args.alpha, args.allow_recipe_change)
     failed = result.failed(args.strict)
     if args.json:
         data = result.as_dict()
         data["failed"] = failed
+        data["across_hosts"] = across
         print(json.dumps(data, indent=2))
     else:
         table = Table(

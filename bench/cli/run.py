@@ -38,6 +38,7 @@ from bench.tools.emulators import Emulator
 from bench.tools.registry import registry_address
 
 if TYPE_CHECKING:
+    from bench.host.nodes import Node
     from bench.report.frame import ReportData
 
 # --cache: the cache modes each value measures.
@@ -210,6 +211,14 @@ def add_parser(sub: Subcommands) -> None:
         "(the default: qemu-user and hybrid cells), all (every BuildKit build) or none",
     )
     r.add_argument(
+        "--nodes",
+        action="append",
+        default=[],
+        type=_LIST,
+        help="build nodes (archbench nodes add) that native cells move to, each platform "
+        "on the nodes declared for it; repeatable or comma list",
+    )
+    r.add_argument(
         "--no-combined",
         action="store_true",
         help="skip the one-command multi-platform build per strategy",
@@ -234,6 +243,9 @@ def run(args: argparse.Namespace) -> int:
     platforms = _platforms(args.platform)
     emulators = _emulators(args.emulator, strategies)
     scenarios = _run_scenarios(args, platforms)
+    build_nodes = tuple(_nodes(args.nodes))
+    if build_nodes and args.builder:
+        raise UsageError("--nodes and --builder both say where builds run; give one")
     req = runner.RunRequest(
         scenarios=scenarios,
         strategies=strategies,
@@ -253,6 +265,7 @@ def run(args: argparse.Namespace) -> int:
         retries=args.retries,
         emulators=emulators,
         attribute=args.attribute,
+        nodes=build_nodes,
     )
     if args.reports is not None:
         writer.check_report_folder(args.reports)  # before the run, not after it
@@ -303,6 +316,17 @@ def run(args: argparse.Namespace) -> int:
     if written:
         _say("report: " + ", ".join(str(p) for p in written))
     return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def _nodes(values: Sequence[str]) -> list[Node]:
+    """Return the kept nodes `--nodes` names, checked. Raises UsageError naming a bad or
+    unknown one."""
+    from bench.host import nodes
+
+    names = split_values(values)
+    for name in names:
+        nodes.check_name(name)
+    return nodes.resolve(names)
 
 
 def _emulators(values: Sequence[str], strategies: Sequence[str]) -> tuple[Emulator, ...]:

@@ -26,6 +26,7 @@ class RequestInfo:
     registry: str = ""
     base_image: str | None = None
     builder: str | None = None
+    nodes: list[str] = field(default_factory=list)
     timeout: float = 3600.0
     attribute: str = "auto"
     needs_target_code: list[str] = field(default_factory=list)
@@ -50,6 +51,7 @@ class ManifestCell:
     cache: str = "cold"
     cpu: str = ""
     emulator: str = ""
+    node: str = ""
     available: bool = True
     reason: str = ""
     recipe_sha256: str = ""
@@ -59,6 +61,12 @@ class ManifestCell:
         """Return a stored cell entry; keys an older run lacks take their defaults.
         Raises KeyError when a key every run wrote is missing."""
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def _without_empty(data: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """Return `data` without those of `keys` whose value is empty: a run without the
+    emulator axis or build nodes stores its manifest as runs before them did."""
+    return {k: v for k, v in data.items() if k not in keys or v}
 
 
 @dataclass
@@ -88,8 +96,9 @@ class RunManifest:
             "status": self.status,
             "started_at": self.started_at,
             "mode": self.mode,
-            "request": _without_empty(asdict(self.request), "emulators"),
-            "cells": [_without_empty(asdict(c), "emulator") for c in self.cells],
+            # A run without build nodes or pinned emulators writes what runs wrote before.
+            "request": _without_empty(asdict(self.request), "emulators", "nodes"),
+            "cells": [_without_empty(asdict(c), "emulator", "node") for c in self.cells],
             "provenance": self.provenance,
         }
         for name in ("statistics", "artifact_comparison", "finished_at", "error"):
@@ -117,11 +126,3 @@ class RunManifest:
             finished_at=data.get("finished_at"),
             error=data.get("error"),
         )
-
-
-def _without_empty(data: dict[str, Any], key: str) -> dict[str, Any]:
-    """Return `data` without `key` when it is empty: a run without the emulator axis
-    stores its manifest as runs before the axis did."""
-    if not data.get(key):
-        data.pop(key, None)
-    return data

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from bench.engine.results import CacheMode
@@ -86,7 +86,7 @@ def emulator_axis(record: Record) -> str:
 def cell_of(record: Record) -> Cell:
     """Return the cell a record measured: the one key the runner, the store, show,
     compare, history and the charts group by, so that nothing the run kept apart (a size,
-    a CPU variant, a cache mode, an emulator) is ever pooled. A strategy-wide record's
+    a CPU variant, a cache mode, an emulator, a build node) is ever pooled. A strategy-wide record's
     platform is ''.
     """
     return Cell(
@@ -97,6 +97,7 @@ def cell_of(record: Record) -> Cell:
         record.cache,
         record.cpu,
         emulator_axis(record),
+        node=record.node,
     )
 
 
@@ -153,6 +154,48 @@ def expand(
     return cells
 
 
+@dataclass(frozen=True)
+class NodeSpec:
+    """A build node as the matrix sees it: its name, its real platform read from the
+    node ('' when it did not answer) and the platforms declared for it."""
+
+    name: str
+    real: str
+    declared: tuple[str, ...]
+
+
+NODE_STRATEGIES = frozenset({"native"})
+"""The strategies whose cells move to nodes: a node is where native builds happen."""
+
+
+def place_on_nodes(cells: Sequence[Cell], nodes: Sequence[NodeSpec]) -> list[Cell]:
+    """Return `cells` with each native cell moved to the nodes that declare its platform.
+
+    A node whose real platform is the cell's gets the native cell. A node that would
+    emulate it gets the native cell too (its probe reports it unavailable: emulation,
+    never native) and a qemu-user cell on that node, which measures what it would do.
+    A node that did not answer (`real` '') keeps the native cell, which then fails as
+    node-unreachable. A native cell that no node declares stays on this host. Other
+    strategies' cells stay as they are. Order is kept; no cell appears twice.
+    """
+    placed: list[Cell] = []
+
+    def put(cell: Cell) -> None:
+        if cell not in placed:
+            placed.append(cell)
+
+    for cell in cells:
+        hosts = [n for n in nodes if cell.platform in n.declared]
+        if cell.strategy not in NODE_STRATEGIES or not hosts:
+            put(cell)
+            continue
+        for node in hosts:
+            put(replace(cell, node=node.name))
+            if node.real and node.real != cell.platform:
+                put(replace(cell, strategy="qemu-user", cpu="", node=node.name))
+    return placed
+
+
 Order = str  # "interleaved" | "sequential"
 ORDERS = ("interleaved", "sequential")
 
@@ -185,7 +228,7 @@ def schedule(
 def pair_adjacent(cells: Sequence[Cell]) -> list[Cell]:
     """Return `cells` regrouped so that cells differing only in scenario, CPU variant or
     emulator are adjacent, groups in first-seen order, each group in the caller's order."""
-    groups: dict[tuple[int, str, str, str], list[Cell]] = {}
+    groups: dict[tuple[int, str, str, str, str], list[Cell]] = {}
     for c in cells:
-        groups.setdefault((c.size, c.strategy, c.platform, c.cache), []).append(c)
+        groups.setdefault((c.size, c.strategy, c.platform, c.cache, c.node), []).append(c)
     return [c for group in groups.values() for c in group]

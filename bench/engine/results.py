@@ -180,7 +180,10 @@ class Record:
     signal, step). `extra` keeps only what is open-ended and read by no
     command: a multi-platform qemu-system build's `per_platform` facts, `join_s` and
     `failed_platform`, `push_repaired`, and any key an older record held that has no
-    field here.
+    field here. `node` is the build node a cell was placed on ('' for this host's own
+    engine), `built_on` the builder/node that BuildKit's own metadata names as having
+    built it, and `host_class` the hardware class measured on (CPU model, cores, memory,
+    kernel series); all three are '' in older records.
     """
 
     kind: RecordKind
@@ -219,6 +222,9 @@ class Record:
     instructions: tuple[dict[str, Any], ...] = ()
     attribution: Attribution | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    node: str = ""
+    built_on: str = ""
+    host_class: str = ""
     schema_version: int = SCHEMA_VERSION
     # An emulator-crash named: the QEMU version, the signal and the build step it hit.
     emulator_fault: str = ""
@@ -418,6 +424,9 @@ _OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "cache": str,
     "cpu": str,
     "warmup": bool,
+    "node": str,
+    "built_on": str,
+    "host_class": str,
 }
 _KINDS = ("cell", "provision", "merge", "combined")
 _TYPE_NAMES = {

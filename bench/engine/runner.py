@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -18,7 +19,8 @@ from typing import Any
 
 from bench.engine import attribution, stats
 from bench.engine.manifest import ManifestCell, RequestInfo, RunManifest
-from bench.engine.matrix import Cell, cell_of, expand, schedule
+from bench.engine.matrix import Cell, NodeSpec, cell_of, expand, place_on_nodes, schedule
+from bench.engine.placement import node_line, probe_on_node
 from bench.engine.results import (
     EmulatorFacts,
     Record,
@@ -28,8 +30,10 @@ from bench.engine.results import (
     now_iso,
     typed_fields,
 )
-from bench.errors import RegistryUnavailable, ResultsUnwritable
+from bench.errors import ArchbenchError, RegistryUnavailable, ResultsUnwritable
 from bench.host import facts, provenance, services
+from bench.host import nodes as hostnodes
+from bench.host.nodes import Node
 from bench.platforms import Platform, parse_platform
 from bench.scenarios.loader import Scenario
 from bench.strategies import REGISTRY, probe_cells, userfile
@@ -42,7 +46,7 @@ from bench.strategies.base import (
     join_index,
 )
 from bench.strategies.qemu_user import emulator_limit
-from bench.tools import registry
+from bench.tools import contexts, proc, registry
 from bench.tools.emulators import Emulator
 from bench.validate.image import ValidationReport, compare_artifacts, validate_image
 
@@ -72,6 +76,7 @@ class RunRequest:
     # The emulator axis: each qemu-user (and qemu-system) cell runs once per emulator. Empty:
     # the host's alone, unnamed in records (as before the axis).
     emulators: tuple[Emulator, ...] = ()
+    nodes: tuple[Node, ...] = ()  # build nodes (docker contexts) native cells move to
     attribute: str = "auto"  # which cells' CPU time is attributed (attribution.ATTRIBUTE_MODES)
 
     def emulator_of(self, cell: Cell) -> Emulator | None:
@@ -85,6 +90,13 @@ class RunRequest:
 
 RETRYABLE = frozenset({"emulator-crash"})
 """Failure classes known to flake: `--retries` builds them again and counts the flakes."""
+
+NODE_UNREACHABLE = "node-unreachable"
+"""The failure class of a cell whose build node did not answer (before or after its build)."""
+
+WRONG_NODE = "wrong-node"
+"""The failure class of a cell that BuildKit's own metadata says another node built (or
+names no node at all): buildx can fall back to another node silently."""
 
 REGISTRY_FAILURE = "registry"
 """The failure class of a cell whose registry stopped answering: its build could not pull
@@ -128,16 +140,35 @@ class RunSummary:
 
 
 def cell_tag(repo: str, cell: Cell, platform: Platform) -> str:
-    """Return the per-cell tag: `<repo>:<strategy>[-<cpu>]-<arch>[-warm][-s<N>]`."""
+    """Return the per-cell tag: `<repo>:<strategy>[-<cpu>]-<arch>[-warm][-on-<node>][-s<N>]`
+    (each node pushes under its own tag: buildx's docker driver cannot push by digest)."""
     size = f"-s{cell.size}" if cell.size != 1 else ""
     cache = "" if cell.cache == "cold" else f"-{cell.cache}"
-    return f"{repo}:{cell.variant}-{platform.slug}{cache}{size}"
+    node = f"-on-{cell.node}" if cell.node else ""
+    return f"{repo}:{cell.variant}-{platform.slug}{cache}{node}{size}"
 
 
 def strategy_tag(repo: str, variant: str, size: int, suffix: str = "") -> str:
     """Return the strategy's index tag: `<repo>:<strategy>[-<cpu>][-<suffix>][-s<N>]`."""
     parts = [variant] + ([suffix] if suffix else []) + ([f"s{size}"] if size != 1 else [])
     return f"{repo}:{'-'.join(parts)}"
+
+
+def wrong_node(cell: Cell, built_on: str) -> str:
+    """Return why a build of `cell` that BuildKit's metadata says ran on `built_on`
+    (builder/node) was not built where the cell was placed, or '' when it was (or the
+    cell is this host's own). A docker-driver node's builder is named after its context.
+
+    buildx can fall back to another node silently: the build's own metadata says where
+    it ran, and a cell built elsewhere, or nowhere said, is not this cell."""
+    if not cell.node or built_on.split("/")[0] == cell.node:
+        return ""
+    named = built_on or "no builder/node"
+    return f"placed on node {cell.node}, but the build's metadata names {named}"
+
+
+NODE_PING_S = 10.0
+"""How long a node may take to answer `docker info` before its cell fails unreachable."""
 
 
 def request_cells(req: RunRequest) -> list[Cell]:
@@ -188,7 +219,10 @@ def _settings(
         size=cell.size,
         base_image=req.base_image or scenario.base_image,
         timeout=req.timeout,
-        builder=req.builder,
+        # A node is a docker context: its builds run through `docker --context NODE`.
+        builder=cell.node or req.builder,
+        node=cell.node,
+        push_archive=any(n.name == cell.node and n.push == "archive" for n in req.nodes),
         host=host,
         cpu=cell.cpu or None,
         cache="warm" if cell.cache == "warm" else "cold",
@@ -214,6 +248,7 @@ def _record(
     kw = {**typed_fields(extra or {}), **kw}
     if c.emulator and kw.get("emulator") is None:
         kw["emulator"] = EmulatorFacts(tag=c.emulator)
+    kw.setdefault("node", c.node)
     return Record(
         kind=kw.pop("kind", "cell"),
         run_id=run_id,
@@ -262,12 +297,35 @@ class Engine:
     ) -> None:
         self.req = req
         self.say = say
+        # Cells on several nodes run at once, one thread per node: storing is serial.
+        self._keeping = threading.Lock()
         # What the strategies probe, read once; `host` (the platform) is what builds use.
         self.host_facts = host or facts.gather()
         self.host = self.host_facts.platform
         self.scenarios = {s.name: s for s in req.scenarios}
-        self.cells = request_cells(req)
-        self.availability = probe_cells(self.cells, self.scenarios, self.host_facts)
+        # Each node is asked what it is, once: its architecture decides native or not.
+        self.node_states = {n.name: hostnodes.state(n) for n in req.nodes}
+        for st in self.node_states.values():
+            say(f"node {st.node.name} ({st.node.endpoint}): " + node_line(st, req.registry))
+        self.cells = place_on_nodes(
+            request_cells(req),
+            [
+                NodeSpec(n, st.platform.name if st.platform else "", st.node.platforms)
+                for n, st in self.node_states.items()
+            ],
+        )
+        self.availability = probe_cells(
+            [c for c in self.cells if not c.node], self.scenarios, self.host_facts
+        )
+        for c in self.cells:
+            if c.node:
+                self.availability[c] = probe_on_node(
+                    self.scenarios[c.scenario],
+                    c,
+                    self.node_states[c.node],
+                    self.host_facts,
+                    req.registry,
+                )
         for c in self.cells:
             limit = emulator_limit(c, req.emulator_of(c), self.host)
             if limit and self.availability[c].available:
@@ -299,6 +357,31 @@ class Engine:
             if len(pinned) == 1:
                 # The key runs of one pinned emulator wrote before the axis.
                 self.prov["qemu_user_emulator"] = pinned[0]
+        self.host_class = hostnodes.host_class(
+            str(self.prov.get("cpu_model", "")),
+            int(self.prov.get("cpu_count") or 0),
+            int(self.prov.get("memory_bytes") or 0),
+            str(self.prov.get("kernel", "")),
+        )
+        self.node_classes = {
+            n: hostnodes.node_class(st, str(self.prov.get("cpu_model", "")))
+            for n, st in self.node_states.items()
+        }
+        if self.node_states:
+            self.prov["nodes"] = {
+                n: {
+                    "endpoint": st.node.endpoint,
+                    "declared": list(st.node.platforms),
+                    "push": st.node.push,
+                    "architecture": st.engine.architecture if st.engine else "",
+                    "platform": st.platform.name if st.platform else "",
+                    "engine_id": st.engine.engine_id if st.engine else "",
+                    "server_version": st.engine.server_version if st.engine else "",
+                    "host_class": self.node_classes[n],
+                    "error": st.error,
+                }
+                for n, st in self.node_states.items()
+            }
         self.broken: dict[Cell, str] = {}
         self.manifest = RunManifest(
             status="running",
@@ -323,6 +406,7 @@ class Engine:
                 timeout=req.timeout,
                 attribute=req.attribute,
                 needs_target_code=[s.name for s in req.scenarios if s.needs_target_code],
+                nodes=list(self.node_states),
             ),
             cells=[
                 ManifestCell(
@@ -334,6 +418,7 @@ class Engine:
                     cache=c.cache,
                     cpu=c.cpu,
                     emulator=c.emulator,
+                    node=c.node,
                     available=self.availability[c].available,
                     reason=self.availability[c].reason,
                     recipe_sha256=recipe_digest(self.scenarios[c.scenario], c, self.settings(c)),
@@ -378,14 +463,15 @@ class Engine:
         """
         record = self.named(record)
         try:
-            self.store.add(record)
+            with self._keeping:
+                self.store.add(record)
+                self.summary.records.append(record)
         except OSError as exc:
             raise ResultsUnwritable(
                 f"cannot store a {record.kind} record of {record.strategy} "
                 f"{record.platform or 'all'} in {self.store.path / 'records'}: "
                 f"{exc.strerror or exc}; the records stored before it are kept"
             ) from exc
-        self.summary.records.append(record)
         return record
 
     def record_unavailable(self) -> None:
@@ -410,9 +496,35 @@ class Engine:
         """Provision `cells` (default: every runnable cell), timed apart from builds."""
         self.broken.update(self._provision_cells(cells if cells is not None else self.runnable))
 
+    def node_answers(self, node: str) -> bool:
+        """Return whether the build node `node` answers `docker info` now."""
+        try:
+            contexts.engine(node, timeout=NODE_PING_S)
+        except ArchbenchError:
+            return False
+        return True
+
+    def class_of(self, cell: Cell) -> str:
+        """Return the hardware class `cell` is measured on: its node's, or this host's."""
+        return self.node_classes.get(cell.node, "") if cell.node else self.host_class
+
     def measure(self, cell: Cell, rep: int, warmup: bool = False) -> Record:
         """Build, push and validate one repetition of `cell`; store and return its record."""
-        if cell in self.broken:
+        if cell.node and not self.node_answers(cell.node):
+            self.say(f"    failed ({NODE_UNREACHABLE}): node {cell.node} does not answer")
+            record = _record(
+                cell,
+                self.store.run_id,
+                rep,
+                "failed",
+                0.0,
+                failure_class=NODE_UNREACHABLE,
+                log_tail=f"node {cell.node} does not answer `docker info`",
+                warmup=warmup,
+                provenance=self.prov,
+                host_class=self.class_of(cell),
+            )
+        elif cell in self.broken:
             record = _record(
                 cell,
                 self.store.run_id,
@@ -452,14 +564,16 @@ class Engine:
         built and cached, timed apart from builds; then prime every warm cell's build cache
         with one untimed build. Returns the cells whose provisioning failed, with the log."""
         broken: dict[Cell, str] = {}
-        done: dict[tuple[str, str, str, str, str], BuildOutcome] = {}
+        done: dict[tuple[str, str, str, str, str, str], BuildOutcome] = {}
         for c in runnable:
-            key = (c.scenario, c.strategy, c.platform, c.cpu, c.emulator)
+            # A node builds its own toolchain stage: build caches are per engine.
+            key = (c.scenario, c.strategy, c.platform, c.cpu, c.emulator, c.node)
             strategy = REGISTRY[c.strategy]
             scenario = self.scenarios[c.scenario]
             platform = parse_platform(c.platform)
             if key not in done:
-                self.say(f"  provisioning {c.variant} toolchain for {c.platform}")
+                where = f" on node {c.node}" if c.node else ""
+                self.say(f"  provisioning {c.variant} toolchain for {c.platform}{where}")
                 outcome = strategy.provision(
                     scenario,
                     [platform],
@@ -495,15 +609,26 @@ class Engine:
                 outcome.status,
                 outcome.wall_s,
                 kind="provision",
-                failure_class=registry_failure(self.req.registry, outcome.failure_class)
-                if outcome.status == "failed"
-                else outcome.failure_class,
+                failure_class=self._failure_of(cell, outcome),
                 log_tail=outcome.log_tail,
                 extra=outcome.extra,
                 phase=phase,
                 provenance=self.prov,
+                built_on=outcome.built_on,
+                host_class=self.class_of(cell),
             )
         )
+
+    def _failure_of(self, cell: Cell, outcome: BuildOutcome) -> str:
+        """Return the failure class of a provisioning `outcome`: node-unreachable when
+        the cell's node no longer answers, registry when the registry does not."""
+        if outcome.status not in ("failed", "timeout"):
+            return outcome.failure_class
+        if cell.node and not self.node_answers(cell.node):
+            return NODE_UNREACHABLE
+        if outcome.status == "failed":
+            return registry_failure(self.req.registry, outcome.failure_class)
+        return outcome.failure_class
 
     def _join_and_combine(self, runnable: list[Cell]) -> list[dict[str, Any]]:
         """Per (scenario, size, strategy, CPU variant, cache mode): join the cells' images
@@ -512,44 +637,46 @@ class Engine:
 
         Returns the cross-strategy artifact comparison of cold builds (informational)."""
         reports: dict[tuple[str, int], dict[str, ValidationReport]] = {}
-        groups: dict[tuple[str, int, str, str, str, str], list[Cell]] = {}
+        groups: dict[tuple[str, int, str, str, str, str, str], list[Cell]] = {}
         for c in runnable:
+            # Native cells join across nodes (each platform built on its node); an
+            # emulating node's qemu-user cells form their own index, apart from this host's.
+            node = "" if c.strategy == "native" else c.node
             groups.setdefault(
-                (c.scenario, c.size, c.strategy, c.cpu, c.emulator, c.cache), []
+                (c.scenario, c.size, c.strategy, c.cpu, c.emulator, c.cache, node), []
             ).append(c)
-        for (name, size, strategy_name, cpu, emulator, cache), group in groups.items():
+        for (name, size, strategy_name, _cpu, _emulator, cache, node), group in groups.items():
             scenario = self.scenarios[name]
             strategy = REGISTRY[strategy_name]
             first = group[0]
-            settings = _settings(self.req, scenario, first, self.host)
+            settings = _settings(self.req, scenario, replace(first, node=""), self.host)
             repo = image_repo(settings, scenario)
+            members = set(group)
             last = {
                 r.platform: r
                 for r in self.summary.records
-                if r.kind == "cell"
-                and not r.warmup
-                and (r.scenario, r.size, r.strategy, r.cpu, cell_of(r).emulator, r.cache)
-                == (name, size, strategy_name, cpu, emulator, cache)
+                if r.kind == "cell" and not r.warmup and cell_of(r) in members
             }
-            ok = [
-                parse_platform(c.platform)
-                for c in group
-                if c.platform in last and last[c.platform].status in ("ok", "no-op")
-            ]
-            suffix = "" if cache == "cold" else cache
+            expected = list(dict.fromkeys(parse_platform(c.platform) for c in group))
+            ok = [p for p in expected if p.name in last and last[p.name].status in ("ok", "no-op")]
+            suffix = "-".join(x for x in ("" if cache == "cold" else cache, node) if x)
             target = strategy_tag(repo, first.variant, size, suffix)
             if ok:
                 record, report = self._join(
-                    first,
+                    replace(first, node=node),
                     target,
                     # By digest: another run on the same registry may have moved the tags.
                     [_pinned(last[p.name]) for p in ok],
-                    [parse_platform(c.platform) for c in group],
+                    expected,
                 )
                 self.keep(record)
                 if report is not None and cache == "cold":
                     reports.setdefault((name, size), {})[first.variant] = report
-            if self.req.combined and cache == "cold":
+            if self.req.combined and cache == "cold" and any(c.node for c in group):
+                # One builder with several nodes needs the docker-container driver; with
+                # docker-driver nodes (one context each) no single command builds them all.
+                self.say(f"  no combined build of {first.variant}: its cells are on nodes")
+            elif self.req.combined and cache == "cold":
                 platforms = [parse_platform(c.platform) for c in group]
                 tag = strategy_tag(repo, first.variant, size, "combined")
                 self.say(f"  combined build {first.variant} {','.join(p.name for p in platforms)}")
@@ -579,11 +706,55 @@ class Engine:
                         provenance=self.prov,
                     )
                 )
+        self._join_fleet(runnable)
         comparison = []
         for (name, size), by_strategy in reports.items():
             for check in compare_artifacts(by_strategy):
                 comparison.append({"scenario": name, "size": size, **check.as_dict()})
         return comparison
+
+    def _join_fleet(self, runnable: list[Cell]) -> None:
+        """Join what several nodes built into one index per (scenario, size, cache):
+        each platform from its node, native where a node is native for it, else its
+        qemu-user cell on an emulating node. Pushed as `<repo>:nodes[-warm][-s<N>]` and
+        validated like every index; its record (strategy `nodes`) names in `extra`
+        which node built each platform. Only runs whose cells span two nodes or more."""
+        on_nodes = [c for c in runnable if c.node]
+        if len({c.node for c in on_nodes}) < 2:
+            return
+        groups: dict[tuple[str, int, str], list[Cell]] = {}
+        for c in on_nodes:
+            groups.setdefault((c.scenario, c.size, c.cache), []).append(c)
+        for (name, size, cache), group in groups.items():
+            members = set(group)
+            chosen: dict[str, Record] = {}
+            for r in self.summary.records:
+                if r.kind != "cell" or r.warmup or r.status not in ("ok", "no-op"):
+                    continue
+                if cell_of(r) not in members:
+                    continue
+                held = chosen.get(r.platform)
+                # Native over emulated; of equals, the last repetition, as the
+                # strategies' own indexes take it.
+                if held is None or r.strategy == "native" or held.strategy != "native":
+                    chosen[r.platform] = r
+            if len({r.node for r in chosen.values()}) < 2:
+                continue
+            first = replace(group[0], strategy="nodes", cpu="", node="")
+            scenario = self.scenarios[name]
+            settings = _settings(self.req, scenario, replace(group[0], node=""), self.host)
+            target = strategy_tag(
+                image_repo(settings, scenario), "nodes", size, "" if cache == "cold" else cache
+            )
+            platforms = sorted(chosen)
+            record, _ = self._join(
+                first,
+                target,
+                [_pinned(chosen[p]) for p in platforms],
+                [parse_platform(p) for p in platforms],
+            )
+            built = {p: f"{chosen[p].strategy} on {chosen[p].node}" for p in platforms}
+            self.keep(replace(record, extra={**record.extra, "built_on": built}))
 
     def finish(self, status: str | None = None) -> None:
         """Write the manifest's statistics and final status (ok, failed or `status`)."""
@@ -625,10 +796,15 @@ class Engine:
             break
         status = outcome.status
         failure = outcome.failure_class
-        if status == "failed":
-            failure = registry_failure(self.req.registry, failure)
-        validation: dict[str, Any] = {}
         note = ""
+        if status in ("failed", "timeout") and c.node and not self.node_answers(c.node):
+            status, failure = "failed", NODE_UNREACHABLE
+            note = f"node {c.node} stopped answering during the build"
+        elif status == "failed":
+            failure = registry_failure(self.req.registry, failure)
+        if status in ("ok", "no-op") and (elsewhere := wrong_node(c, outcome.built_on)):
+            status, failure, note = "failed", WRONG_NODE, elsewhere
+        validation: dict[str, Any] = {}
         report: ValidationReport | None = None
         if status in ("ok", "no-op"):
             ref = f"{tag.rsplit(':', 1)[0]}@{outcome.digest}" if outcome.digest else tag
@@ -672,7 +848,8 @@ class Engine:
             tag=tag,
             digest=outcome.digest,
             failure_class=failure,
-            log_tail=outcome.log_tail or (note if failure == REGISTRY_FAILURE else ""),
+            log_tail=outcome.log_tail
+            or (note if failure in (REGISTRY_FAILURE, WRONG_NODE, NODE_UNREACHABLE) else ""),
             log_file=str(log),
             validation=validation,
             extra=outcome.extra,
@@ -681,6 +858,8 @@ class Engine:
             flakes=tuple(flakes),
             provenance=self.prov,
             warmup=warmup,
+            built_on=outcome.built_on,
+            host_class=self.class_of(c),
         )
 
     def _join(
@@ -779,17 +958,25 @@ def execute(req: RunRequest, say: Say) -> RunSummary:
         engine.record_unavailable()
         engine.provision()
         plan = schedule(engine.runnable, req.reps, req.warmup, req.order)
-        started = time.monotonic()
-        last_wall: dict[Cell, float] = {}
-        for i, (rep, warm, c) in enumerate(plan, 1):
-            kind = f"warm-up {rep}/{req.warmup}" if warm else f"rep {rep}/{req.reps}"
+        queues = node_queues(plan)
+        if len(queues) > 1:
             say(
-                f"[{i}/{len(plan)}] {c.scenario} {c.variant} {c.platform} {c.cache} "
-                f"size {c.size} {kind}; elapsed {_clock(time.monotonic() - started)}"
-                f"{_estimate(plan[i - 1 :], last_wall)}"
+                f"spreading over {len(queues)} queues at once, one cell at a time each: "
+                + ", ".join(f"{n or 'this host'} ({len(q)})" for n, q in queues.items())
             )
-            record = engine.measure(c, rep, warm)
-            last_wall[c] = record.wall_s
+            _spread(engine, queues, len(plan))
+        else:
+            started = time.monotonic()
+            last_wall: dict[Cell, float] = {}
+            for i, (rep, warm, c) in enumerate(plan, 1):
+                kind = f"warm-up {rep}/{req.warmup}" if warm else f"rep {rep}/{req.reps}"
+                say(
+                    f"[{i}/{len(plan)}] {c.scenario} {c.variant} {c.platform} {c.cache} "
+                    f"size {c.size} {kind}; elapsed {_clock(time.monotonic() - started)}"
+                    f"{_estimate(plan[i - 1 :], last_wall)}"
+                )
+                record = engine.measure(c, rep, warm)
+                last_wall[c] = record.wall_s
         engine.join_and_combine()
     except KeyboardInterrupt:
         engine.summary.interrupted = True
@@ -806,6 +993,70 @@ def execute(req: RunRequest, say: Say) -> RunSummary:
         for warning in st["warnings"]:
             say(f"  warning: {key}: {warning}")
     return engine.summary
+
+
+Plan = list[tuple[int, bool, Cell]]
+
+
+def node_queues(plan: Plan) -> dict[str, Plan]:
+    """Return `plan` split into one queue per build node ('' for this host's engine),
+    each in the plan's order, queues in order of first appearance. A cell's repetitions
+    all land in its node's queue: a node is part of the cell, so they never mix machines."""
+    queues: dict[str, Plan] = {}
+    for step in plan:
+        queues.setdefault(step[2].node, []).append(step)
+    return queues
+
+
+def _spread(engine: Engine, queues: dict[str, Plan], total: int) -> None:
+    """Run each queue in its own thread, one cell at a time per queue, all queues at once.
+
+    Raises what a queue raised (ResultsUnwritable) once every queue stopped; on Ctrl-C
+    or SIGTERM (in the main thread), stops every queue, ends the builds running in them
+    and raises KeyboardInterrupt.
+    """
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    counter = iter(range(1, total + 1))
+    counting = threading.Lock()
+    started = time.monotonic()
+
+    def work(node: str, queue: Plan) -> None:
+        try:
+            for rep, warm, c in queue:
+                if stop.is_set():
+                    return
+                with counting:
+                    i = next(counter)
+                kind = f"warm-up {rep}/{engine.req.warmup}" if warm else f"rep {rep}"
+                engine.say(
+                    f"[{i}/{total}] {node or 'this host'}: {c.scenario} {c.variant} "
+                    f"{c.platform} {c.cache} size {c.size} {kind}; "
+                    f"elapsed {_clock(time.monotonic() - started)}"
+                )
+                engine.measure(c, rep, warm)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            errors.append(exc)
+            stop.set()
+
+    threads = [
+        threading.Thread(target=work, args=(n, q), name=f"archbench-{n or 'host'}", daemon=True)
+        for n, q in queues.items()
+    ]
+    for t in threads:
+        t.start()
+    try:
+        while any(t.is_alive() for t in threads):
+            for t in threads:
+                t.join(timeout=0.2)
+    except KeyboardInterrupt:
+        stop.set()
+        proc.terminate_all()
+        for t in threads:
+            t.join(timeout=proc.GRACE_SECONDS * 2)
+        raise
+    if errors:
+        raise errors[0]
 
 
 def _clock(seconds: float) -> str:

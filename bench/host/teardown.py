@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import HostNotReady
+from bench.host import nodes as hostnodes
 from bench.host import record as hostrecord
 from bench.host import services
 from bench.host.setup import BUILDER_NAME, DAEMON_JSON
 from bench.paths import CACHE_DIR
-from bench.tools import apt, docker, net, proc, qemu, registry
+from bench.tools import apt, contexts, docker, net, proc, qemu, registry
 
 Say = Callable[[str], None]
 
@@ -159,10 +160,47 @@ def purge_plan(packages: list[str]) -> PurgePlan:
     return PurgePlan(tuple(purge), tuple(kept))
 
 
+def node_actions(nodes_file: Path | None = None) -> list[Action]:
+    """Return the actions that remove what `archbench nodes add` and builder creation
+    made: the buildx builders and docker contexts archbench created (contexts it only
+    adopted stay), then its record of them. Reads only; needs no engine (contexts and
+    builders are the client's)."""
+    book = hostnodes.load(nodes_file)
+    path = nodes_file or hostnodes.nodes_file()
+    actions: list[Action] = []
+    for name in book.builders:
+        actions.append(
+            Action(
+                f"buildx builder {name} (created by archbench)",
+                lambda name=name: _remove_named_builder(name),  # type: ignore[misc]
+            )
+        )
+    for node in book.nodes.values():
+        if node.created_context and contexts.inspect(node.name) is not None:
+            actions.append(
+                Action(
+                    f"docker context {node.name} ({node.endpoint}; added by archbench nodes add)",
+                    lambda name=node.name: contexts.remove(name),  # type: ignore[misc]
+                )
+            )
+        elif not node.created_context:
+            actions.append(
+                Action(f"docker context {node.name}: it existed before archbench", _nothing, True)
+            )
+    if path.exists():
+        actions.append(Action(f"archbench's node list {path}", _remove_file(path)))
+    return actions
+
+
+def _remove_named_builder(name: str) -> None:
+    proc.run([docker.DOCKER, "buildx", "rm", "--force", name], timeout=120)
+
+
 def plan(purge: bool) -> list[Action]:
     """Return what teardown would remove on this host, in order. Reads only."""
     record = hostrecord.load()
-    actions: list[Action] = []
+    # Nodes and builders first: they are the client's, and need nothing that stops below.
+    actions: list[Action] = node_actions()
     daemons = services.started_daemons()
     engine_up = "dockerd" in daemons and services.engine_answers()
     if engine_up and proc.run([docker.DOCKER, "buildx", "inspect", BUILDER_NAME], timeout=30).ok:

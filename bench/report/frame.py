@@ -64,10 +64,14 @@ COLUMNS: list[str] = [
         for c in ("base-image", "toolchain", "copy", "compile", "export", "internal", "other")
     ],
     *[f"vm_{p}_s" for p in ("boot", "build", "shutdown")],
-    # Added with the emulator axis, at the end so that columns read by position stay put.
+    # Added with the emulator axis and build nodes, at the end so that columns read by
+    # position stay put.
     "emulator",
     "emulator_version",
     "emulator_fault",
+    "node",
+    "built_on",
+    "host_class",
 ]
 
 
@@ -91,7 +95,8 @@ def frame(records: list[Record]) -> pd.DataFrame:
             "strategy": r.strategy,
             "cpu": r.cpu or "default",
             "emulator": emulator or HOST_EMULATOR,
-            "variant": variant_name(r.strategy, r.cpu, emulator),
+            # A node is part of a cell's identity: its rows never pool with this host's.
+            "variant": variant_name(r.strategy, r.cpu, emulator) + (f"@{r.node}" if r.node else ""),
             "cache": r.cache,
             "warmup": r.warmup,
             "platform": r.platform or "all",
@@ -118,6 +123,9 @@ def frame(records: list[Record]) -> pd.DataFrame:
             "approximate": r.approximate,
             "emulator_version": emulator_version(r),
             "emulator_fault": r.emulator_fault,
+            "node": r.node,
+            "built_on": r.built_on,
+            "host_class": r.host_class,
         }
         for cat in STEP_CATEGORIES:
             row[f"step_{cat}_s"] = steps.get(cat)

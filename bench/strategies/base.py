@@ -8,7 +8,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,7 +31,7 @@ from bench.strategies.dockerfile import (
     toolchain_install,
 )
 from bench.strategies.guest.cpu import CPU_MODELS
-from bench.tools import acct, buildtrace, docker
+from bench.tools import acct, buildtrace, docker, ociarchive
 from bench.tools.emulators import Emulator
 
 Status = Literal["ok", "failed", "unavailable", "timeout", "no-op"]
@@ -76,6 +76,8 @@ class BuildSettings:
     nonce: str = ""  # makes a warm build's touched source differ from the last one
     emulator: Emulator | None = None  # qemu-user cells: None is the host's registered one
     attribute: bool = False  # account the build's CPU time to programs (process accounting)
+    node: str = ""  # the build node (docker context) building it; '' for this host's engine
+    push_archive: bool = False  # the node exports an OCI archive, pushed from this host
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ class BuildOutcome:
     failure_class: str = ""
     log_tail: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    built_on: str = ""  # builder/node, from the build's own metadata ('' when unknown)
 
 
 def image_repo(settings: BuildSettings, scenario: Scenario) -> str:
@@ -322,17 +325,22 @@ class BuildxStrategy(Strategy):
             from bench.strategies import userfile
 
             options = userfile.buildx_options(scenario, settings.cache)
-        meter = BuildkitMeter()
         # Process accounting is host-wide: on for the measured build alone, never for a
-        # provisioning step (target set) whose programs are not the cell's.
-        attribute = settings.attribute and target is None
+        # provisioning step (target set) whose programs are not the cell's, nor for a
+        # build on a node (its processes are not this host's).
+        attribute = settings.attribute and target is None and not settings.node
         accounted: list[acct.Session] = []
         unaccounted: list[str] = []
         engine = docker.engine_pids() if attribute else []
         # A step running before this build starts is another build's.
         shared = bool(engine and docker.engine_steps(engine))
+        # A node's BuildKit runs in its own engine's cgroups, which this host cannot tell
+        # apart (a local node shares the cgroup parent): its resources are not measured.
+        span = contextlib.nullcontext(None) if settings.node else BuildkitMeter().span()
+        archive_dir = Path(tempfile.mkdtemp(prefix="archbench-oci-")) if push else None
+        archive = archive_dir / "image.tar" if archive_dir and settings.push_archive else None
         try:
-            with meter.span() as usage, contextlib.ExitStack() as stack:
+            with span as usage, contextlib.ExitStack() as stack:
                 if attribute:
                     try:
                         accounted.append(stack.enter_context(acct.accounting()))
@@ -345,9 +353,11 @@ class BuildxStrategy(Strategy):
                         tag=tag,
                         timeout=settings.timeout,
                         push=push,
-                        builder=settings.builder,
+                        builder=None if settings.node else settings.builder,
+                        context_name=settings.node or None,
                         log_path=log_path,
                         on_line=on_line,
+                        oci_archive=archive,
                         **options,
                     )
                 except CommandTimeout as exc:
@@ -359,17 +369,41 @@ class BuildxStrategy(Strategy):
                         failure_class="timeout",
                         log_tail=_tail(trace.text or exc.output),
                     )
+            pushed_s = 0.0
+            if archive is not None and result.completed.ok:
+                # The node cannot reach the registry: its build came back as an OCI
+                # archive, and this host pushes it; the push counts in the build's time,
+                # as BuildKit's own push does on the other path.
+                t0 = time.monotonic()
+                try:
+                    pushed = ociarchive.push(archive, tag)
+                except ArchbenchError as exc:
+                    return BuildOutcome(
+                        "failed",
+                        result.completed.seconds + time.monotonic() - t0,
+                        tag,
+                        failure_class="push",
+                        log_tail=f"pushing the node's OCI archive from this host: {exc}",
+                        built_on=result.built_on,
+                    )
+                pushed_s = time.monotonic() - t0
+                result.metadata["containerimage.digest"] = pushed
         finally:
             shutil.rmtree(ctx, ignore_errors=True)
+            if archive_dir is not None:
+                shutil.rmtree(archive_dir, ignore_errors=True)
         done = result.completed
+        if pushed_s:
+            done = replace(done, seconds=done.seconds + pushed_s)
         trace = result.trace
         extra: dict[str, Any] = {
             "steps": [s.as_dict() for s in trace.steps],
             "step_seconds": trace.seconds_by_category(),
-            "resources": usage.as_dict(),
             "cache": settings.cache,
         }
-        if attribute:
+        if usage is not None:
+            extra["resources"] = usage.as_dict()
+        if attribute and usage is not None:
             if engine and docker.engine_steps(engine):
                 shared = True  # a step still running after this build is another build's
             if shared:
@@ -396,6 +430,7 @@ class BuildxStrategy(Strategy):
                 failure_class=failure,
                 log_tail=_tail(trace.text + "\n" + done.stdout),
                 extra=extra,
+                built_on=result.built_on,
             )
         extra["compiler"] = compiler_version(trace.text)
         extra.update(self.build_facts(trace.text))
@@ -408,12 +443,23 @@ class BuildxStrategy(Strategy):
 
             # Which instruction each traced step was, its line and where it ran.
             extra["instructions"] = userfile.instruction_steps(scenario, trace.steps)
-            return BuildOutcome("ok", done.seconds, tag, digest=result.digest, extra=extra)
+            return BuildOutcome(
+                "ok", done.seconds, tag, digest=result.digest, extra=extra, built_on=result.built_on
+            )
         compile_steps = [s for s in trace.steps if s.category == "compile"]
         if target is None and compile_steps and all(s.cached for s in compile_steps):
             # Nothing was compiled: a fully cached rebuild is not a build.
-            return BuildOutcome("no-op", done.seconds, tag, digest=result.digest, extra=extra)
-        return BuildOutcome("ok", done.seconds, tag, digest=result.digest, extra=extra)
+            return BuildOutcome(
+                "no-op",
+                done.seconds,
+                tag,
+                digest=result.digest,
+                extra=extra,
+                built_on=result.built_on,
+            )
+        return BuildOutcome(
+            "ok", done.seconds, tag, digest=result.digest, extra=extra, built_on=result.built_on
+        )
 
 
 def user_dockerfile(scenario: Scenario) -> str:

@@ -25,7 +25,7 @@ class Native(BuildxStrategy):
     """Builds on a node of the target architecture; never emulates."""
 
     name = "native"
-    description = "on hardware of the target architecture (the host's own platform)"
+    description = "on hardware of the target architecture (the host's own, or a build node's)"
 
     def probe_platform(self, platform: Platform, host: Host) -> Availability:
         if platform == host.platform:
@@ -33,7 +33,8 @@ class Native(BuildxStrategy):
         return Availability(
             False,
             f"unavailable here (no native {platform.name} node)",
-            "add a native node of that architecture as a buildx builder",
+            f"archbench nodes add NAME ENDPOINT --platform {platform.name} on a machine of "
+            "that architecture, then run --nodes NAME",
         )
 
     def build_stages(self, scenario: Scenario, settings: BuildSettings, bases: BaseStages) -> str:

@@ -42,6 +42,19 @@ class BuildResult:
         """The pushed image digest (an index or a manifest), or '' when unknown."""
         return str(self.metadata.get("containerimage.digest", ""))
 
+    @property
+    def built_on(self) -> str:
+        """The builder and node that ran the build, `builder/node`, as buildx's own
+        metadata names them (`buildx.build.ref` is builder/node/ref), or ''."""
+        return built_on(self.metadata)
+
+
+def built_on(metadata: Mapping[str, Any]) -> str:
+    """Return `builder/node` of buildx's `buildx.build.ref` in a build's metadata
+    (builder/node/ref), or '' when the metadata does not say."""
+    parts = str(metadata.get("buildx.build.ref", "")).split("/")
+    return "/".join(parts[:2]) if len(parts) == 3 and all(parts) else ""
+
 
 def engine_info(timeout: float = 20) -> EngineInfo:
     """Return the engine's info. Raises EngineUnavailable when it does not answer."""
@@ -116,19 +129,26 @@ def build(
     no_cache: bool = False,
     secrets: Sequence[str] = (),
     ssh: Sequence[str] = (),
+    oci_archive: Path | None = None,
+    context_name: str | None = None,
 ) -> BuildResult:
     """Run `docker buildx build` on `context` and return its result.
 
+    `context_name` builds on that docker context's engine (a build node: buildx 0.13
+    refuses a context's name as `--builder` and wants `docker --context NAME buildx`);
     `file` is the Dockerfile when it is not `context/Dockerfile`; `no_cache` runs every
     step; `secrets` and `ssh` are buildx's --secret and --ssh values, passed as given.
 
-    With `push`, the image is pushed as `tag`; without, the build result stays in the
-    build cache only (used to provision a toolchain stage). Raises CommandTimeout on
-    timeout; a non-zero exit is returned, not raised, so the caller can classify it.
+    With `push`, the image is pushed as `tag`, or with `oci_archive` written there as an
+    OCI archive for the caller to push (a node that cannot reach the registry); without,
+    the build result stays in the build cache only (used to provision a toolchain stage).
+    Raises CommandTimeout on timeout; a non-zero exit is returned, not raised, so the
+    caller can classify it.
     """
     meta = context / f".metadata-{os.getpid()}.json"
     argv: list[str] = [
         DOCKER,
+        *(["--context", context_name] if context_name else []),
         "buildx",
         "build",
         "--progress=rawjson",
@@ -153,7 +173,9 @@ def build(
         argv += ["--secret", value]
     for value in ssh:
         argv += ["--ssh", value]
-    if push:
+    if push and oci_archive is not None:
+        argv += ["--output", f"type=oci,dest={oci_archive},name={tag}"]
+    elif push:
         argv += ["--output", f"type=image,name={tag},push=true"]
     argv.append(str(context))
     done = proc.run(argv, timeout=timeout, log_path=log_path, on_line=on_line)
@@ -164,7 +186,7 @@ def build(
         finally:
             meta.unlink()
     trace = buildtrace.parse(done.stderr)
-    if push and done.ok:
+    if push and done.ok and oci_archive is None:
         own = _buildkit_pushed(trace.text, tag)
         if own and own != metadata.get("containerimage.digest"):
             # buildx's docker driver then pushes the engine's local image of the same
@@ -173,7 +195,7 @@ def build(
             # what BuildKit pushed.
             metadata["archbench.docker-push-digest"] = metadata.get("containerimage.digest", "")
             metadata["containerimage.digest"] = own
-    if push and not done.ok:
+    if push and not done.ok and oci_archive is None:
         repaired = _repair_moby_push(trace.text, tag)
         if repaired:
             metadata.setdefault("containerimage.digest", repaired)

@@ -25,6 +25,21 @@ from bench.errors import CommandFailed, CommandTimeout, ToolMissing
 GRACE_SECONDS = 5.0
 """How long a group gets between SIGTERM and SIGKILL."""
 
+# Children running now, from any thread: a Ctrl-C reaches the main thread only, and
+# `terminate_all` ends the groups that worker threads (one per build node) started.
+_LIVE: set[subprocess.Popen[str]] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def terminate_all() -> int:
+    """End the process group of every child `run` is waiting on, in any thread (SIGTERM,
+    grace period, SIGKILL); their `run` calls then return. Returns how many were live."""
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    for child in live:
+        _terminate_group(child)
+    return len(live)
+
 
 @dataclass(frozen=True)
 class Completed:
@@ -132,6 +147,7 @@ def run(
                     log.close()
             log = None
     started = time.monotonic()
+    child: subprocess.Popen[str] | None = None
     try:
         try:
             proc = subprocess.Popen(
@@ -148,6 +164,9 @@ def run(
             )
         except FileNotFoundError as exc:
             raise ToolMissing(args[0]) from exc
+        child = proc
+        with _LIVE_LOCK:
+            _LIVE.add(proc)
         out: list[str] = []
         err: list[str] = []
         assert proc.stdout is not None and proc.stderr is not None
@@ -178,6 +197,9 @@ def run(
         if _group_alive(proc.pid):
             _terminate_group(proc, grace=1.0)
     finally:
+        if child is not None:
+            with _LIVE_LOCK:
+                _LIVE.discard(child)
         if log is not None:
             with contextlib.suppress(OSError):
                 log.close()

@@ -268,9 +268,10 @@ def test_the_frame_of_the_golden_runs_is_unchanged():
     df = frame([r for run in runs for r in run.records])
     assert list(df.columns) == COLUMNS
     # Columns added since the golden frame come last; they hold what old records mean.
-    added = ["emulator", "emulator_version", "emulator_fault"]
-    assert COLUMNS[-3:] == added
+    added = ["emulator", "emulator_version", "emulator_fault", "node", "built_on", "host_class"]
+    assert COLUMNS[-len(added) :] == added
     assert set(df["emulator"]) == {"host"} and not any(df["emulator_fault"])
+    assert not any(df["node"]) and not any(df["built_on"]) and not any(df["host_class"])
     df = df.drop(columns=added).sort_values(SORT).reset_index(drop=True)
     out = io.StringIO()
     df.to_csv(out, index=False)

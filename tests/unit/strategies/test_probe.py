@@ -199,7 +199,10 @@ def test_the_platform_limit_comes_before_the_cell_limit():
     cell = Cell("cbench", 1, "native", "linux/arm64", "warm")
     a = REGISTRY["native"].probe(scenario, cell, full_host())
     assert a.reason == "unavailable here (no native linux/arm64 node)"
-    assert a.fix == "add a native node of that architecture as a buildx builder"
+    assert a.fix == (
+        "archbench nodes add NAME ENDPOINT --platform linux/arm64 on a machine of that "
+        "architecture, then run --nodes NAME"
+    )
 
 
 def test_the_base_is_abstract_and_only_buildx_strategies_write_build_stages():
