@@ -40,7 +40,7 @@ from bench.cli.common import (
     _say,
 )
 from bench.errors import ArchbenchError, HostNotReady, Interrupted, UsageError
-from bench.tools import binfmt
+from bench.tools import acct, binfmt
 
 
 class Command(Protocol):
@@ -102,6 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A run killed while it had another emulator registered left the host's handler
         # swapped: put it back before anything builds.
         binfmt.repair(say=_say)
+        # Likewise process accounting a killed run left on (the kernel would go on
+        # appending to its file).
+        acct.repair(say=_say)
         return COMMANDS[args.command].run(args)
     except KeyboardInterrupt as exc:
         # The shell's convention, 128 + the signal: 130 for SIGINT, 143 for SIGTERM.

@@ -232,3 +232,40 @@ def accounting(
             os.ftruncate(fd, 0)
     finally:
         os.close(fd)  # releases the lock
+
+
+def repair(
+    *,
+    say: Callable[[str], None],
+    directory: Path = ACCT_DIR,
+    lock_file: Path = LOCK_FILE,
+    syscall: Syscall | None = None,
+) -> bool:
+    """Turn off the process accounting an archbench process that was killed (SIGKILL)
+    left on, so that the kernel stops appending to its file; remove that file. Returns
+    whether there was such a leftover. A live holder of the lock is left alone; so is
+    accounting that archbench did not turn on (no file of its own in the lock)."""
+    if not lock_file.exists():
+        return False
+    try:
+        fd = os.open(lock_file, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a live archbench process holds accounting
+        stale = os.pread(fd, 4096, 0).decode("utf-8", "replace").split("\n")
+        if len(stale) < 2 or not stale[1].startswith(str(directory) + "/"):
+            return False
+        off = (syscall or _libc_acct())(None)
+        Path(stale[1]).unlink(missing_ok=True)
+        os.ftruncate(fd, 0)
+        say(
+            f"archbench: turned off the process accounting a killed run (pid {stale[0]}) "
+            "left on" + (f" (acct(2) said {os.strerror(off)})" if off else "")
+        )
+        return True
+    finally:
+        os.close(fd)

@@ -145,3 +145,30 @@ def test_an_unwritable_folder_is_named(tmp_path):
         acct.accounting(tmp_path / "file" / "acct", tmp_path / "lock", syscall=FakeKernel()),
     ):
         pytest.fail("the block must not run")
+
+
+def test_accounting_a_killed_run_left_on_is_turned_off_by_the_next_command(tmp_path):
+    directory, lock = tmp_path / "acct", tmp_path / "lock"
+    directory.mkdir()
+    left = directory / "killed.pacct"
+    left.write_bytes(raw("cc1", 7, 6))
+    # What a SIGKILLed holder leaves: its pid and file in the lock, the lock released.
+    lock.write_text(f"4242\n{left}\n")
+    kernel, said = FakeKernel(), []
+    assert acct.repair(say=said.append, directory=directory, lock_file=lock, syscall=kernel)
+    assert kernel.calls == [None] and not left.exists() and lock.read_text() == ""
+    assert "pid 4242" in said[0]
+    # Nothing left: nothing to do, and accounting archbench did not start is left alone.
+    assert not acct.repair(say=said.append, directory=directory, lock_file=lock, syscall=kernel)
+    lock.write_text("4242\n/var/account/pacct\n")
+    assert not acct.repair(say=said.append, directory=directory, lock_file=lock, syscall=kernel)
+    assert kernel.calls == [None]
+
+
+def test_a_live_holder_is_not_repaired(tmp_path):
+    kernel = FakeKernel()
+    lock = tmp_path / "lock"
+    with acct.accounting(tmp_path / "acct", lock, syscall=kernel):
+        assert not acct.repair(
+            say=print, directory=tmp_path / "acct", lock_file=lock, syscall=FakeKernel()
+        )
