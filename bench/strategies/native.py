@@ -32,7 +32,7 @@ class Native(BuildxStrategy):
             return Availability(True)
         return Availability(
             False,
-            f"unavailable here (no native {platform.name} node)",
+            f"no native {platform.name} node here",
             f"archbench nodes add NAME ENDPOINT --platform {platform.name} on a machine of "
             "that architecture, then run --nodes NAME",
         )
