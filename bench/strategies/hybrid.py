@@ -19,14 +19,16 @@ programs, and gcc, cc, cpp, as, ld, ar... unprefixed, for build systems that ign
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from bench.engine.matrix import Cell
 from bench.host.facts import Host
 from bench.platforms import Platform
 from bench.scenarios.loader import Scenario
-from bench.strategies.base import Availability, BuildSettings, BuildxStrategy
+from bench.strategies.base import Availability, BuildOutcome, BuildSettings, BuildxStrategy
 from bench.strategies.dockerfile import (
     BaseStages,
     build_stage,
@@ -34,7 +36,7 @@ from bench.strategies.dockerfile import (
     target_triplet_case,
     toolchain_install,
 )
-from bench.strategies.qemu_user import QemuUser
+from bench.strategies.qemu_user import QemuUser, emulation
 from bench.tools import apt
 
 XTOOL = "/opt/archbench/xtool"  # the relocated cross toolchain, mounted from the xtool stage
@@ -184,6 +186,29 @@ class Hybrid(BuildxStrategy):
                 "/usr/<triplet>, not from the target's root"
             )
         return super().cell_limit(scenario, cell)
+
+    def provision(
+        self, scenario: Scenario, platforms: list[Platform], settings: BuildSettings, log_path: Path
+    ) -> BuildOutcome:
+        """Build the toolchain stage, its target half emulated: under the binfmt_misc lock
+        of each emulated platform, shared, as a qemu-user build holds it, so that no
+        emulator swap of another run lands in the middle of it."""
+        with emulation(platforms, settings):
+            return super().provision(scenario, platforms, settings, log_path)
+
+    def build(
+        self,
+        scenario: Scenario,
+        platforms: list[Platform],
+        settings: BuildSettings,
+        tag: str,
+        log_path: Path,
+        on_line: Callable[[str], None] | None = None,
+    ) -> BuildOutcome:
+        """Build with every RUN on the target (emulated), under the same locks as
+        `provision`."""
+        with emulation(platforms, settings):
+            return super().build(scenario, platforms, settings, tag, log_path, on_line)
 
     def build_facts(self, log: str) -> dict[str, Any]:
         return compiler_facts(marked(log, CROSS_MARK), marked(log, TARGET_MARK))

@@ -10,7 +10,7 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 from bench.engine.results import load_run, resolve_run
-from bench.tools import qemu
+from bench.tools import binfmt, qemu
 from tests.conftest import DATA, ROOT, run_archbench
 
 pytestmark = [pytest.mark.engine, pytest.mark.registry, pytest.mark.binfmt]
@@ -42,36 +42,39 @@ def copy_out(ref: str, platform: str, path: str, dest: Path) -> None:
 def test_cross_arm64_builds_with_binfmt_disabled(
     archbench_cmd, registry, binfmt_arm64, tmp_path, scenario, artifact
 ):
-    qemu.set_binfmt_enabled("aarch64", False)
-    try:
-        assert not qemu.read_binfmt("aarch64").enabled
-        # Proof that emulation is really off: an arm64 container cannot start.
-        probe = subprocess.run(
-            [
-                "docker",
-                "run",
-                "--rm",
+    # binfmt_misc is host-wide: hold its arm64 lock as an emulator swap does, so that a
+    # concurrent archbench run waits instead of failing with exec format error.
+    with binfmt.arch_lock("aarch64", exclusive=True, say=print):
+        qemu.set_binfmt_enabled("aarch64", False)
+        try:
+            assert not qemu.read_binfmt("aarch64").enabled
+            # Proof that emulation is really off: an arm64 container cannot start.
+            probe = subprocess.run(
+                [
+                    "docker",
+                    "run",
+                    "--rm",
+                    "--platform",
+                    "linux/arm64",
+                    f"{registry}/archbench/debian:bookworm",
+                    "true",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            assert probe.returncode != 0 and "exec format error" in probe.stderr + probe.stdout
+            done = run_archbench(
+                archbench_cmd,
+                tmp_path,
+                str(scenario),
+                "--strategy",
+                "cross",
                 "--platform",
                 "linux/arm64",
-                f"{registry}/archbench/debian:bookworm",
-                "true",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert probe.returncode != 0 and "exec format error" in probe.stderr + probe.stdout
-        done = run_archbench(
-            archbench_cmd,
-            tmp_path,
-            str(scenario),
-            "--strategy",
-            "cross",
-            "--platform",
-            "linux/arm64",
-        )
-    finally:
-        qemu.set_binfmt_enabled("aarch64", True)
+            )
+        finally:
+            qemu.set_binfmt_enabled("aarch64", True)
     assert qemu.read_binfmt("aarch64").enabled
     assert done.returncode == 0, done.stderr[-3000:]
     _, records = load_run(resolve_run(None, tmp_path / "results"))

@@ -90,3 +90,33 @@ def test_compiler_facts_compare_the_cross_and_the_targets_gcc():
     assert newer["compiler_matches_target"] is False
     assert "gcc-12 12.2.0-14+deb12u1" in newer["compiler_note"]
     assert compiler_facts("", "") == {"cross_compiler": "", "target_compiler": ""}
+
+
+def test_hybrid_builds_hold_the_emulated_platforms_binfmt_lock(monkeypatch, tmp_path):
+    # Every RUN of a hybrid build is target code under the host's qemu-user: an emulator
+    # swap by another run must wait for it, as for a qemu-user build.
+    from contextlib import contextmanager
+
+    from bench.strategies import base
+    from bench.tools import binfmt
+
+    held: list[tuple[str, bool]] = []
+    inside: list[list[tuple[str, bool]]] = []
+
+    @contextmanager
+    def lock(name, *, exclusive, say, **_kw):
+        held.append((name, exclusive))
+        yield
+
+    def build(self, *args, **kwargs):
+        inside.append(list(held))
+        return base.BuildOutcome("ok", 1.0)
+
+    monkeypatch.setattr(binfmt, "arch_lock", lock)
+    monkeypatch.setattr(base.BuildxStrategy, "build", build)
+    monkeypatch.setattr(base.BuildxStrategy, "provision", build)
+    scenario = resolve_scenario("cbench")
+    HYBRID.provision(scenario, [AMD64, ARM64], SETTINGS, tmp_path / "log")
+    HYBRID.build(scenario, [ARM64], SETTINGS, "t", tmp_path / "log")
+    # The build platform's own binaries run natively: only arm64's lock, shared.
+    assert inside == [[("aarch64", False)], [("aarch64", False)] * 2]
