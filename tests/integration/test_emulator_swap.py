@@ -235,22 +235,22 @@ def test_the_qemu_user_strategy_swaps_for_the_build_and_puts_back(trixie, host_s
 
 
 @pytest.mark.parametrize(
-    ("value", "expected"),
+    ("strategy", "value", "expected"),
     [
-        ("7.2", "matches 2 versions"),
-        ("sid", "not a suite this host's apt reaches"),
-        ("8.1", "no reachable QEMU version matches"),
-        ("host,trixie", "one value per run"),
-        ("../x", "bad --emulator"),
+        ("qemu-user", "7.2", "matches 2 versions"),
+        ("qemu-user", "sid", "not a suite this host's apt reaches"),
+        ("qemu-user", "8.1", "no reachable QEMU version matches"),
+        ("cross", "host,trixie", "only qemu-user and qemu-system cells take an emulator"),
+        ("qemu-user", "../x", "bad --emulator"),
     ],
 )
-def test_run_refuses_an_emulator_it_cannot_name(archbench_cmd, tmp_path, value, expected):
+def test_run_refuses_an_emulator_it_cannot_name(archbench_cmd, tmp_path, strategy, value, expected):
     done = subprocess.run(
         [
             *archbench_cmd,
             "run",
             "--strategy",
-            "qemu-user",
+            strategy,
             "--emulator",
             value,
             "--results",
