@@ -13,7 +13,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -199,16 +199,7 @@ def emulator_facts(emulator: Emulator) -> EmulatorFacts:
 
 def emulator_provenance(emulator: Emulator) -> dict[str, Any]:
     """Return what a run's provenance keeps of a pinned emulator."""
-    return {
-        "spec": emulator.spec,
-        "package": emulator.package,
-        "version": emulator.version,
-        "suite": emulator.suite,
-        "sha256": emulator.sha256,
-        "reported": emulator.reported,
-        "tag": emulator.tag,
-        "binaries": dict(emulator.binaries),
-    }
+    return {**asdict(emulator_facts(emulator)), "binaries": dict(emulator.binaries)}
 
 
 def _settings(
