@@ -11,9 +11,10 @@ libraries (its libc6-dev, installed emulated) through the cross gcc's default sy
 
 The Dockerfile serves every target platform at once (a combined build), so nothing in
 it may name one triplet: the cross toolchain is copied into one relocated prefix,
-/opt/archbench/xtool (bin/<triplet>-*, lib/gcc-cross, <triplet>/bin), which gcc finds
-relative to its own location, and the target root gets symlinks to it: the prefixed
-programs, and gcc, cc, cpp, as, ld, ar... unprefixed, for build systems that ignore CC.
+/opt/archbench/xtool (bin/<triplet>-*, lib/gcc-cross, libexec/gcc-cross, <triplet>/bin),
+which gcc finds relative to its own location, and the target root gets symlinks to it:
+the prefixed programs, and gcc, cc, cpp, as, ld, ar... unprefixed, for build systems that
+ignore CC.
 """
 
 from __future__ import annotations
@@ -234,6 +235,9 @@ class Hybrid(BuildxStrategy):
             f" && {toolchain_install(' '.join(xtool_packages))} \\\n"
             f' && X={XTOOL} L={LINKS} && mkdir -p "$X/bin" "$X/lib" "$X/$T" "$L/usr/bin" \\\n'
             ' && cp -a /usr/bin/"$T"-* "$X/bin/" && cp -a /usr/lib/gcc-cross "$X/lib/" \\\n'
+            # From gcc 13 on (trixie), cc1 and collect2 live under libexec, not lib.
+            ' && if [ -d /usr/libexec/gcc-cross ]; then mkdir -p "$X/libexec"'
+            ' && cp -a /usr/libexec/gcc-cross "$X/libexec/"; fi \\\n'
             ' && cp -a "/usr/$T/bin" "$X/$T/" \\\n'
             # Absolute links: gcc resolves its own path and finds cc1, as and ld next to it.
             ' && for f in "$X/bin/$T"-*; do b="${f##*/}"; ln -s "$f" "$L/usr/bin/$b"'

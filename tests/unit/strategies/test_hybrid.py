@@ -27,6 +27,8 @@ def test_toolchain_stage_is_native_and_build_stage_is_the_target():
     assert "apt-get install -y --no-install-recommends gcc-$PT " in xtool
     # The cross libc is never installed: the compiler must read the target root's own.
     assert "libc6-dev-" not in xtool and "cp -a /usr/lib/gcc-cross" in xtool
+    # gcc 13 and later (trixie's riscv64 cross gcc) keep cc1 under libexec.
+    assert 'cp -a /usr/libexec/gcc-cross "$X/libexec/"' in xtool
     assert toolchain.startswith("FROM base-${TARGETARCH}${TARGETVARIANT} AS toolchain")
     assert "apt-get install -y --no-install-recommends make libc6-dev " in toolchain
     assert "gcc" not in toolchain.split("apt-get install")[1].split("\\")[0]
