@@ -224,8 +224,9 @@ def plan_report(data: ReportData, out_dir: Path, wall: Figure | str) -> ReportPl
         names = class_names(classes)
         plan.blocks.append(Bullets(tuple(f"{names[c]}: {c or NO_HOST_CLASS}" for c in classes)))
         for number, host_class in enumerate(classes, start=1):
-            plan.blocks.append(Heading(f"{names[host_class]}: {host_class or NO_HOST_CLASS}"))
-            section = ReportPlan(left_out=plan.left_out, tag=f"-class{number}")
+            title = f"{names[host_class]}: {host_class or NO_HOST_CLASS}"
+            plan.blocks.append(Heading(title[0].upper() + title[1:]))
+            section = ReportPlan(tag=f"-class{number}")
             part = data.of_class(host_class)
             _measured_blocks(section, out_dir, part, _wall_figure(part))
             _validation_blocks(section, out_dir, part)
@@ -234,6 +235,7 @@ def plan_report(data: ReportData, out_dir: Path, wall: Figure | str) -> ReportPl
                 for b in section.blocks
             ]
             plan.written += section.written
+            plan.left_out += [(f"{t} ({names[host_class]})", why) for t, why in section.left_out]
         _history_blocks(plan, out_dir, data)
     _closing_blocks(plan, data)
     return plan

@@ -165,10 +165,10 @@ def test_a_report_on_two_classes_has_a_section_per_class(tmp_path):
     summary = (tmp_path / "out" / "summary.md").read_text()
     assert "## Host classes" in summary
     assert f"- host class 1: {B}" in summary and f"- host class 2: {A}" in summary
-    assert f"## host class 2: {A}" in summary
+    assert f"## Host class 2: {A}" in summary
     # Each class's recommendation sits in its own section, with its own ratio.
-    a_part = summary.split(f"## host class 2: {A}")[1].split("## History")[0]
-    b_part = summary.split(f"## host class 1: {B}")[1].split(f"## host class 2: {A}")[0]
+    a_part = summary.split(f"## Host class 2: {A}")[1].split("## History")[0]
+    b_part = summary.split(f"## Host class 1: {B}")[1].split(f"## Host class 2: {A}")[0]
     assert "### Recommendation" in a_part and "### Recommendation" in b_part
     assert "23.00x" in a_part and "23.00x" not in b_part
     walltime = pd.read_csv(tmp_path / "out" / "walltime.csv")
