@@ -10,6 +10,7 @@ import pytest
 from bench.analysis.recommend import recommend
 from bench.engine.results import Attribution, EmulatorFacts, Record, RunStore
 from bench.report.frame import (
+    amdahl_table,
     attribution_table,
     cell_statistics,
     emulator_versions,
@@ -204,3 +205,40 @@ def test_records_without_a_class_join_their_cells_one_class():
     stats = cell_statistics(frame(older + ON_A))
     assert set(stats["host_class"]) == {A}
     assert stats.set_index("strategy").loc["native", "n"] == 6
+
+
+def test_amdahl_limit_is_computed_within_each_class():
+    def attributed(base, host_class, f):
+        a = Attribution(
+            total_cpu_s=9.0 * f,
+            accounted_cpu_s=8.0 * f,
+            processes=3,
+            cpu_by_group={"compiler": 2.0 * f},
+        )  # toolchain share 25 %
+        qemu = [replace(r, attribution=a) for r in base if r.strategy == "qemu-user"]
+        hybrid = [replace(r, strategy="hybrid", wall_s=r.wall_s * 0.9) for r in qemu]
+        return [*base, *qemu, *hybrid]
+
+    records = attributed(ON_A, A, 1) + attributed(ON_B, B, 3)
+    stats = cell_statistics(frame(records))
+    table = amdahl_table(attribution_table(records), stats).set_index("host_class")
+    assert table.loc[A, "qemu_user_s"] == 115.0 and table.loc[A, "native_s"] == 5.0
+    assert table.loc[B, "qemu_user_s"] == 125.0 and table.loc[B, "native_s"] == 50.0
+    assert table.loc[B, "limit_vs_native"] == pytest.approx(125 * 0.75 / 50)
+
+
+def test_the_history_chart_draws_one_line_per_cell_and_class():
+    from bench.analysis.history import RunPoint, series_frame, steps_frame
+    from bench.report.charts import history_chart
+
+    def points(host_class, median, first):
+        return [
+            RunPoint("c", "native", f"run{i}", f"2026-01-{i + 1:02d}", "", (median,), host_class)
+            for i in range(first, first + 3)
+        ]
+
+    series = series_frame({"c on A": points(A, 10.0, 0), "c on B": points(B, 20.0, 3)})
+    fig = history_chart(series, steps_frame([]))
+    lines = fig.axes[0].get_lines()
+    assert sorted(list(line.get_ydata()) for line in lines) == [[10.0] * 3, [20.0] * 3]
+    assert sorted(line.get_label() for line in lines) == [f"c ({B})", f"c ({A})"]
