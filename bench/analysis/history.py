@@ -16,6 +16,11 @@ moves). The search then recurses into both sides. Each step is given with the ex
 distribution-free interval of its ratio (`bench.analysis.compare.ratio_interval`) and that
 interval's coverage. With Bonferroni over 19 splits (20 runs), a step needs at least 3
 runs on each side to be found.
+
+A series is one cell on one hardware class (`Record.host_class`): the same cell measured
+on two classes is two series, so that a change of hardware is never taken for a change
+point. Records older than the field join their cell's one named class
+(`bench.engine.matrix.host_class_of`).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import pandas as pd
 from scipy.stats import mannwhitneyu
 
 from bench.analysis.compare import p_greater, ratio_interval
-from bench.engine.matrix import cell_of
+from bench.engine.matrix import NO_HOST_CLASS, cell_of, host_class_of, host_classes
 from bench.engine.results import StoredRun, as_run
 
 DEFAULT_ALPHA = 0.05
@@ -47,7 +52,8 @@ EXACT_LIMIT = 60
 
 @dataclass(frozen=True)
 class RunPoint:
-    """The measured ok repetitions of one cell in one run."""
+    """The measured ok repetitions of one cell in one run, on the hardware class
+    `host_class` ('' when the records name none)."""
 
     cell: str
     strategy: str
@@ -55,6 +61,7 @@ class RunPoint:
     started_at: str
     commit: str
     samples: tuple[float, ...]
+    host_class: str = ""
 
     @property
     def median_s(self) -> float:
@@ -67,7 +74,8 @@ class Step:
     """A change point: the cell's time changes from `before_s` to `after_s` (medians of
     the run medians either side) at run `run_id`, the first run after the change; `ratio`
     with its interval [ci_low, ci_high] (coverage `ci_coverage`), `n_before`/`n_after`
-    runs, and the minimum step that applied (from the measured run-to-run noise)."""
+    runs, the minimum step that applied (from the measured run-to-run noise), and the
+    hardware class of the series."""
 
     cell: str
     run_id: str
@@ -84,40 +92,63 @@ class Step:
     ci_high: float = math.nan
     ci_coverage: float = 0.0
     min_step: float = DEFAULT_MIN_STEP
+    host_class: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         """Return the step as a JSON-ready dict."""
         return asdict(self)
 
 
+def series_name(cell: str, host_class: str, several: bool) -> str:
+    """Return the name of the series of `cell` on `host_class`: the cell key, followed by
+    the class when the cell was measured on `several` classes."""
+    return f"{cell} on {host_class or NO_HOST_CLASS}" if several else cell
+
+
 def collect(run_dirs: Sequence[Path | StoredRun]) -> dict[str, list[RunPoint]]:
-    """Return, per cell key, the points of every run in `run_dirs` (folders, or runs
-    already read) that measured it ok, ordered by run start time (then run id).
+    """Return, per series (one cell on one hardware class, named by `series_name`), the
+    points of every run in `run_dirs` (folders, or runs already read) that measured it
+    ok, ordered by run start time (then run id).
 
     Raises FileNotFoundError when a folder is not a run, DamagedRun when its manifest
     cannot be used.
     """
-    series: dict[str, list[RunPoint]] = {}
-    for run_dir in run_dirs:
-        run = as_run(run_dir)
-        manifest, records = run.manifest, run.records
-        groups: dict[str, list[float]] = {}
-        strategy: dict[str, str] = {}
+    runs = [as_run(run_dir) for run_dir in run_dirs]
+    measured = [
+        r
+        for run in runs
+        for r in run.records
+        if r.kind == "cell" and not r.warmup and r.status == "ok"
+    ]
+    classes = host_classes(measured)
+    by_cell: dict[tuple[str, str], list[RunPoint]] = {}
+    for run in runs:
+        manifest = run.manifest
+        groups: dict[tuple[str, str], list[float]] = {}
+        strategy: dict[tuple[str, str], str] = {}
         first_start = ""
         commit = str(manifest.get("provenance", {}).get("harness_commit", ""))
-        for r in records:
+        for r in run.records:
             if r.kind != "cell" or r.warmup or r.status != "ok":
                 continue
-            key = cell_of(r).key
+            key = (cell_of(r).key, host_class_of(r, classes))
             groups.setdefault(key, []).append(r.wall_s)
             strategy[key] = r.strategy
             first_start = first_start or r.started_at
             commit = commit or str(r.provenance.get("harness_commit", ""))
         started = str(manifest.get("started_at") or first_start)
-        run_id = run.run_id
         for key, samples in groups.items():
-            point = RunPoint(key, strategy[key], run_id, started, commit, tuple(samples))
-            series.setdefault(key, []).append(point)
+            point = RunPoint(
+                key[0], strategy[key], run.run_id, started, commit, tuple(samples), key[1]
+            )
+            by_cell.setdefault(key, []).append(point)
+    per_cell: dict[str, int] = {}
+    for cell, _ in by_cell:
+        per_cell[cell] = per_cell.get(cell, 0) + 1
+    series = {
+        series_name(cell, host_class, per_cell[cell] > 1): points
+        for (cell, host_class), points in by_cell.items()
+    }
     for points in series.values():
         points.sort(key=lambda p: (p.started_at, p.run_id))
     return series
@@ -199,6 +230,7 @@ def detect(
                 high,
                 coverage,
                 floor,
+                at.host_class,
             )
         )
         segment(lo, k)
@@ -209,8 +241,8 @@ def detect(
 
 
 def series_frame(series: dict[str, list[RunPoint]]) -> pd.DataFrame:
-    """Return one row per (cell, run): cell, strategy, run_id, started_at, commit, n,
-    median_s."""
+    """Return one row per (cell, host class, run): cell, strategy, run_id, started_at,
+    commit, n, median_s, host_class."""
     rows = [
         {
             "cell": p.cell,
@@ -220,12 +252,23 @@ def series_frame(series: dict[str, list[RunPoint]]) -> pd.DataFrame:
             "commit": p.commit,
             "n": len(p.samples),
             "median_s": p.median_s,
+            "host_class": p.host_class,
         }
         for points in series.values()
         for p in points
     ]
     return pd.DataFrame(
-        rows, columns=["cell", "strategy", "run_id", "started_at", "commit", "n", "median_s"]
+        rows,
+        columns=[
+            "cell",
+            "strategy",
+            "run_id",
+            "started_at",
+            "commit",
+            "n",
+            "median_s",
+            "host_class",
+        ],
     )
 
 
@@ -241,12 +284,12 @@ def analyse(
     alpha: float = DEFAULT_ALPHA,
     min_step: float = DEFAULT_MIN_STEP,
 ) -> tuple[dict[str, list[RunPoint]], dict[str, list[Step]]]:
-    """Return the per-cell series of `run_dirs` (only the cell keys in `cells`, when
-    given) and the change points detected in each.
+    """Return the series of `run_dirs` (one per cell and hardware class; only those of
+    the cell keys in `cells`, when given) and the change points detected in each.
 
     Raises FileNotFoundError when a folder is not a run.
     """
     series = collect(run_dirs)
     if cells:
-        series = {k: v for k, v in series.items() if k in set(cells)}
+        series = {k: v for k, v in series.items() if v[0].cell in set(cells)}
     return series, {k: detect(v, alpha, min_step) for k, v in series.items()}

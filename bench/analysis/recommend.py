@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from bench.engine.matrix import variant_name
-from bench.report.frame import slowdown_table
+from bench.report.frame import host_class_column, slowdown_table
 
 PRECEDENCE = ("native", "hybrid", "cross", "qemu-user", "qemu-system")
 """Among strategies that tie (their medians' intervals overlap), the pick follows this
@@ -54,6 +54,8 @@ class Recommendation:
     needs_target_code: bool | None = None
     """Whether the scenario declared build.needs_target_code (so cross was no candidate
     off the host's platform); None when the run asked for no cross cell."""
+    host_class: str = ""
+    """The hardware class every figure of it was measured on ('' when none is named)."""
 
     @property
     def emulation(self) -> Option | None:
@@ -134,19 +136,24 @@ def _unavailable(manifests: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def recommend(
     stats: pd.DataFrame, df: pd.DataFrame, manifests: Sequence[dict[str, Any]]
 ) -> list[Recommendation]:
-    """Return one recommendation per (scenario, size, target platform) of `stats`
-    (`report.cell_statistics` rows), judged on cold-cache cells when there are any: the
-    fastest strategy variant by median whose images all passed validation, its ratio to
-    native, the alternatives, and caveats (stats warnings, few repetitions, overlapping
-    confidence intervals, failed or unvalidated cells in `df`, strategies the manifests
-    list as unavailable with their reasons)."""
+    """Return one recommendation per (scenario, size, target platform, host class) of
+    `stats` (`report.cell_statistics` rows; each hardware class is judged alone), judged
+    on cold-cache cells when there are any: the fastest strategy variant by median whose
+    images all passed validation, its ratio to native, the alternatives, and caveats
+    (stats warnings, few repetitions, overlapping confidence intervals, failed or
+    unvalidated cells in `df`, strategies the manifests list as unavailable with their
+    reasons)."""
     out: list[Recommendation] = []
     if stats.empty:
         return out
+    stats = stats.assign(host_class=host_class_column(stats))
     ratios = slowdown_table(stats)
+    ratios = ratios.assign(host_class=host_class_column(ratios))
+    if "host_class" in df.columns:
+        df = df.assign(host_class=host_class_column(df))
     unavailable = _unavailable(manifests)
-    for (scenario, size, platform), group in stats.groupby(
-        ["scenario", "size", "platform"], sort=True
+    for (scenario, size, platform, host_class), group in stats.groupby(
+        ["scenario", "size", "platform", "host_class"], sort=True
     ):
         cache = "cold" if (group["cache"] == "cold").any() else str(group["cache"].iloc[0])
         cells = group[group["cache"] == cache]
@@ -164,6 +171,7 @@ def recommend(
                 & (ratios["cache"] == cache)
                 & (ratios["scenario"] == scenario)
                 & (ratios["size"] == size)
+                & (ratios["host_class"] == host_class)
             ]
             vs_native = float(match["ratio"].iloc[0]) if not match.empty else None
             if not match.empty:
@@ -261,6 +269,8 @@ def recommend(
             & (df["size"] == size)
             & df["status"].isin(["failed", "timeout"])
         ]
+        if "host_class" in failed.columns:
+            failed = failed[failed["host_class"] == host_class]
         for (variant, status), fgroup in failed.groupby(["variant", "status"]):
             classes = ", ".join(sorted({str(c) for c in fgroup["failure_class"] if c})) or "-"
             caveats.append(f"{variant}: {len(fgroup)} repetition(s) {status} ({classes})")
@@ -284,6 +294,7 @@ def recommend(
                 native_ref,
                 tuple(dict.fromkeys(caveats)),
                 target_code,
+                str(host_class),
             )
         )
     return out

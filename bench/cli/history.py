@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     """Run `archbench history` with the parsed `args`; return its exit code."""
     from bench.analysis import history
     from bench.engine import results
+    from bench.engine.matrix import NO_HOST_CLASS
 
     stored = results.list_runs(args.results)
     if not stored:
@@ -43,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     if not runs:
         raise UsageError(f"no run that can be read under {args.results}; see the warnings above")
     series, steps = history.analyse(runs, args.cell, alpha=args.alpha)
-    missing = [c for c in args.cell if c not in series]
+    measured = {points[0].cell for points in series.values()}
+    missing = [c for c in args.cell if c not in measured]
     if missing:
         raise UsageError(f"no stored run measured cell {missing[0]!r}")
     if args.json:
@@ -54,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
                     "alpha": args.alpha,
                     "cells": {
                         k: {
+                            "cell": v[0].cell,
+                            "host_class": v[0].host_class,
                             "runs": [
                                 {
                                     "run_id": p.run_id,
@@ -75,8 +79,11 @@ def run(args: argparse.Namespace) -> int:
             )
         )
         return EXIT_OK
+    # A cell measured on two hardware classes is two series: say which is which.
+    several = len({points[0].host_class for points in series.values()}) > 1
     table = Table(
         "cell",
+        *(["host class"] if several else []),
         "runs",
         "first median s",
         "last median s",
@@ -97,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
             or "none"
         )
         table.add_row(
-            escape(key),
+            escape(points[0].cell),
+            *([escape(points[0].host_class or NO_HOST_CLASS)] if several else []),
             str(len(points)),
             f"{points[0].median_s:.3f}",
             f"{points[-1].median_s:.3f}",
@@ -106,5 +114,11 @@ def run(args: argparse.Namespace) -> int:
             escape(found),
         )
     out.print(table)
+    if several:
+        out.print(
+            "each cell's history is one series per host class (CPU model, cores, memory, "
+            "kernel series): a change of hardware is not a change point",
+            markup=False,
+        )
     out.print(f"method: {history.METHOD}", markup=False)
     return EXIT_OK

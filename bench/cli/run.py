@@ -27,7 +27,7 @@ from bench.cli.common import (
     out,
 )
 from bench.engine.attribution import ATTRIBUTE_MODES
-from bench.engine.matrix import ORDERS, split_values
+from bench.engine.matrix import NO_HOST_CLASS, ORDERS, split_values
 from bench.engine.results import DEFAULT_RESULTS
 from bench.errors import UsageError
 from bench.platforms import Platform
@@ -282,6 +282,8 @@ def run(args: argparse.Namespace) -> int:
         for warning in data.skipped:
             warn(warning)
         written = _write_run_report(data, reports_dir, summary.store.run_id)
+        # Cells on nodes of other hardware: each ratio is within its host class.
+        several = len(data.host_classes) > 1
         table = Table(
             "scenario",
             "size",
@@ -292,6 +294,7 @@ def run(args: argparse.Namespace) -> int:
             "median s",
             "n",
             "vs native",
+            *(["host class"] if several else []),
             title=f"run {summary.store.run_id}",
         )
         for _, row in data.wall.iterrows():
@@ -304,6 +307,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{row['median_s']:.1f}",
                 str(row["n"]),
                 "" if ratio != ratio else f"{ratio:.2f}",
+                *([escape(str(row["host_class"]) or NO_HOST_CLASS)] if several else []),
             )
         out.print(table)
     for r in summary.records:

@@ -101,6 +101,33 @@ def cell_of(record: Record) -> Cell:
     )
 
 
+NO_HOST_CLASS = "host class not recorded"
+"""How reports and history name the class of records that name none, where they cannot
+join one (a cell measured on several classes)."""
+
+
+def host_classes(records: Iterable[Record]) -> dict[Cell, str]:
+    """Return, per cell of `records` (`cell_of`) that names exactly one hardware class
+    (`Record.host_class`), that class.
+
+    Records older than the field name none; `host_class_of` counts them as the one
+    class the cell's other records name, as `compare` does, so that stored history
+    stays one series. A cell measured on several classes is absent: its records without
+    a class cannot be placed.
+    """
+    named: dict[Cell, set[str]] = {}
+    for r in records:
+        if r.host_class:
+            named.setdefault(cell_of(r), set()).add(r.host_class)
+    return {cell: next(iter(found)) for cell, found in named.items() if len(found) == 1}
+
+
+def host_class_of(record: Record, classes: dict[Cell, str]) -> str:
+    """Return the hardware class `record` was measured on: its own, else its cell's one
+    class in `classes` (`host_classes` of the records it is read with), else ''."""
+    return record.host_class or classes.get(cell_of(record), "")
+
+
 def split_values(values: Iterable[str]) -> list[str]:
     """Flatten repeatable, comma-listed flag values, dropping blanks and repeats in order."""
     seen: list[str] = []

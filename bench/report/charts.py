@@ -24,7 +24,15 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from bench.engine.attribution import GROUP_LABELS  # noqa: E402
-from bench.report.frame import CELL_KEYS, STEP_CATEGORIES, VM_PHASES  # noqa: E402
+from bench.engine.matrix import NO_HOST_CLASS  # noqa: E402
+from bench.report.frame import (  # noqa: E402
+    CELL_KEYS,
+    STEP_CATEGORIES,
+    VM_PHASES,
+    class_names,
+    host_class_column,
+    host_class_values,
+)
 from bench.strategies import REGISTRY  # noqa: E402
 
 LOG_SCALE_RATIO = 20.0
@@ -77,15 +85,35 @@ def strategy_colour(strategy: str) -> str:
     return STRATEGY_COLOURS.get(strategy, UNKNOWN_COLOUR)
 
 
-def cell_label(row: pd.Series, with_cache: bool = True, with_scenario: bool = False) -> str:
+def cell_label(
+    row: pd.Series,
+    with_cache: bool = True,
+    with_scenario: bool = False,
+    classes: dict[str, str] | None = None,
+) -> str:
     """Return a multi-line axis label for a cell row: variant, platform, the cache mode when
-    not cold and, with `with_scenario`, the scenario and size."""
+    not cold, with `with_scenario` the scenario and size, and with `classes` (short names
+    of the hardware classes, `frame.class_names`) the row's class."""
     lines = [str(row["variant"]), str(row["platform"])]
     if with_cache and row["cache"] != "cold":
         lines.append(f"({row['cache']})")
     if with_scenario:
         lines.append(f"{row['scenario']} s{row['size']}")
+    if classes:
+        lines.append(classes.get(_class_of(row), NO_HOST_CLASS))
     return "\n".join(lines)
+
+
+def _class_of(row: pd.Series) -> str:
+    value = row.get("host_class", "")
+    return value if isinstance(value, str) else ""
+
+
+def _class_names(table: pd.DataFrame) -> dict[str, str] | None:
+    """Return the short names of the hardware classes of `table` when it holds several
+    (charts then name each bar's class), else None."""
+    classes = host_class_values(table)
+    return class_names(classes) if len(classes) > 1 else None
 
 
 def _several_scenarios(table: pd.DataFrame) -> bool:
@@ -94,7 +122,8 @@ def _several_scenarios(table: pd.DataFrame) -> bool:
 
 def _xticks(ax: Axes, table: pd.DataFrame, with_cache: bool = True) -> None:
     many = _several_scenarios(table)
-    labels = [cell_label(r, with_cache, many) for _, r in table.iterrows()]
+    classes = _class_names(table)
+    labels = [cell_label(r, with_cache, many, classes) for _, r in table.iterrows()]
     if len(labels) > 6:
         ax.set_xticks(range(len(labels)), labels, fontsize=7, rotation=35, ha="right")
     else:
@@ -105,8 +134,10 @@ def _ordered(stats: pd.DataFrame) -> pd.DataFrame:
     rank = {s: i for i, s in enumerate(REGISTRY)}
     out = stats.copy()
     out["_rank"] = out["strategy"].map(lambda s: rank.get(str(s), len(rank)))
-    out = out.sort_values(["scenario", "size", "platform", "_rank", "variant", "cache"])
-    return out.drop(columns=["_rank"]).reset_index(drop=True)
+    # One hardware class's bars together, and in each the order of one class alone.
+    out["_class"] = host_class_column(out)
+    out = out.sort_values(["_class", "scenario", "size", "platform", "_rank", "variant", "cache"])
+    return out.drop(columns=["_rank", "_class"]).reset_index(drop=True)
 
 
 def _strategy_legend(
@@ -211,6 +242,11 @@ def wall_chart(wall: pd.DataFrame) -> Figure:
     )
     if refs:
         note += f"\nNx: median / median of the native reference ({', '.join(refs)})"
+    classes = _class_names(cells)
+    if classes:
+        note += "\nratios within each host class: " + "; ".join(
+            f"{name}: {c or NO_HOST_CLASS}" for c, name in classes.items()
+        )
     ax.text(0.0, -0.02, note, transform=fig.transFigure, fontsize=7, va="top")
     _strategy_legend(
         ax, list(cells["strategy"]), "warm" in set(cells["cache"]), any(combined), loc="best"
@@ -514,18 +550,24 @@ def history_chart(series: pd.DataFrame, steps: pd.DataFrame) -> Figure:
     detected change point marked by a vertical dotted line at its first run.
 
     `series` has one row per (cell, run): cell, strategy, run_id, started_at, commit,
-    median_s; `steps` has one row per change point with cell and started_at (see
-    `bench.analysis.history`). Raises ValueError when no cell has two or more runs.
+    median_s and optionally host_class; `steps` has one row per change point with cell,
+    started_at and optionally host_class (see `bench.analysis.history`). A cell on two
+    hardware classes is two lines, each labelled with its class when the series hold
+    several. Raises ValueError when no cell has two or more runs.
     """
-    counts = series.groupby("cell")["run_id"].nunique()
+    series = series.assign(host_class=host_class_column(series))
+    steps = steps.assign(host_class=host_class_column(steps))
+    counts = series.groupby(["cell", "host_class"], sort=True)["run_id"].nunique()
     cells = [c for c in counts.index if counts[c] >= 2]
     if not cells:
         raise ValueError("no cell has two or more runs")
+    several = series["host_class"].nunique() > 1
     fig, ax = plt.subplots(figsize=(9, 5), layout="constrained")
     styles = ["-", "--", ":", "-."]
     per_strategy: dict[str, int] = {}
-    for cell in cells:
-        g = series[series["cell"] == cell].sort_values("started_at")
+    for cell, host_class in cells:
+        g = series[(series["cell"] == cell) & (series["host_class"] == host_class)]
+        g = g.sort_values("started_at")
         strategy = str(g["strategy"].iloc[0])
         n = per_strategy.get(strategy, 0)
         per_strategy[strategy] = n + 1
@@ -536,9 +578,10 @@ def history_chart(series: pd.DataFrame, steps: pd.DataFrame) -> Figure:
             marker="o",
             linestyle=styles[n % len(styles)],
             color=strategy_colour(strategy),
-            label=cell,
+            label=f"{cell} ({host_class or NO_HOST_CLASS})" if several else str(cell),
         )
-        for _, step in steps[steps["cell"] == cell].iterrows():
+        own = steps[(steps["cell"] == cell) & (steps["host_class"] == host_class)]
+        for _, step in own.iterrows():
             when = pd.to_datetime(step["started_at"], utc=True)
             ax.axvline(when, color=strategy_colour(strategy), linestyle=":", linewidth=1.2)
             ax.annotate(
@@ -549,7 +592,7 @@ def history_chart(series: pd.DataFrame, steps: pd.DataFrame) -> Figure:
                 fontsize=8,
                 color="black",
             )
-    values = series[series["cell"].isin(cells)]["median_s"].astype(float).tolist()
+    values = series[series["cell"].isin([c for c, _ in cells])]["median_s"].astype(float).tolist()
     if needs_log_scale(values):
         _log_scale(ax)
     ax.set_xlabel("run start (UTC); dotted lines: detected change points")

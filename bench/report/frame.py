@@ -8,14 +8,20 @@ import math
 import re
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from bench.engine.attribution import GROUPS, SHARED_ENGINE, toolchain_share
-from bench.engine.matrix import HOST_EMULATOR, emulator_axis, variant_name
+from bench.engine.matrix import (
+    HOST_EMULATOR,
+    emulator_axis,
+    host_class_of,
+    host_classes,
+    variant_name,
+)
 from bench.engine.results import (
     DamagedRun,
     LoadWarning,
@@ -80,8 +86,13 @@ VM_PHASES = ("boot", "build", "shutdown")
 
 
 def frame(records: list[Record]) -> pd.DataFrame:
-    """Return one row per record with every axis and measure as a column."""
+    """Return one row per record with every axis and measure as a column.
+
+    `host_class` is the hardware class measured on (`bench.engine.matrix.host_class_of`:
+    a record older than the field takes its cell's one class), '' when none is known.
+    """
     rows = []
+    classes = host_classes(records)
     for r in records:
         emulator = emulator_axis(r)
         steps = r.steps.by_category
@@ -125,7 +136,7 @@ def frame(records: list[Record]) -> pd.DataFrame:
             "emulator_fault": r.emulator_fault,
             "node": r.node,
             "built_on": r.built_on,
-            "host_class": r.host_class,
+            "host_class": host_class_of(r, classes),
         }
         for cat in STEP_CATEGORIES:
             row[f"step_{cat}_s"] = steps.get(cat)
@@ -155,6 +166,7 @@ WALL_COLUMNS = [
     "ci_high_s",
     "ci_coverage",
     "reference",
+    "host_class",
 ]
 """The columns of `wall_summary`; walltime.csv holds them up to `vs_native` as before."""
 
@@ -172,11 +184,48 @@ def wall_summary(df: pd.DataFrame, stats: pd.DataFrame | None = None) -> pd.Data
     if not parts:
         return pd.DataFrame(columns=WALL_COLUMNS)
     table = versus_native(pd.concat(parts, ignore_index=True))
-    return table[WALL_COLUMNS].sort_values(SUMMARY_KEYS, kind="stable").reset_index(drop=True)
+    return (
+        table[WALL_COLUMNS]
+        .sort_values([*SUMMARY_KEYS, "host_class"], kind="stable")
+        .reset_index(drop=True)
+    )
 
 
-CELL_KEYS = ["scenario", "size", "strategy", "variant", "cpu", "emulator", "cache", "platform"]
-"""The columns that name a cell in `frame()` rows."""
+AXIS_KEYS = ["scenario", "size", "strategy", "variant", "cpu", "emulator", "cache", "platform"]
+"""The axes that name a cell in `frame()` rows."""
+CELL_KEYS = [*AXIS_KEYS, "host_class"]
+"""The columns every statistic groups by: the axes and the hardware class, so that the
+same cell measured on two classes of host is two cells, never one sample."""
+
+
+def host_class_values(table: pd.DataFrame) -> list[str]:
+    """Return the hardware classes `table` (rows with a `host_class` column, or none)
+    holds, sorted; [''] when it names none."""
+    if "host_class" not in table.columns or table.empty:
+        return [""]
+    return sorted({_class_text(v) for v in table["host_class"]})
+
+
+def class_names(classes: Sequence[str]) -> dict[str, str]:
+    """Return the short name of each hardware class of a report: host class 1, 2, ... in
+    the order given (`host_class_values`)."""
+    return {c: f"host class {i}" for i, c in enumerate(classes, start=1)}
+
+
+def _class_text(value: Any) -> str:
+    # A table built without the column (or with a gap in it) measured on one host.
+    return value if isinstance(value, str) else ""
+
+
+def _row_class(row: pd.Series) -> str:
+    return _class_text(row.get("host_class", ""))
+
+
+def host_class_column(table: pd.DataFrame) -> pd.Series:
+    """Return the `host_class` of each row of `table` as text ('' where it has none)."""
+    if "host_class" not in table.columns:
+        return pd.Series("", index=table.index, dtype=object)
+    return table["host_class"].map(_class_text)
 
 
 def history_runs(run_dirs: Sequence[Path]) -> list[Path]:
@@ -210,6 +259,37 @@ class ReportData:
     def records(self) -> list[Record]:
         """Every usable record of the runs, in the order given."""
         return [r for run in self.runs for r in run.records]
+
+    @property
+    def host_classes(self) -> list[str]:
+        """The hardware classes the frame's records were measured on, sorted ('' for
+        records that name none)."""
+        return host_class_values(self.frame)
+
+    def of_class(self, host_class: str) -> ReportData:
+        """Return this data restricted to the records measured on `host_class` (the same
+        runs, history and skipped results): what one section of a report on several
+        hardware classes shows."""
+        classes = host_classes(self.records)
+
+        def own(table: pd.DataFrame) -> pd.DataFrame:
+            return table[host_class_column(table) == host_class].reset_index(drop=True)
+
+        runs = tuple(
+            replace(
+                run,
+                records=tuple(r for r in run.records if host_class_of(r, classes) == host_class),
+            )
+            for run in self.runs
+        )
+        return replace(
+            self,
+            runs=runs,
+            frame=own(self.frame),
+            stats=own(self.stats),
+            wall=own(self.wall),
+            slowdown=own(self.slowdown),
+        )
 
 
 def load_report_data(
@@ -327,22 +407,38 @@ def cell_statistics(df: pd.DataFrame) -> pd.DataFrame:
     return _describe_groups(_measured(df, "cell"))
 
 
-def native_references(table: pd.DataFrame) -> dict[tuple[str, int, str, str], pd.Series]:
-    """Return, per (scenario, size, cache, platform) of `table` (rows with those columns,
-    strategy, variant and median_s), the native cell that is the reference for that
-    platform: native on that platform when it ran, else the fastest native cell of the
-    same scenario, size and cache (the host's own platform). Only cells (not combined
+RefKey = tuple[str, int, str, str, str]
+
+
+def _ref_key(row: pd.Series) -> RefKey:
+    return (
+        str(row["scenario"]),
+        int(row["size"]),
+        str(row["cache"]),
+        str(row["platform"]),
+        _row_class(row),
+    )
+
+
+def native_references(table: pd.DataFrame) -> dict[RefKey, pd.Series]:
+    """Return, per (scenario, size, cache, platform, host class) of `table` (rows with
+    those columns, strategy, variant and median_s; no `host_class` column is one class),
+    the native cell that is the reference for that platform: native on that platform
+    when it ran, else the fastest native cell of the same scenario, size and cache (the
+    host's own platform), always of the same hardware class. Only cells (not combined
     builds) are references."""
-    refs: dict[tuple[str, int, str, str], pd.Series] = {}
+    refs: dict[RefKey, pd.Series] = {}
     native = table[table["strategy"] == "native"]
     if "kind" in native.columns:
         native = native[native["kind"] == "cell"]
+    native_classes = host_class_column(native)
     for _, row in table.iterrows():
-        key = (str(row["scenario"]), int(row["size"]), str(row["cache"]), str(row["platform"]))
+        key = _ref_key(row)
         same = native[
             (native["scenario"] == key[0])
             & (native["size"] == key[1])
             & (native["cache"] == key[2])
+            & (native_classes == key[4])
         ]
         if same.empty:
             continue
@@ -353,10 +449,11 @@ def native_references(table: pd.DataFrame) -> dict[tuple[str, int, str, str], pd
 
 
 def versus_native(table: pd.DataFrame) -> pd.DataFrame:
-    """Return `table` (rows with scenario, size, strategy, variant, cache, platform and
-    median_s) with three more columns: `reference` (the native cell it is compared with,
-    "variant platform", see `native_references`; "" when none ran), `ref_median_s` and
-    `vs_native` (median / the reference's median; NaN without a reference).
+    """Return `table` (rows with scenario, size, strategy, variant, cache, platform,
+    host_class and median_s) with three more columns: `reference` (the native cell it is
+    compared with, of the same hardware class, "variant platform", see
+    `native_references`; "" when none ran), `ref_median_s` and `vs_native` (median / the
+    reference's median; NaN without a reference).
 
     This is the one "versus native" computation: the wall-time table and chart, the
     slowdown table and heatmap and the recommendation all read it.
@@ -366,8 +463,7 @@ def versus_native(table: pd.DataFrame) -> pd.DataFrame:
     references: list[str] = []
     ref_medians: list[float] = []
     for _, row in table.iterrows():
-        key = (str(row["scenario"]), int(row["size"]), str(row["cache"]), str(row["platform"]))
-        ref = refs.get(key)
+        ref = refs.get(_ref_key(row))
         references.append("" if ref is None else f"{ref['variant']} {ref['platform']}")
         ref_medians.append(float("nan") if ref is None else float(ref["median_s"]))
     out["reference"] = pd.Series(references, index=table.index, dtype=object)
@@ -410,9 +506,10 @@ EMULATOR_COLUMNS = [
     "crashes",
     "flakes",
     "faults",
+    "host_class",
 ]
 """The columns of `emulator_versions` (emulators.csv)."""
-_VERSION_GROUP = ["scenario", "size", "strategy", "cpu", "cache", "platform"]
+_VERSION_GROUP = ["scenario", "size", "strategy", "cpu", "cache", "platform", "host_class"]
 
 
 def _version_order(version: str, name: str) -> tuple[tuple[int, ...], str]:
@@ -429,10 +526,11 @@ def _ok_times(group: pd.DataFrame, emulator: str) -> dict[tuple[str, int], float
 
 
 def emulator_versions(df: pd.DataFrame) -> pd.DataFrame:
-    """Return, per cell (scenario, size, strategy, CPU variant, cache, platform) measured
-    under more than one emulator, or under a pinned one, one row per emulator: its ratio
-    to the reference emulator from the paired comparison within each run (repetition i
-    of both, in the same run, form a pair; `bench.analysis.paired.paired_t`: the
+    """Return, per cell (scenario, size, strategy, CPU variant, cache, platform, host
+    class) measured under more than one emulator, or under a pinned one, one row per
+    emulator: its ratio to the reference emulator from the paired comparison within
+    each run (repetition i of both, in the same run, form a pair;
+    `bench.analysis.paired.paired_t`: the
     geometric-mean ratio, its 95 % t interval and one-sided p-values), its median, and
     its failed repetitions, emulator crashes (failed with `emulator-crash`), retried
     flakes and the faults named.
@@ -502,7 +600,7 @@ def emulator_versions(df: pd.DataFrame) -> pd.DataFrame:
 
 
 ATTRIBUTION_COLUMNS = [
-    *CELL_KEYS,
+    *AXIS_KEYS,
     "n",
     "wall_s",
     "total_cpu_s",
@@ -512,6 +610,7 @@ ATTRIBUTION_COLUMNS = [
     *[f"cpu_{g}_s" for g in GROUPS],
     "toolchain_share",
     "shared",
+    "host_class",
 ]
 """`attribution_table`: medians over a cell's measured repetitions that were attributed;
 `shared` when another build ran on the engine during any of them."""
@@ -524,6 +623,7 @@ def attribution_table(records: Sequence[Record]) -> pd.DataFrame:
     process count, the CPU seconds of each program group and the toolchain's share
     (compiler, assembler and linker over the accounted CPU time); n the repetitions."""
     rows = []
+    classes = host_classes(records)
     for r in records:
         a = r.attribution
         if r.kind != "cell" or r.status != "ok" or r.warmup or a is None or not a.processes:
@@ -545,6 +645,7 @@ def attribution_table(records: Sequence[Record]) -> pd.DataFrame:
             "processes": a.processes,
             "toolchain_share": toolchain_share(a),
             "shared": SHARED_ENGINE in a.notes,
+            "host_class": host_class_of(r, classes),
         }
         for g in GROUPS:
             row[f"cpu_{g}_s"] = a.cpu_by_group.get(g, 0.0)
@@ -576,8 +677,10 @@ AMDAHL_COLUMNS = [
     "hybrid_vs_native",
     "saving_reached",
     "shared",
+    "host_class",
 ]
-"""`amdahl_table`: per emulated platform, what hybrid can save and what it saved."""
+"""`amdahl_table`: per emulated platform and host class, what hybrid can save and what
+it saved."""
 
 
 def amdahl_table(attribution: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame:
@@ -586,8 +689,8 @@ def amdahl_table(attribution: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame
     for hybrid: hybrid runs the compiler, assembler and linker natively, so with the
     share f of the qemu-user build's accounted CPU time spent in them, the best hybrid
     can do is the qemu-user median wall time x (1 - f) (those programs taking no time
-    at all). Beside it: hybrid's median (same scenario, size, CPU variant, cache and
-    platform in `stats`; NaN when it did not run), the native reference's median and
+    at all). Beside it: hybrid's median (same scenario, size, CPU variant, cache,
+    platform and host class in `stats`; NaN when it did not run), the native reference's median and
     both ratios to it, `saving_reached`: the part of the possible saving hybrid got,
     (qemu-user - hybrid) / (qemu-user - limit), and `shared` when another build ran on
     the engine during either cell (its figures are then not this workload's alone).
@@ -601,7 +704,7 @@ def amdahl_table(attribution: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame
         (attribution["strategy"] == "qemu-user") & attribution["toolchain_share"].notna()
     ]
     for _, row in emulated.iterrows():
-        key = {k: row[k] for k in ("scenario", "size", "cpu", "cache", "platform")}
+        key = {k: row[k] for k in ("scenario", "size", "cpu", "cache", "platform", "host_class")}
         same = ranked
         for k, v in key.items():
             same = same[same[k] == v] if not same.empty else same
@@ -630,6 +733,7 @@ def amdahl_table(attribution: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame
                 & (attribution["cpu"] == key["cpu"])
                 & (attribution["cache"] == key["cache"])
                 & (attribution["platform"] == key["platform"])
+                & (attribution["host_class"] == key["host_class"])
             ]["shared"].any()
         )
         out.append(

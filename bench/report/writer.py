@@ -26,11 +26,17 @@ from matplotlib.figure import Figure
 from bench.analysis import history
 from bench.analysis.recommend import Recommendation, recommend
 from bench.engine.attribution import GROUP_LABELS, GROUPS
-from bench.engine.matrix import HOST_EMULATOR
+from bench.engine.matrix import HOST_EMULATOR, NO_HOST_CLASS
 from bench.engine.results import LoadWarning, Record, StoredRun
 from bench.errors import UsageError
 from bench.report import charts
-from bench.report.frame import ReportData, amdahl_table, attribution_table, load_report_data
+from bench.report.frame import (
+    ReportData,
+    amdahl_table,
+    attribution_table,
+    class_names,
+    load_report_data,
+)
 
 # In the working folder, beside ./results.
 DEFAULT_REPORTS = Path("reports")
@@ -77,6 +83,9 @@ class ReportPlan:
     blocks: list[Block] = field(default_factory=list)
     left_out: list[tuple[str, str]] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
+    # Appended to chart and table file names: '-class1' in a section of one hardware
+    # class, so that two sections never write one file.
+    tag: str = ""
 
 
 def _save(fig: Figure, out_dir: Path, name: str, png_from: Path | None = None) -> tuple[Path, Path]:
@@ -109,7 +118,7 @@ def _chart(
         plan.left_out.append((title, str(exc)))
         plan.blocks.append(Para(f"Chart left out: {exc}."))
         return
-    png, svg = _save(fig, out_dir, name, png_from)
+    png, svg = _save(fig, out_dir, name + plan.tag, png_from)
     plan.written += [png, svg]
     plan.blocks.append(Chart(name, title, png, svg, caption))
 
@@ -182,7 +191,7 @@ def plan_report(data: ReportData, out_dir: Path, wall: Figure | str) -> ReportPl
 
     Raises what a chart raises other than ValueError (a chart the data does not allow).
     """
-    manifests, df, stats = data.manifests, data.frame, data.stats
+    manifests = data.manifests
     plan = ReportPlan()
     latest = manifests[-1]
     prov = latest.get("provenance", {})
@@ -197,6 +206,52 @@ def plan_report(data: ReportData, out_dir: Path, wall: Figure | str) -> ReportPl
             f"{str(prov.get('harness_commit', '?'))[:12]}."
         )
     )
+    classes = data.host_classes
+    if len(classes) <= 1:
+        _measured_blocks(plan, out_dir, data, wall)
+        _history_blocks(plan, out_dir, data)
+        _validation_blocks(plan, out_dir, data)
+    else:
+        plan.blocks.append(Heading("Host classes"))
+        plan.blocks.append(
+            Para(
+                f"These runs were measured on {len(classes)} hardware classes (CPU model, "
+                "cores, memory, kernel series). Timings of different hardware are not "
+                "comparable: every statistic, ratio, chart and recommendation below is "
+                "computed within one class, in a section of its own."
+            )
+        )
+        names = class_names(classes)
+        plan.blocks.append(Bullets(tuple(f"{names[c]}: {c or NO_HOST_CLASS}" for c in classes)))
+        for number, host_class in enumerate(classes, start=1):
+            title = f"{names[host_class]}: {host_class or NO_HOST_CLASS}"
+            plan.blocks.append(Heading(title[0].upper() + title[1:]))
+            section = ReportPlan(tag=f"-class{number}")
+            part = data.of_class(host_class)
+            _measured_blocks(section, out_dir, part, _wall_figure(part))
+            _validation_blocks(section, out_dir, part)
+            plan.blocks += [
+                Heading(b.text, b.level + 1) if isinstance(b, Heading) else b
+                for b in section.blocks
+            ]
+            plan.written += section.written
+            plan.left_out += [(f"{t} ({names[host_class]})", why) for t, why in section.left_out]
+        _history_blocks(plan, out_dir, data)
+    _closing_blocks(plan, data)
+    return plan
+
+
+def _wall_figure(data: ReportData) -> Figure | str:
+    try:
+        return charts.wall_chart(data.wall)
+    except ValueError as exc:
+        return str(exc)
+
+
+def _measured_blocks(plan: ReportPlan, out_dir: Path, data: ReportData, wall: Figure | str) -> None:
+    """Add the sections that compare cells: the recommendation, wall time, slowdown,
+    emulator versions, where the time goes, instructions, cache and work size."""
+    manifests, df, stats = data.manifests, data.frame, data.stats
     recs = recommend(stats, df, manifests)
     plan.blocks.extend(_recommendation_blocks(recs))
 
@@ -247,7 +302,7 @@ def plan_report(data: ReportData, out_dir: Path, wall: Figure | str) -> ReportPl
         "Bars: median wall time, with its ratio to the native reference; whiskers: the "
         "order-statistic confidence interval of the median (its real coverage is in the "
         "table above); dotted: combined builds.",
-        out_dir / "walltime.png",
+        out_dir / "walltime.png" if not plan.tag else None,
     )
 
     plan.blocks.append(Heading("Slowdown against native"))
@@ -317,23 +372,37 @@ def plan_report(data: ReportData, out_dir: Path, wall: Figure | str) -> ReportPl
         )
     _chart(plan, out_dir, "scaling", "Cost against work size", lambda: charts.scaling_chart(stats))
 
+
+def _history_blocks(plan: ReportPlan, out_dir: Path, data: ReportData) -> None:
+    """Add the history section: change points per cell and hardware class over the runs
+    stored beside the report's, and their chart."""
     plan.blocks.append(Heading("History"))
     hist_runs = list(data.history)
     series, steps = history.analyse(hist_runs)
     all_steps = [s for v in steps.values() for s in v]
+    several = len({p.host_class for v in series.values() for p in v}) > 1
+    if several:
+        plan.blocks.append(
+            Para(
+                "The stored runs were measured on several hardware classes: each cell's "
+                "history is one series per class, so that a change of hardware is never "
+                "taken for a change point."
+            )
+        )
     if all_steps:
+        headers = (
+            "cell",
+            "first run after",
+            "started",
+            "commit",
+            "before s",
+            "after s",
+            "ratio",
+            "p",
+        )
         plan.blocks.append(
             Table(
-                (
-                    "cell",
-                    "first run after",
-                    "started",
-                    "commit",
-                    "before s",
-                    "after s",
-                    "ratio",
-                    "p",
-                ),
+                (*headers, "host class") if several else headers,
                 tuple(
                     (
                         s.cell,
@@ -344,6 +413,7 @@ def plan_report(data: ReportData, out_dir: Path, wall: Figure | str) -> ReportPl
                         _fmt_s(s.after_s),
                         f"{s.ratio:.2f}x",
                         f"{s.p_value:.3g}",
+                        *((s.host_class or NO_HOST_CLASS,) if several else ()),
                     )
                     for s in all_steps
                 ),
@@ -364,6 +434,9 @@ def plan_report(data: ReportData, out_dir: Path, wall: Figure | str) -> ReportPl
         lambda: charts.history_chart(history.series_frame(series), history.steps_frame(all_steps)),
     )
 
+
+def _validation_blocks(plan: ReportPlan, out_dir: Path, data: ReportData) -> None:
+    """Add the validation matrix and the resources chart."""
     plan.blocks.append(Heading("Validation and resources"))
     _chart(
         plan,
@@ -377,9 +450,14 @@ def plan_report(data: ReportData, out_dir: Path, wall: Figure | str) -> ReportPl
         out_dir,
         "resources",
         "Resources",
-        lambda: charts.resources_chart(charts.resource_table(df)),
+        lambda: charts.resources_chart(charts.resource_table(data.frame)),
     )
 
+
+def _closing_blocks(plan: ReportPlan, data: ReportData) -> None:
+    """Add the cells that were unavailable, the stored results skipped and the charts
+    left out."""
+    manifests = data.manifests
     unavailable = [c for m in manifests for c in m.get("cells", []) if not c.get("available", 1)]
     if unavailable:
         plan.blocks.append(Heading("Unavailable cells"))
@@ -397,7 +475,6 @@ def plan_report(data: ReportData, out_dir: Path, wall: Figure | str) -> ReportPl
         if plan.left_out
         else Para("None: the data allowed every chart.")
     )
-    return plan
 
 
 def _ratio_text(row: Any) -> str:
@@ -483,7 +560,7 @@ def _emulator_blocks(plan: ReportPlan, out_dir: Path, df: Any) -> None:
         "Points: each version's paired ratio to the reference emulator; whiskers: its 95 % "
         "interval; dashed: the reference.",
     )
-    csv = out_dir / "emulators.csv"
+    csv = out_dir / f"emulators{plan.tag}.csv"
     table.to_csv(csv, index=False, float_format="%.4f")
     plan.written.append(csv)
 
@@ -547,7 +624,7 @@ def _attribution_blocks(plan: ReportPlan, out_dir: Path, data: ReportData) -> No
             ),
         )
     )
-    csv = out_dir / "attribution.csv"
+    csv = out_dir / f"attribution{plan.tag}.csv"
     table.to_csv(csv, index=False, float_format="%.4g")
     plan.written.append(csv)
     _chart(
@@ -568,7 +645,7 @@ def _attribution_blocks(plan: ReportPlan, out_dir: Path, data: ReportData) -> No
             )
         )
         return
-    csv = out_dir / "amdahl.csv"
+    csv = out_dir / f"amdahl{plan.tag}.csv"
     amdahl.to_csv(csv, index=False, float_format="%.4g")
     plan.written.append(csv)
     plan.blocks.append(
@@ -651,7 +728,7 @@ def _instruction_blocks(plan: ReportPlan, out_dir: Path, records: list[Record]) 
                 "Each instruction's median time over the native build's; hatched: run on "
                 "$BUILDPLATFORM.",
             )
-    csv = out_dir / "instructions.csv"
+    csv = out_dir / f"instructions{plan.tag}.csv"
     costs_frame(records).to_csv(csv, index=False)
     plan.written.append(csv)
 

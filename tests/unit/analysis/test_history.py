@@ -11,9 +11,9 @@ from bench.cli import main
 from bench.engine.results import Record, RunStore
 
 
-def store_runs(root, medians, reps=3, seed=0, size=1):
+def store_runs(root, medians, reps=3, seed=0, size=1, host_class="", first=0):
     rng = np.random.default_rng(seed)
-    for i, median in enumerate(medians):
+    for i, median in enumerate(medians, start=first):
         run_id = f"202601{i + 1:02d}T000000Z-run{i}"
         store = RunStore(root, run_id)
         store.write_manifest(
@@ -36,6 +36,7 @@ def store_runs(root, medians, reps=3, seed=0, size=1):
                     "ok",
                     wall,
                     f"2026-01-{i + 1:02d}T00:00:00+00:00",
+                    host_class=host_class,
                 )
             )
 
@@ -112,3 +113,54 @@ def test_history_command_prints_json(tmp_path, capsys):
     assert cell["steps"][0]["ci_low"] > 1.2 and cell["min_step"] >= 0.05
     assert main(["history", "--results", str(tmp_path), "--alpha", "nan"]) == 2
     assert main(["history", "--results", str(tmp_path), "--cell", "nosuch"]) == 2
+
+
+A = "Intel Xeon E5-2680, 2 cores, 4 GiB, Linux 6.1"
+B = "Ampere Altra, 8 cores, 32 GiB, Linux 6.8"
+CELL = "cbench-s1-qemu-user-linux-arm64"
+
+
+def test_a_change_of_hardware_class_is_not_a_change_point(tmp_path):
+    # Seven runs on class A, then seven of the same cell on class B, twice as slow.
+    store_runs(tmp_path, [10.0] * 7, host_class=A)
+    store_runs(tmp_path, [20.0] * 7, host_class=B, first=7, seed=1)
+    series, steps = analyse(sorted(p for p in tmp_path.iterdir() if p.name != "one"))
+    assert set(series) == {f"{CELL} on {A}", f"{CELL} on {B}"}
+    assert {v[0].host_class for v in series.values()} == {A, B}
+    assert all(len(v) == 7 and {p.cell for p in v} == {CELL} for v in series.values())
+    assert all(not s for s in steps.values())
+    # The same medians on one class are one series, and there the step is found.
+    store_runs(tmp_path / "one", [10.0] * 7, host_class=A)
+    store_runs(tmp_path / "one", [20.0] * 7, host_class=A, first=7, seed=1)
+    _, one = analyse(sorted((tmp_path / "one").iterdir()))
+    assert [s.run_id.split("-")[-1] for s in one[CELL]] == ["run7"]
+
+
+def test_a_step_within_one_class_is_found_beside_another_class(tmp_path):
+    store_runs(tmp_path, [10.0] * 6 + [13.0] * 6, host_class=A)
+    store_runs(tmp_path, [20.0] * 6, host_class=B, first=12, seed=2)
+    series, steps = analyse(sorted(tmp_path.iterdir()), cells=[CELL])
+    (step,) = steps[f"{CELL} on {A}"]
+    assert step.host_class == A and step.cell == CELL
+    assert step.run_id.endswith("run6") and step.ratio == pytest.approx(1.3, rel=0.03)
+    assert steps[f"{CELL} on {B}"] == []
+
+
+def test_runs_stored_before_the_class_join_the_one_class_named(tmp_path):
+    store_runs(tmp_path, [10.0] * 6)
+    store_runs(tmp_path, [10.0] * 6 + [13.0] * 6, host_class=A, first=6, seed=3)
+    series, steps = analyse(sorted(tmp_path.iterdir()))
+    assert set(series) == {CELL} and len(series[CELL]) == 18
+    assert [s.run_id.split("-")[-1] for s in steps[CELL]] == ["run12"]
+
+
+def test_history_command_names_the_class_of_each_series(tmp_path, capsys):
+    store_runs(tmp_path, [10.0] * 4, host_class=A)
+    store_runs(tmp_path, [20.0] * 4, host_class=B, first=4, seed=1)
+    assert main(["history", "--results", str(tmp_path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)["cells"]
+    assert {(v["cell"], v["host_class"]) for v in data.values()} == {(CELL, A), (CELL, B)}
+    assert all(not v["steps"] for v in data.values())
+    assert main(["history", "--results", str(tmp_path), "--cell", CELL]) == 0
+    text = capsys.readouterr().out
+    assert "host class" in text and "Ampere" in text and "Intel" in text
