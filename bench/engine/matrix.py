@@ -122,10 +122,26 @@ def host_classes(records: Iterable[Record]) -> dict[Cell, str]:
     return {cell: next(iter(found)) for cell, found in named.items() if len(found) == 1}
 
 
-def host_class_of(record: Record, classes: dict[Cell, str]) -> str:
+def run_classes(records: Iterable[Record]) -> dict[str, str]:
+    """Return, per run of `records` whose records name exactly one hardware class, that
+    class: the host that decided the run's unavailable cells and joined its indexes,
+    records that measure nothing and so name no class of their own."""
+    named: dict[str, set[str]] = {}
+    for r in records:
+        if r.host_class:
+            named.setdefault(r.run_id, set()).add(r.host_class)
+    return {run: next(iter(found)) for run, found in named.items() if len(found) == 1}
+
+
+def host_class_of(
+    record: Record, classes: dict[Cell, str], runs: dict[str, str] | None = None
+) -> str:
     """Return the hardware class `record` was measured on: its own, else its cell's one
-    class in `classes` (`host_classes` of the records it is read with), else ''."""
-    return record.host_class or classes.get(cell_of(record), "")
+    class in `classes` (`host_classes` of the records it is read with), else its run's
+    one class in `runs` (`run_classes`), else ''."""
+    return (
+        record.host_class or classes.get(cell_of(record), "") or (runs or {}).get(record.run_id, "")
+    )
 
 
 def split_values(values: Iterable[str]) -> list[str]:

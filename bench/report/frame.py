@@ -20,6 +20,7 @@ from bench.engine.matrix import (
     emulator_axis,
     host_class_of,
     host_classes,
+    run_classes,
     variant_name,
 )
 from bench.engine.results import (
@@ -92,7 +93,7 @@ def frame(records: list[Record]) -> pd.DataFrame:
     a record older than the field takes its cell's one class), '' when none is known.
     """
     rows = []
-    classes = host_classes(records)
+    classes, runs = host_classes(records), run_classes(records)
     for r in records:
         emulator = emulator_axis(r)
         steps = r.steps.by_category
@@ -136,7 +137,7 @@ def frame(records: list[Record]) -> pd.DataFrame:
             "emulator_fault": r.emulator_fault,
             "node": r.node,
             "built_on": r.built_on,
-            "host_class": host_class_of(r, classes),
+            "host_class": host_class_of(r, classes, runs),
         }
         for cat in STEP_CATEGORIES:
             row[f"step_{cat}_s"] = steps.get(cat)
@@ -270,7 +271,7 @@ class ReportData:
         """Return this data restricted to the records measured on `host_class` (the same
         runs, history and skipped results): what one section of a report on several
         hardware classes shows."""
-        classes = host_classes(self.records)
+        classes, by_run = host_classes(self.records), run_classes(self.records)
 
         def own(table: pd.DataFrame) -> pd.DataFrame:
             return table[host_class_column(table) == host_class].reset_index(drop=True)
@@ -278,7 +279,9 @@ class ReportData:
         runs = tuple(
             replace(
                 run,
-                records=tuple(r for r in run.records if host_class_of(r, classes) == host_class),
+                records=tuple(
+                    r for r in run.records if host_class_of(r, classes, by_run) == host_class
+                ),
             )
             for run in self.runs
         )

@@ -242,3 +242,16 @@ def test_the_history_chart_draws_one_line_per_cell_and_class():
     lines = fig.axes[0].get_lines()
     assert sorted(list(line.get_ydata()) for line in lines) == [[10.0] * 3, [20.0] * 3]
     assert sorted(line.get_label() for line in lines) == [f"c ({B})", f"c ({A})"]
+
+
+def test_records_that_measure_nothing_take_their_runs_one_class():
+    # An unavailable cell and a joined index name no class of their own: they were
+    # decided on the run's host, so a one-class run stays a one-class report.
+    unavailable = replace(rec("native", "linux/arm64", 0.0, 1, ""), status="unavailable")
+    merge = replace(rec("native", "all", 1.0, 1, ""), kind="merge")
+    table = frame([*ON_A, unavailable, merge])
+    assert set(table["host_class"]) == {A}
+    # With two runs on two classes, each run's own class.
+    other = replace(unavailable, run_id="r2")
+    table = frame([*ON_A, *cells(B, [40.0], [120.0], [1.0], run="r2"), unavailable, other])
+    assert dict(zip(table["run_id"], table["host_class"], strict=False)) == {"r": A, "r2": B}
