@@ -48,6 +48,10 @@ SYSTEM_PACKAGES: dict[str, str] = {
     "ppc64le": "qemu-system-ppc",
 }
 MANIFEST = "system.json"
+# QEMU's data folder and Debian's firmware path (configure --firmwarepath), in QEMU's own
+# search order: given inside the closure with -L, they are searched before the host's
+# (bios-256k.bin of an x86 guest comes from seabios, not from qemu-system-data).
+FIRMWARE_DIRS = ("usr/share/qemu", "usr/share/seabios", "usr/lib/ipxe/qemu")
 _SYSTEM_VERSION = re.compile(
     r"^QEMU emulator version (?P<upstream>[0-9][^\s(]*)(?: \((?P<build>[^)]*)\))?"
 )
@@ -186,22 +190,25 @@ def launcher_in(root: Path, binary: Path) -> Launcher:
     if not real.is_relative_to(os.path.realpath(root)):
         raise EmulatorUnavailable(f"the loader {loader} leads out of the closure, to {real}")
     triplet = real.parent.name
+    # Before merged /usr (bookworm) the loader and the base libraries are in
+    # lib/<triplet>, the others in usr/lib/<triplet>: both are searched.
     libdirs = [
         d
         for d in (
             real.parent,
+            root / "usr" / "lib" / triplet,
             root / "lib" / triplet,
             root / "usr" / "lib",
             root / "lib",
         )
         if d.is_dir()
     ]
-    modules = real.parent / "qemu"
+    modules = root / "usr" / "lib" / triplet / "qemu"
     return Launcher(
         loader=real,
         library_path=tuple(dict.fromkeys(libdirs)),
         binary=binary,
-        data_dirs=tuple(d for d in (root / "usr" / "share" / "qemu",) if d.is_dir()),
+        data_dirs=tuple(root / d for d in FIRMWARE_DIRS if (root / d).is_dir()),
         module_dir=modules if modules.is_dir() else None,
     )
 

@@ -291,3 +291,30 @@ def test_a_closure_that_would_load_the_hosts_libraries_is_refused_by_name(tmp_pa
     # Now everything loads from the closure, and what answers --version is no QEMU.
     with pytest.raises(EmulatorUnavailable, match="not a qemu-system --version line"):
         se.check_runs(system)
+
+
+@needs_x86_64_loader
+def test_a_closure_before_merged_usr_searches_both_library_folders(tmp_path):
+    root = tmp_path / "root"
+    for d in ("lib/x86_64-linux-gnu", "lib64", "usr/lib/x86_64-linux-gnu/qemu", "usr/bin"):
+        (root / d).mkdir(parents=True)
+    for d in ("usr/share/qemu", "usr/share/seabios"):
+        (root / d).mkdir(parents=True)
+    (root / "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2").write_bytes(b"loader")
+    # bookworm's libc6 links /lib64's loader absolutely: it must lead into the closure.
+    (root / "lib64/ld-linux-x86-64.so.2").symlink_to("/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2")
+    binary = root / "usr/bin/qemu-system-aarch64"
+    shutil.copy("/bin/true", binary)
+    with pytest.raises(EmulatorUnavailable, match="leads out of the closure"):
+        se.launcher_in(root, binary)
+    assert se.relink_absolute(root) == 1
+    launcher = se.launcher_in(root, binary)
+    assert launcher.loader == root / "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"
+    assert launcher.library_path == (
+        root / "lib/x86_64-linux-gnu",
+        root / "usr/lib/x86_64-linux-gnu",
+        root / "usr/lib",
+        root / "lib",
+    )
+    assert launcher.module_dir == root / "usr/lib/x86_64-linux-gnu/qemu"
+    assert launcher.data_dirs == (root / "usr/share/qemu", root / "usr/share/seabios")
