@@ -323,6 +323,14 @@ def system_binaries(root: Path) -> dict[str, str]:
     return found
 
 
+def first_error(exc: BaseException) -> str:
+    """Return the line of a failed mmdebstrap's output that says why: apt's first `E:`
+    line (the last lines only say that mmdebstrap failed), else the last line."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("E: ")]
+    return errors[0] if errors else (lines[-1] if lines else type(exc).__name__)
+
+
 def _cached_manifest(entry: Path, sha256: str) -> dict[str, object] | None:
     try:
         data = json.loads((entry / MANIFEST).read_text())
@@ -383,9 +391,8 @@ def _unpack_closure(
     except EmulatorUnavailable:
         raise
     except (ArchbenchError, OSError) as exc:
-        tail = str(exc).strip().splitlines()[-1:] or [""]
         raise EmulatorUnavailable(
-            f"fetching {package} {version} with its libraries from {suite}: {tail[0]}"
+            f"fetching {package} {version} with its libraries from {suite}: {first_error(exc)}"
         ) from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)

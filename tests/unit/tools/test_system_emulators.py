@@ -318,3 +318,25 @@ def test_a_closure_before_merged_usr_searches_both_library_folders(tmp_path):
     )
     assert launcher.module_dir == root / "usr/lib/x86_64-linux-gnu/qemu"
     assert launcher.data_dirs == (root / "usr/share/qemu", root / "usr/share/seabios")
+
+
+def test_a_failed_fetch_names_apts_own_error(tmp_path):
+    from bench.errors import CommandFailed
+
+    def failing(arch, suite, target, include, sources, *, log_path=None):
+        raise CommandFailed(
+            ["mmdebstrap", "--variant=extract"],
+            25,
+            "I: downloading packages with apt...\n"
+            f"E: Version '{TRIXIE}' for 'qemu-system-arm' was not found\n"
+            "E: apt download failed: E: apt-get --yes install qemu-system-arm failed\n"
+            "E: mmdebstrap failed to run",
+        )
+
+    with pytest.raises(EmulatorUnavailable) as caught:
+        provide(tmp_path, failing)
+    assert str(caught.value) == (
+        f"fetching qemu-system-arm {TRIXIE} with its libraries from trixie: "
+        f"E: Version '{TRIXIE}' for 'qemu-system-arm' was not found"
+    )
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [".lock"]
