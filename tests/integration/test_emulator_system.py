@@ -108,6 +108,15 @@ def test_a_guest_cell_runs_under_trixies_qemu_system_beside_the_hosts(
     log = Path(pinned.log_file).read_text()
     assert f"# qemu-system {facts.reported} (qemu-system-arm {trixie.version}" in log
     assert pinned.guest is not None and pinned.guest.boot_s > 0
+    shown = subprocess.run(
+        [*archbench_cmd, "show", "--results", str(results)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert f"qemu10.0: qemu-system-arm {trixie.version} (trixie" in shown.stdout.replace("\n", " ")
     # Nothing of the closure is left running.
     assert not [
         p
