@@ -20,7 +20,7 @@ from bench.engine.results import load_run, resolve_run
 from bench.tools import apt, emulators
 from tests.conftest import DATA, ROOT, need
 
-pytestmark = [pytest.mark.engine, pytest.mark.registry]
+pytestmark = [pytest.mark.engine, pytest.mark.registry, pytest.mark.binfmt]
 
 
 def tiny_scenario(folder: Path) -> tuple[str, Path]:
