@@ -422,6 +422,12 @@ class Engine:
         )
         for c, reason in unrunnable.items():
             self.availability[c] = Availability(False, reason)
+        for s in systems:
+            say(
+                f"emulator {s.tag} for qemu-system-{s.qemu_name}: {s.package} {s.version} "
+                f"({s.suite}, sha256 {s.sha256[:12]}..., {len(s.packages)} packages "
+                f"unpacked beside it, {s.closure_bytes / 1e6:.0f} MB): {s.reported}"
+            )
         if systems:
             self.req = req = replace(req, system_emulators=systems)
         self.runnable = [c for c in self.cells if self.availability[c].available]
