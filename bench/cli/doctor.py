@@ -49,14 +49,16 @@ def run(args: argparse.Namespace) -> int:
             )
         out.print(table)
         g = Table("strategy", *[p.name for p in platforms], title="strategy x platform")
-        # qemu-user once under the host's emulator, then once per emulator in the cache.
+        # qemu-user and qemu-system once under the host's emulator, then once per
+        # emulator in the cache.
         variants = {str(x["variant"]): str(x["emulator_version"]) for x in grid}
         for name, version in variants.items():
             cells = []
             for p in platforms:
                 entry = next(x for x in grid if x["variant"] == name and x["platform"] == p.name)
+                note = f" ({escape(entry['note'])})" if entry.get("note") else ""
                 cells.append(
-                    "[green]available[/]"
+                    f"[green]available[/]{note}"
                     if entry["available"]
                     else f"[yellow]{escape(entry['reason'])}[/]"
                     + (f" (fix: {escape(entry['fix'])})" if entry["fix"] else "")

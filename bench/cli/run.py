@@ -148,9 +148,10 @@ def add_parser(sub: Subcommands) -> None:
         action="append",
         default=[],
         type=_LIST,
-        help="an axis of qemu-user cells: host (default: the one registered here), a Debian "
-        "suite apt reaches (bookworm, trixie), or a QEMU version; repeatable or comma list; "
-        "each cell runs once per emulator, swapped into binfmt_misc for its builds",
+        help="an axis of qemu-user and qemu-system cells: host (default: the one registered "
+        "here), a Debian suite apt reaches (bookworm, trixie), or a QEMU version; repeatable "
+        "or comma list; each cell runs once per emulator (qemu-user swapped into binfmt_misc "
+        "for its builds, qemu-system started with its suite's libraries)",
     )
     r.add_argument(
         "--retries",

@@ -179,7 +179,8 @@ class Record:
     combined build's platforms. `emulator_fault` names an emulator-crash (QEMU version,
     signal, step). `extra` keeps only what is open-ended and read by no
     command: a multi-platform qemu-system build's `per_platform` facts, `join_s` and
-    `failed_platform`, `push_repaired`, and any key an older record held that has no
+    `failed_platform`, a qemu-system build's `qemu_system` (the binary that ran the guest
+    and the version it reported), `push_repaired`, and any key an older record held that has no
     field here. `node` is the build node a cell was placed on ('' for this host's own
     engine), `built_on` the builder/node that BuildKit's own metadata names as having
     built it, and `host_class` the hardware class measured on (CPU model, cores, memory,

@@ -19,7 +19,15 @@ from typing import Any
 
 from bench.engine import attribution, stats
 from bench.engine.manifest import ManifestCell, RequestInfo, RunManifest
-from bench.engine.matrix import Cell, NodeSpec, cell_of, expand, place_on_nodes, schedule
+from bench.engine.matrix import (
+    EMULATOR_STRATEGIES,
+    Cell,
+    NodeSpec,
+    cell_of,
+    expand,
+    place_on_nodes,
+    schedule,
+)
 from bench.engine.placement import node_line, probe_on_node
 from bench.engine.results import (
     EmulatorFacts,
@@ -46,8 +54,9 @@ from bench.strategies.base import (
     join_index,
 )
 from bench.strategies.qemu_user import emulator_limit
-from bench.tools import contexts, proc, registry
-from bench.tools.emulators import Emulator
+from bench.tools import contexts, proc, registry, system_emulators
+from bench.tools.emulators import Emulator, EmulatorUnavailable
+from bench.tools.system_emulators import SystemEmulator
 from bench.validate.image import ValidationReport, compare_artifacts, validate_image
 
 Say = Callable[[str], None]
@@ -76,6 +85,9 @@ class RunRequest:
     # The emulator axis: each qemu-user (and qemu-system) cell runs once per emulator. Empty:
     # the host's alone, unnamed in records (as before the axis).
     emulators: tuple[Emulator, ...] = ()
+    # The pinned emulators' system emulators (one per emulator and guest target) that
+    # qemu-system cells run under; the engine fetches them (`pinned_system_emulators`).
+    system_emulators: tuple[SystemEmulator, ...] = ()
     nodes: tuple[Node, ...] = ()  # build nodes (docker contexts) native cells move to
     attribute: str = "auto"  # which cells' CPU time is attributed (attribution.ATTRIBUTE_MODES)
 
@@ -86,6 +98,24 @@ class RunRequest:
             if e.axis == cell.emulator:
                 return e
         return None
+
+    def system_emulator_of(self, cell: Cell) -> SystemEmulator | None:
+        """Return the system emulator a qemu-system `cell` on a pinned emulator runs under
+        (its emulator's, for its platform's QEMU target), or None (the host's)."""
+        if cell.strategy != "qemu-system" or not cell.emulator:
+            return None
+        try:
+            qemu_name = parse_platform(cell.platform).qemu_name
+        except ValueError:
+            return None
+        return next(
+            (
+                s
+                for s in self.system_emulators
+                if s.axis == cell.emulator and s.qemu_name == qemu_name
+            ),
+            None,
+        )
 
 
 RETRYABLE = frozenset({"emulator-crash"})
@@ -197,6 +227,67 @@ def emulator_facts(emulator: Emulator) -> EmulatorFacts:
     )
 
 
+def system_emulator_facts(system: SystemEmulator) -> EmulatorFacts:
+    """Return what a record keeps of the system emulator a qemu-system cell ran under."""
+    return EmulatorFacts(
+        spec=system.spec,
+        package=system.package,
+        version=system.version,
+        suite=system.suite,
+        sha256=system.sha256,
+        reported=system.reported,
+        tag=system.tag,
+    )
+
+
+def system_emulator_provenance(system: SystemEmulator) -> dict[str, Any]:
+    """Return what a run's provenance keeps of a pinned system emulator: its facts, how
+    it is started and the closure it runs from (every package, version and sha256)."""
+    return {
+        **asdict(system_emulator_facts(system)),
+        "qemu_name": system.qemu_name,
+        "command": system.launcher.command(),
+        "env": system.launcher.env(),
+        "data_dirs": [str(d) for d in system.launcher.data_dirs],
+        "closure_bytes": system.closure_bytes,
+        "closure": [list(p) for p in system.packages],
+    }
+
+
+def pinned_system_emulators(
+    cells: list[Cell],
+    req: RunRequest,
+    availability: dict[Cell, Availability],
+    say: Say,
+    provide: Callable[..., SystemEmulator] = system_emulators.provide,
+) -> tuple[tuple[SystemEmulator, ...], dict[Cell, str]]:
+    """Return the system emulators that the available qemu-system cells on a pinned
+    emulator run under (each fetched, or found in the cache, once per emulator and guest
+    target), and why each such cell whose system emulator cannot run here is
+    unavailable."""
+    found: dict[tuple[str, str], SystemEmulator | str] = {}
+    unavailable: dict[Cell, str] = {}
+    for c in cells:
+        if c.strategy != "qemu-system" or not c.emulator or not availability[c].available:
+            continue
+        emulator = req.emulator_of(c)
+        if emulator is None or emulator.is_host:
+            continue
+        qemu_name = parse_platform(c.platform).qemu_name
+        key = (c.emulator, qemu_name)
+        if key not in found:
+            try:
+                found[key] = provide(emulator, qemu_name, say=say)
+            except EmulatorUnavailable as exc:
+                found[key] = str(exc)
+        got = found[key]
+        if isinstance(got, str):
+            unavailable[c] = (
+                f"{emulator.tag}'s qemu-system-{qemu_name} ({emulator.spec}) cannot run here: {got}"
+            )
+    return tuple(v for v in found.values() if not isinstance(v, str)), unavailable
+
+
 def emulator_provenance(emulator: Emulator) -> dict[str, Any]:
     """Return what a run's provenance keeps of a pinned emulator."""
     return {**asdict(emulator_facts(emulator)), "binaries": dict(emulator.binaries)}
@@ -218,7 +309,12 @@ def _settings(
         cpu=cell.cpu or None,
         cache="warm" if cell.cache == "warm" else "cold",
         nonce=nonce,
-        emulator=req.emulator_of(cell) if cell.strategy == "qemu-user" else None,
+        emulator=req.emulator_of(cell) if cell.strategy in EMULATOR_STRATEGIES else None,
+        system_emulators=tuple(
+            s
+            for s in req.system_emulators
+            if cell.strategy == "qemu-system" and cell.emulator and s.axis == cell.emulator
+        ),
     )
 
 
@@ -321,6 +417,19 @@ class Engine:
             limit = emulator_limit(c, req.emulator_of(c), self.host)
             if limit and self.availability[c].available:
                 self.availability[c] = Availability(False, limit)
+        systems, unrunnable = pinned_system_emulators(
+            self.cells, req, self.availability, lambda m: say(f"  {m}")
+        )
+        for c, reason in unrunnable.items():
+            self.availability[c] = Availability(False, reason)
+        for s in systems:
+            say(
+                f"emulator {s.tag} for qemu-system-{s.qemu_name}: {s.package} {s.version} "
+                f"({s.suite}, sha256 {s.sha256[:12]}..., {len(s.packages)} packages "
+                f"unpacked beside it, {s.closure_bytes / 1e6:.0f} MB): {s.reported}"
+            )
+        if systems:
+            self.req = req = replace(req, system_emulators=systems)
         self.runnable = [c for c in self.cells if self.availability[c].available]
         if self.runnable:
             # Downloads first: a bad URL or checksum stops the run before any cell.
@@ -348,6 +457,10 @@ class Engine:
             if len(pinned) == 1:
                 # The key runs of one pinned emulator wrote before the axis.
                 self.prov["qemu_user_emulator"] = pinned[0]
+        if req.system_emulators:
+            self.prov["qemu_system_emulators"] = [
+                system_emulator_provenance(s) for s in req.system_emulators
+            ]
         self.host_class = hostnodes.host_class(
             str(self.prov.get("cpu_model", "")),
             int(self.prov.get("cpu_count") or 0),
@@ -436,9 +549,26 @@ class Engine:
 
     def named(self, record: Record) -> Record:
         """Return `record` naming in full the emulator its cell ran under: the pinned one
-        (package, version, sha256, what it reports), or the host's qemu-user when the run
-        named it as a side of the emulator axis."""
+        (package, version, sha256, what it reports; a guest cell's qemu-system package),
+        or the host's qemu-user when the run named it as a side of the emulator axis."""
         cell = cell_of(record)
+        if record.strategy == "qemu-system" and cell.emulator:
+            system = self.req.system_emulator_of(cell)
+            if system is not None:
+                return replace(record, emulator=system_emulator_facts(system))
+            emulator = self.req.emulator_of(cell)
+            if emulator is None:
+                return record
+            # A guest build of several targets ran under several packages of one version.
+            return replace(
+                record,
+                emulator=EmulatorFacts(
+                    spec=emulator.spec,
+                    version=emulator.version,
+                    suite=emulator.suite,
+                    tag=emulator.tag,
+                ),
+            )
         if cell.emulator or (record.strategy == "qemu-user" and record.emulator is None):
             emulator = self.req.emulator_of(cell)
             if emulator is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from bench.engine.matrix import HOST_EMULATOR, expand
@@ -12,12 +13,13 @@ from bench.errors import ArchbenchError
 from bench.host import services
 from bench.host import setup as provision
 from bench.host.facts import Host
-from bench.platforms import KNOWN, Platform
+from bench.platforms import KNOWN, Platform, parse_platform
 from bench.scenarios.loader import Scenario
 from bench.strategies import REGISTRY, probe_cells
 from bench.strategies.qemu_user import emulator_limit
-from bench.tools import apt, docker, mmdebstrap, qemu, registry
-from bench.tools.emulators import Emulator
+from bench.tools import apt, docker, mmdebstrap, qemu, registry, system_emulators
+from bench.tools.emulators import CACHE_DIR as EMULATOR_CACHE
+from bench.tools.emulators import Emulator, EmulatorUnavailable
 from bench.validate.image import image_platforms
 
 
@@ -177,14 +179,17 @@ def strategy_grid(
     platforms: list[Platform],
     host: Host,
     pinned: Sequence[Emulator] = (),
+    cache_dir: Path = EMULATOR_CACHE,
 ) -> list[dict[str, Any]]:
     """Return one row per strategy variant and platform: available, or why not and the fix.
 
     The cells are those `run` expands for `scenario` (size 1, cold, default CPU), and
     each is judged by the same `probe_cells` the run asks, so the two agree. qemu-user
-    runs under the host's registered emulator (`emulator` 'host'), and once more under
-    each of `pinned` (the emulators earlier runs unpacked: `--emulator` can use them
-    without a download), judged as `run` judges a cell on the emulator axis.
+    and qemu-system run under the host's emulator (`emulator` 'host'), and once more
+    under each of `pinned` (the emulators earlier runs unpacked: `--emulator` can use them
+    without a download), judged as `run` judges a cell on the emulator axis; a
+    qemu-system variant by its cached system emulator (`system_state`). `note` says what
+    an available pinned qemu-system cell runs, or that a run would fetch it first.
     """
     axis = {e.axis: e for e in pinned}
     cells = expand(
@@ -193,14 +198,14 @@ def strategy_grid(
         [1],
         emulators=["", *axis] if axis else (),
     )
-    # The grid shows qemu-user's emulator axis; qemu-system under a pinned one is run's
-    # own concern (it says why, per cell).
-    cells = [c for c in cells if not c.emulator or c.strategy == "qemu-user"]
     found = probe_cells(cells, {scenario.name: scenario}, host)
     rows = []
     for c, a in found.items():
         emulator = axis.get(c.emulator)
         limit = emulator_limit(c, emulator, host.platform) if a.available else ""
+        note = ""
+        if a.available and not limit and c.strategy == "qemu-system" and emulator is not None:
+            limit, note = system_state(emulator, c.platform, cache_dir)
         rows.append(
             {
                 "strategy": c.strategy,
@@ -211,9 +216,28 @@ def strategy_grid(
                 "available": a.available and not limit,
                 "reason": limit or a.reason,
                 "fix": "" if limit else a.fix,
+                "note": note,
             }
         )
     return rows
+
+
+def system_state(
+    emulator: Emulator, platform: str, cache_dir: Path = EMULATOR_CACHE
+) -> tuple[str, str]:
+    """Return (why a qemu-system cell of `platform` cannot run under pinned `emulator`,
+    or ''; a note when it can) from the cache alone: a cached closure is checked to run
+    (a run would do the same), one not yet fetched is what a run fetches first."""
+    qemu_name = parse_platform(platform).qemu_name
+    try:
+        system = system_emulators.cached_system(emulator, qemu_name, cache_dir)
+        if system is None:
+            package = system_emulators.package_for(qemu_name)
+            return "", f"not fetched yet: a run fetches {package} {emulator.version} first"
+        system = system_emulators.check_runs(system)
+    except EmulatorUnavailable as exc:
+        return str(exc), ""
+    return "", f"runs {system.reported}"
 
 
 def as_json(rows: list[Capability], grid: list[dict[str, Any]], ready: bool) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from bench.strategies.dockerfile import (
 from bench.strategies.guest.cpu import CPU_MODELS
 from bench.tools import acct, buildtrace, docker, ociarchive
 from bench.tools.emulators import Emulator
+from bench.tools.system_emulators import SystemEmulator
 
 Status = Literal["ok", "failed", "unavailable", "timeout", "no-op"]
 CacheMode = Literal["cold", "warm"]
@@ -74,7 +75,9 @@ class BuildSettings:
     cpu: str | None = None  # emulated CPU variant (guest CPU_MODELS); None: default
     cache: CacheMode = "cold"
     nonce: str = ""  # makes a warm build's touched source differ from the last one
-    emulator: Emulator | None = None  # qemu-user cells: None is the host's registered one
+    emulator: Emulator | None = None  # qemu-user/-system cells: None is the host's registered one
+    # qemu-system cells on a pinned emulator: its system emulator for each guest target.
+    system_emulators: tuple[SystemEmulator, ...] = ()
     attribute: bool = False  # account the build's CPU time to programs (process accounting)
     node: str = ""  # the build node (docker context) building it; '' for this host's engine
     push_archive: bool = False  # the node exports an OCI archive, pushed from this host

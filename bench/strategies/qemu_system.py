@@ -42,6 +42,25 @@ from bench.strategies.guest.build import run_in_guest
 from bench.strategies.guest.cpu import DEFAULT_CPU
 from bench.strategies.guest.image import GUEST_PLATFORMS, SUITE, prepare_guest
 from bench.tools import docker, qemu_system
+from bench.tools.emulators import EmulatorUnavailable
+from bench.tools.system_emulators import SystemEmulator
+
+
+def pinned_system(settings: BuildSettings, platform: Platform) -> SystemEmulator | None:
+    """Return the pinned QEMU version's system emulator that builds for `platform` run
+    under, or None for the host's qemu-system. Raises EmulatorUnavailable when the cell
+    is on a pinned emulator and no system emulator of it serves the platform: the guest
+    must never fall back to the host's QEMU unsaid."""
+    emulator = settings.emulator
+    if emulator is None or emulator.is_host:
+        return None
+    for system in settings.system_emulators:
+        if system.qemu_name == platform.qemu_name and system.axis == emulator.axis:
+            return system
+    raise EmulatorUnavailable(
+        f"emulator {emulator.tag} ({emulator.spec}) has no system emulator for "
+        f"{platform.name} here (qemu-system-{platform.qemu_name})"
+    )
 
 
 def pack_dockerfile(scenario: Scenario, settings: BuildSettings) -> str:
@@ -185,6 +204,18 @@ class QemuSystem(Strategy):
     ) -> BuildOutcome:
         say = _logger(log_path)
         try:
+            system = pinned_system(settings, platform)
+        except EmulatorUnavailable as exc:
+            return BuildOutcome(
+                "unavailable", 0.0, tag, failure_class="emulator", log_tail=str(exc)
+            )
+        launcher = system.launcher if system is not None else None
+        if system is not None:
+            say(
+                f"qemu-system {system.reported} ({system.package} {system.version} from "
+                f"{system.suite}, sha256 {system.sha256}): {' '.join(system.launcher.command())}"
+            )
+        try:
             image = prepare_guest(platform, scenario.packages, say=say, log_path=log_path)
         except ArchbenchError as exc:
             return BuildOutcome("failed", 0.0, tag, failure_class="provision", log_tail=str(exc))
@@ -204,6 +235,7 @@ class QemuSystem(Strategy):
                     timeout=settings.timeout,
                     log_path=log_path,
                     env=build_env(scenario, cross=False, platform=platform),
+                    launcher=launcher,
                 )
             extra: dict[str, Any] = {
                 "resources": usage.as_dict(),
@@ -225,6 +257,15 @@ class QemuSystem(Strategy):
                 "kernel": image.kernel_version,
                 "exit_code": run.exit_code,
                 "compiler": compiler_version(run.console_tail + "\n" + _read(log_path)),
+                # The system emulator the guest ran under, as its --version answered.
+                "qemu_system": {
+                    "binary": str(launcher.binary)
+                    if launcher
+                    else qemu_system.binary(platform.qemu_name),
+                    "reported": system.reported
+                    if system is not None
+                    else qemu_system.version(platform.qemu_name),
+                },
             }
             if run.status != "ok":
                 return BuildOutcome(

@@ -125,17 +125,15 @@ def emulator_limit(cell: Cell, emulator: Emulator | None, host: Platform) -> str
     """Return why `cell` cannot run under its pinned emulator here, or ''."""
     if not cell.emulator or emulator is None:
         return ""
+    if cell.strategy == "qemu-system":
+        # A guest is emulated even on the host's own platform; whether the version's
+        # system emulator runs here is judged when it is fetched (system_emulators).
+        return ""
     platform = parse_platform(cell.platform)
     if platform == host:
         return (
             f"{cell.platform} is the host's platform: it builds without an emulator, so "
             f"there is no {emulator.tag} variant of it"
-        )
-    if cell.strategy == "qemu-system":
-        return (
-            f"qemu-system under a pinned emulator ({emulator.tag}) is not supported yet: "
-            "that version's qemu-system would need its suite's shared libraries unpacked "
-            "beside it; only qemu-user cells take the emulator axis for now"
         )
     if not any(name == platform.qemu_name for name, _ in emulator.binaries):
         return (

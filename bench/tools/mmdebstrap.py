@@ -73,3 +73,41 @@ def bootstrap_dir(
         argv.append("--include=" + ",".join(include))
     argv += [suite, str(target), mirror]
     proc.run(argv, timeout=timeout, check=True, log_path=log_path)
+
+
+def closure_argv(
+    arch: str, suite: str, target: Path, include: Sequence[str], sources: Sequence[str]
+) -> list[str]:
+    """Return the mmdebstrap argv that unpacks `include` (`package=version`) and its whole
+    dependency closure from `sources` (one-line `deb URI SUITE COMPONENT` entries) into the
+    folder `target`, keeping the downloaded .debs and the archive's package lists in it
+    (var/cache/apt/archives, var/lib/apt/lists) for the caller to check."""
+    return [
+        "mmdebstrap",
+        # extract: the packages and their dependencies are only unpacked, no maintainer
+        # script runs, so nothing of the host is touched and nothing needs root's chroot.
+        "--variant=extract",
+        f"--arch={arch}",
+        "--include=" + ",".join(include),
+        "--skip=cleanup/apt",
+        suite,
+        str(target),
+        *sources,
+    ]
+
+
+def extract_closure(
+    arch: str,
+    suite: str,
+    target: Path,
+    include: Sequence[str],
+    sources: Sequence[str],
+    *,
+    log_path: Path | None = None,
+    timeout: float = 1800,
+) -> None:
+    """Unpack `include` with its dependency closure into `target` (see `closure_argv`);
+    apt checks every .deb against the suite's signed index as it downloads.
+    Raises ToolMissing, CommandFailed or CommandTimeout."""
+    argv = closure_argv(arch, suite, target, include, sources)
+    proc.run(argv, timeout=timeout, check=True, log_path=log_path)

@@ -35,6 +35,36 @@ class Disk:
 
 
 @dataclass(frozen=True)
+class Launcher:
+    """How to start a system emulator that is not the host's (a Debian suite's, unpacked
+    with its whole shared-library closure under one root): through that root's own
+    dynamic loader, with its libraries, firmware and modules, so that nothing of the
+    host's QEMU or of its libraries is mixed in."""
+
+    loader: Path  # <root>/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2
+    library_path: tuple[Path, ...]  # the root's library folders, searched first
+    binary: Path  # <root>/usr/bin/qemu-system-aarch64
+    data_dirs: tuple[Path, ...] = ()  # firmware and data (-L), <root>/usr/share/qemu
+    module_dir: Path | None = None  # QEMU's loadable modules, <root>/usr/lib/<triplet>/qemu
+
+    def command(self) -> list[str]:
+        """Return the argv prefix that runs the binary: the loader, told to skip the host's
+        /etc/ld.so.cache and to search the root's folders first, then the binary."""
+        return [
+            str(self.loader),
+            "--inhibit-cache",
+            "--library-path",
+            ":".join(str(d) for d in self.library_path),
+            str(self.binary),
+        ]
+
+    def env(self) -> dict[str, str]:
+        """Return the environment the binary needs: its own module folder (QEMU would
+        otherwise look in the host's)."""
+        return {"QEMU_MODULE_DIR": str(self.module_dir)} if self.module_dir else {}
+
+
+@dataclass(frozen=True)
 class VmSpec:
     """Everything that decides a qemu-system command line."""
 
@@ -47,6 +77,7 @@ class VmSpec:
     memory_mb: int
     accel: Accel = "tcg"
     disks: tuple[Disk, ...] = ()
+    launcher: Launcher | None = None  # a pinned system emulator; None: the host's on PATH
 
 
 def binary(qemu_name: str) -> str:
@@ -73,8 +104,13 @@ def argv(spec: VmSpec) -> list[str]:
     Raises KeyError for an architecture archbench does not boot.
     """
     machine = MACHINES[spec.qemu_name]
+    head = spec.launcher.command() if spec.launcher else [binary(spec.qemu_name)]
+    # Firmware and data from the pinned emulator's own root, searched before QEMU's
+    # built-in folders.
+    data = [a for d in (spec.launcher.data_dirs if spec.launcher else ()) for a in ("-L", str(d))]
     args = [
-        binary(spec.qemu_name),
+        *head,
+        *data,
         # No default devices (VGA, NIC, floppy, CD-ROM) and no user config file: the
         # guest has exactly the devices listed here, on every host.
         "-nodefaults",
@@ -125,11 +161,21 @@ def run(
     the emulator is not installed and CommandTimeout when `timeout` passes first; QEMU
     and everything it started are ended before either is raised.
     """
-    return proc.run(argv(spec), timeout=timeout, on_line=on_line, log_path=log_path)
+    return proc.run(
+        argv(spec),
+        timeout=timeout,
+        on_line=on_line,
+        log_path=log_path,
+        env=spec.launcher.env() if spec.launcher else None,
+    )
 
 
-def version(qemu_name: str) -> str:
-    """Return `qemu-system-<qemu_name> --version`'s first line, or '' when not installed."""
+def version(qemu_name: str, launcher: Launcher | None = None) -> str:
+    """Return `qemu-system-<qemu_name> --version`'s first line (the host's, or the one
+    `launcher` starts), or '' when it is not installed or does not answer."""
+    if launcher is not None:
+        done = proc.run([*launcher.command(), "--version"], timeout=20, env=launcher.env())
+        return done.stdout.splitlines()[0].strip() if done.ok and done.stdout else ""
     exe = shutil.which(binary(qemu_name))
     if exe is None:
         return ""

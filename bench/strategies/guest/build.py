@@ -28,7 +28,7 @@ from bench.strategies.guest.image import GuestImage, tree_bytes
 from bench.strategies.guest.kvm import kvm_works
 from bench.strategies.guest.scripts import MARK, build_script, parse_marker
 from bench.tools import e2fs, qemu_system
-from bench.tools.qemu_system import Accel, Disk, VmSpec
+from bench.tools.qemu_system import Accel, Disk, Launcher, VmSpec
 
 GuestStatus = Literal["ok", "failed", "timeout"]
 FailureClass = Literal["", "guest-panic", "compile-error", "timeout", "no-boot"]
@@ -97,6 +97,7 @@ def run_in_guest(
     vcpus: int | None = None,
     memory_mb: int | None = None,
     env: Sequence[str],
+    launcher: Launcher | None = None,
 ) -> GuestRun:
     """Boot `image`, build `source_dir` in it with `build_command` and return the run.
 
@@ -107,11 +108,12 @@ def run_in_guest(
     still running at `timeout` is ended with its QEMU (status "timeout"); a panic or a
     failed build is status "failed". The console goes to `log_path`. Raises GuestError
     for an unknown CPU variant and ToolMissing when the emulator or e2fsprogs is not
-    installed; every other failure is in the result.
+    installed; every other failure is in the result. `launcher` starts a pinned QEMU
+    version's system emulator (KVM probe included) instead of the host's.
     """
     platform = parse_platform(image.platform)
     qemu_name = platform.qemu_name
-    chosen: Accel = accel or ("kvm" if kvm_works(platform, image) else "tcg")
+    chosen: Accel = accel or ("kvm" if kvm_works(platform, image, launcher=launcher) else "tcg")
     # Under KVM the guest runs on the host's own CPU; TCG-only properties such as
     # pauth-impdef would make QEMU refuse to start.
     tcg_cpu = cpu_string(qemu_name, cpu_variant)
@@ -137,6 +139,7 @@ def run_in_guest(
             memory_mb=mem,
             accel=chosen,
             disks=(Disk(image.root_disk, snapshot=True), Disk(work)),
+            launcher=launcher,
         )
         started = time.monotonic()
 

@@ -14,7 +14,7 @@ from bench.platforms import Platform, host_platform
 from bench.strategies.guest.image import CACHE_DIR, GuestImage, find_prepared
 from bench.strategies.guest.scripts import parse_marker
 from bench.tools import qemu_system
-from bench.tools.qemu_system import VmSpec
+from bench.tools.qemu_system import Launcher, VmSpec
 
 KVM_VERDICT_FILE = paths.CACHE_DIR / "kvm-verdict.json"
 
@@ -26,6 +26,7 @@ def kvm_works(
     cache_dir: Path = CACHE_DIR,
     verdict_file: Path = KVM_VERDICT_FILE,
     timeout: float = 25.0,
+    launcher: Launcher | None = None,
 ) -> bool:
     """Return whether a guest of `platform` boots under KVM here, judged by effect.
 
@@ -34,12 +35,13 @@ def kvm_works(
     under KVM with `timeout`, and the verdict is that /init reported in. A device that
     opens is not enough: on some hosts an x86_64 guest hangs right after the kernel's
     decompressor. The verdict is kept in `verdict_file`, per host kernel and QEMU
-    version. Never raises for a failed boot: that is the verdict False.
+    version (the host's, or the pinned one `launcher` starts, which boots the probe).
+    Never raises for a failed boot: that is the verdict False.
     """
     if platform.name != host_platform().name or not Path("/dev/kvm").exists():
         return False
     qemu_name = platform.qemu_name
-    key = f"{qemu_name}|{os.uname().release}|{qemu_system.version(qemu_name)}"
+    key = f"{qemu_name}|{os.uname().release}|{qemu_system.version(qemu_name, launcher)}"
     verdicts: dict[str, bool] = {}
     if verdict_file.is_file():
         try:
@@ -61,6 +63,7 @@ def kvm_works(
         vcpus=1,
         memory_mb=512,
         accel="kvm",
+        launcher=launcher,
     )
     booted = threading.Event()
 

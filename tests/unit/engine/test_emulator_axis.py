@@ -166,8 +166,11 @@ def test_a_pinned_emulator_cell_is_unavailable_where_it_cannot_run():
     assert emulator_limit(replace(cell, emulator=""), HOST, AMD64) == ""
     native = emulator_limit(replace(cell, platform="linux/amd64"), TRIXIE_EMU, AMD64)
     assert "host's platform" in native
-    system = emulator_limit(replace(cell, strategy="qemu-system"), TRIXIE_EMU, AMD64)
-    assert system.startswith("qemu-system under a pinned emulator (qemu10.0) is not supported")
+    # A guest cell's limit is its system emulator's, judged when that is fetched; a
+    # guest of the host's own platform is emulated too.
+    system = replace(cell, strategy="qemu-system")
+    assert emulator_limit(system, TRIXIE_EMU, AMD64) == ""
+    assert emulator_limit(replace(system, platform="linux/amd64"), TRIXIE_EMU, AMD64) == ""
     missing = emulator_limit(replace(cell, platform="linux/riscv64"), TRIXIE_EMU, AMD64)
     assert "no qemu-riscv64" in missing
 
@@ -247,7 +250,7 @@ def test_the_flag_is_an_axis_of_emulating_strategies_only():
         _emulators(["trixie", "../x"], ("qemu-user",))
 
 
-def test_doctor_grid_shows_qemu_user_per_cached_emulator(tmp_path):
+def test_doctor_grid_shows_qemu_user_and_qemu_system_per_cached_emulator(tmp_path):
     import json
 
     from bench.host.doctor import strategy_grid
@@ -273,7 +276,7 @@ def test_doctor_grid_shows_qemu_user_per_cached_emulator(tmp_path):
     assert found[0].binary("aarch64") == entry / "tree" / "usr/bin/qemu-aarch64"
     assert emulators.cached(tmp_path / "missing") == []
     platforms = [KNOWN[p] for p in ("linux/amd64", "linux/arm64", "linux/riscv64")]
-    grid = strategy_grid(resolve_scenario("cbench"), platforms, full_host(), found)
+    grid = strategy_grid(resolve_scenario("cbench"), platforms, full_host(), found, tmp_path)
     pinned = {r["platform"]: r for r in grid if r["variant"] == "qemu-user-qemu10.0"}
     assert (
         pinned["linux/arm64"]["available"] and pinned["linux/arm64"]["emulator_version"] == TRIXIE
@@ -282,7 +285,32 @@ def test_doctor_grid_shows_qemu_user_per_cached_emulator(tmp_path):
     assert "no qemu-riscv64" in pinned["linux/riscv64"]["reason"]
     host = [r for r in grid if r["variant"] == "qemu-user"]
     assert [r["emulator"] for r in host] == ["host"] * 3
-    assert not [r for r in grid if r["strategy"] == "qemu-system" and r["emulator"] != "host"]
+    # qemu-system takes the axis too: a closure not fetched yet is what a run fetches
+    # first; a cached one that cannot start says exactly why.
+    system = {r["platform"]: r for r in grid if r["variant"] == "qemu-system-qemu10.0"}
+    assert system["linux/arm64"]["available"]
+    assert system["linux/arm64"]["note"] == (
+        f"not fetched yet: a run fetches qemu-system-arm {TRIXIE} first"
+    )
+    assert "no guest recipe" in system["linux/riscv64"]["reason"]
+    broken = tmp_path / "qemu-system-arm_1%3a10.0.13+ds-0+deb13u1"
+    (broken / "root" / "usr" / "bin").mkdir(parents=True)
+    (broken / "root" / "usr" / "bin" / "qemu-system-aarch64").write_text("not an ELF file")
+    (broken / "system.json").write_text(
+        json.dumps(
+            {
+                "package": "qemu-system-arm",
+                "version": TRIXIE,
+                "sha256": "cd",
+                "binaries": {"aarch64": "usr/bin/qemu-system-aarch64"},
+            }
+        )
+    )
+    assert [e.version for e in emulators.cached(tmp_path)] == [TRIXIE]
+    grid = strategy_grid(resolve_scenario("cbench"), platforms, full_host(), found, tmp_path)
+    system = {r["platform"]: r for r in grid if r["variant"] == "qemu-system-qemu10.0"}
+    assert not system["linux/arm64"]["available"]
+    assert "qemu-system-aarch64: not a readable ELF file" in system["linux/arm64"]["reason"]
 
 
 def test_show_and_the_frame_name_the_emulator_and_its_crashes():
@@ -511,3 +539,101 @@ def test_the_hosts_binfmt_link_is_asked_its_version_through_its_target(tmp_path,
 
     with pytest.raises(emulators.EmulatorUnavailable):
         emulators.with_reported_version(replace(TRIXIE_EMU, binaries=(("aarch64", str(broken)),)))
+
+
+def system_emulator(qemu_name: str, package: str):
+    from bench.tools.qemu_system import Launcher
+    from bench.tools.system_emulators import SystemEmulator
+
+    root = Path(f"/c/{package}/root")
+    return SystemEmulator(
+        "trixie",
+        "qemu10.0",
+        qemu_name,
+        package,
+        TRIXIE,
+        "trixie",
+        "cd" * 32,
+        root,
+        Launcher(root / "ld.so", (root / "lib",), root / f"usr/bin/qemu-system-{qemu_name}"),
+        250_000_000,
+        ((package, TRIXIE, "cd" * 32),),
+        "10.0.13 (Debian 1:10.0.13+ds-0+deb13u1)",
+    )
+
+
+def test_guest_cells_on_a_pinned_emulator_get_its_system_emulator_or_the_reason():
+    from bench.strategies.base import Availability
+    from bench.tools.emulators import EmulatorUnavailable
+
+    req = runner.RunRequest(
+        (), ("qemu-system",), (), (1,), 1, Path("."), "r", emulators=(HOST, TRIXIE_EMU)
+    )
+    arm = Cell("cbench", 1, "qemu-system", "linux/arm64", emulator="qemu10.0")
+    cells = [
+        replace(arm, emulator=""),
+        arm,
+        replace(arm, cpu="max"),
+        replace(arm, platform="linux/amd64"),
+        replace(arm, strategy="qemu-user"),
+        replace(arm, platform="linux/riscv64"),
+    ]
+    availability = {c: Availability(True) for c in cells}
+    availability[cells[-1]] = Availability(False, "no guest recipe for linux/riscv64")
+    asked: list[tuple[str, str]] = []
+
+    def provide(emulator, qemu_name, *, say):
+        asked.append((emulator.spec, qemu_name))
+        if qemu_name == "x86_64":
+            raise EmulatorUnavailable("qemu-system-x86 1:10.0.13: libpmem.so.1 (not found)")
+        return system_emulator(qemu_name, "qemu-system-arm")
+
+    systems, unavailable = runner.pinned_system_emulators(
+        cells, req, availability, print, provide=provide
+    )
+    # Once per emulator and guest target; the host's, qemu-user's and unavailable cells
+    # ask nothing.
+    assert asked == [("trixie", "aarch64"), ("trixie", "x86_64")]
+    assert [s.qemu_name for s in systems] == ["aarch64"]
+    assert unavailable == {
+        cells[3]: "qemu10.0's qemu-system-x86_64 (trixie) cannot run here: "
+        "qemu-system-x86 1:10.0.13: libpmem.so.1 (not found)"
+    }
+    req = replace(req, system_emulators=systems)
+    assert req.system_emulator_of(arm) is systems[0]
+    assert req.system_emulator_of(cells[0]) is None
+    assert req.system_emulator_of(cells[3]) is None
+    settings = runner._settings(req, resolve_scenario_cbench(), arm, AMD64)
+    assert settings.emulator is TRIXIE_EMU and settings.system_emulators == systems
+    host_settings = runner._settings(req, resolve_scenario_cbench(), cells[0], AMD64)
+    assert host_settings.emulator is HOST and host_settings.system_emulators == ()
+    facts = runner.system_emulator_facts(systems[0])
+    assert (facts.package, facts.version, facts.tag) == ("qemu-system-arm", TRIXIE, "qemu10.0")
+    assert facts.reported.startswith("10.0.13") and facts.sha256 == "cd" * 32
+    prov = runner.system_emulator_provenance(systems[0])
+    assert prov["command"][0] == "/c/qemu-system-arm/root/ld.so"
+    assert prov["closure"] == [["qemu-system-arm", TRIXIE, "cd" * 32]]
+
+
+def resolve_scenario_cbench():
+    from bench.scenarios.loader import resolve_scenario
+
+    return resolve_scenario("cbench")
+
+
+def test_a_guest_on_a_pinned_emulator_never_falls_back_to_the_hosts_qemu():
+    import pytest
+
+    from bench.strategies.base import BuildSettings
+    from bench.strategies.qemu_system import pinned_system
+    from bench.tools.emulators import EmulatorUnavailable
+
+    arm64 = parse_platform("linux/arm64")
+    settings = BuildSettings("r", 1, "b", 60.0, host=AMD64)
+    assert pinned_system(settings, arm64) is None
+    assert pinned_system(replace(settings, emulator=HOST), arm64) is None
+    system = system_emulator("aarch64", "qemu-system-arm")
+    pinned = replace(settings, emulator=TRIXIE_EMU, system_emulators=(system,))
+    assert pinned_system(pinned, arm64) is system
+    with pytest.raises(EmulatorUnavailable, match="no system emulator for linux/amd64"):
+        pinned_system(pinned, AMD64)
