@@ -214,13 +214,13 @@ def attribute(
     *,
     top: int = 12,
     notes: Sequence[str] = (),
-    source: str = "",
+    source: str | None = None,
 ) -> Attribution:
     """Return the attribution of `processes` (a build's, see `build_processes`): CPU
     seconds per group (every group present, 0 when none ran), the `top` programs by CPU
     time, and coverage = the accounted CPU / `total_cpu_s` (None when there is no total),
     with what that total is (`denominator`) and where the records came from (`source`,
-    Attribution's default when empty)."""
+    Attribution's default when None)."""
     by_group = dict.fromkeys(GROUPS, 0.0)
     programs: dict[str, list[float]] = {}
     count = 0
@@ -243,7 +243,7 @@ def attribute(
         ),
         denominator=denominator,
         notes=tuple(dict.fromkeys(notes)),
-        source=source or Attribution.source,
+        source=Attribution.source if source is None else source,
     )
 
 
@@ -277,7 +277,7 @@ def of_build(
     total_cpu_s: float | None,
     total_source: str,
     engine_pids: Sequence[int] = (),
-    source: str = "",
+    source: str | None = None,
 ) -> Attribution:
     """Return the attribution of one build from everything accounting saw while it ran
     (`records`, or none with `notes` saying why), measured against the build's whole CPU

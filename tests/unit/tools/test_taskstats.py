@@ -223,7 +223,8 @@ def test_overflows_are_counted_and_reading_stops_at_the_deregistration():
     listener.stop_seq = 3
     listener.stopped.set()
     listener.run()
-    assert [e.pid for e in listener.exits] == [5, 6]
+    exits = [e for p in listener.payloads for e in taskstats.task_exits(p)]
+    assert [e.pid for e in exits] == [5, 6]
     assert listener.overflows == 1 and listener.errors == []
     assert sock.items == [after]
     note = taskstats.lost_note(listener.overflows)
