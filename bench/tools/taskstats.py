@@ -349,6 +349,8 @@ class _Listener:
         self.overflows = 0
         self.errors: list[str] = []
         self.stop_seq: int | None = None
+        self.asked = False
+        self.idle = False
         self.stopped = threading.Event()
 
     def take(self, datagram: bytes, wait_seq: int | None) -> int | None:
@@ -363,17 +365,37 @@ class _Listener:
                 self.payloads.append(m.payload)
         return answer
 
+    def deregister(self, seq: int) -> None:
+        """Ask the kernel to stop sending exits, with sequence number `seq`: the
+        acknowledgement the reader stops at.
+
+        Raises OSError when the request cannot be sent.
+        """
+        self.stop_seq = seq
+        self.sock.send(
+            _request(
+                self.family,
+                TASKSTATS_CMD_GET,
+                seq,
+                [(TASKSTATS_CMD_ATTR_DEREGISTER_CPUMASK, self.cpus.encode() + b"\0")],
+            )
+        )
+        self.asked = True
+
     def receive(self) -> bytes | None:
-        """Return the next datagram, or None after a timeout or a counted overflow."""
+        """Return the next datagram, or None after a timeout (nothing queued: `idle`
+        is set) or a counted overflow."""
+        self.idle = False
         try:
             return self.sock.recv(1 << 16)
         except TimeoutError:
+            self.idle = True
             return None
         except OSError as exc:
-            if exc.errno == errno.ENOBUFS:
-                self.overflows += 1
-                return None
-            raise
+            if exc.errno != errno.ENOBUFS:
+                raise
+            self.overflows += 1
+            return None
 
     def ask(self, seq: int, attr: int) -> int:
         """Send TASKSTATS_CMD_GET with the cpumask attribute `attr`, read up to its
@@ -401,6 +423,12 @@ class _Listener:
                 datagram = self.receive()
                 if datagram is not None and self.take(datagram, self.stop_seq) is not None:
                     return
+                if self.idle and self.asked and self.stop_seq is not None:
+                    # The kernel answers a request before send() returns: with nothing
+                    # queued, the acknowledgement was dropped while the buffer was full
+                    # (the kernel reports one overflow per congestion). Ask again
+                    # (deregistering twice is harmless) and wait for that answer.
+                    self.deregister(self.stop_seq + 1)
             self.errors.append("the taskstats listener's deregistration was not acknowledged")
         except (OSError, TaskstatsFormatError) as exc:
             self.errors.append(f"reading taskstats stopped early: {exc}")
@@ -466,16 +494,8 @@ def listening(cpus: str | None = None) -> Iterator[Session]:
         finally:
             # The kernel acknowledges the deregistration after every exit it had sent:
             # the reader stops at that acknowledgement, having read them all.
-            listener.stop_seq = 3
             try:
-                sock.send(
-                    _request(
-                        family,
-                        TASKSTATS_CMD_GET,
-                        3,
-                        [(TASKSTATS_CMD_ATTR_DEREGISTER_CPUMASK, listener.cpus.encode() + b"\0")],
-                    )
-                )
+                listener.deregister(3)
             except OSError as exc:
                 listener.stop_seq = None
                 session.notes.append(f"deregistering the taskstats listener said {exc}")

@@ -1,10 +1,12 @@
 """taskstats on this host's kernel (no engine needed, only root): a listener sees every
 child this test starts, short or long, with its name, parent and CPU time, against
 what wait4(2) says each child used; a multi-threaded child is one process whose
-threads' CPU time is counted once."""
+threads' CPU time is counted once; records the kernel drops are noted."""
 
 import os
+import subprocess
 import sys
+import time
 
 import pytest
 
@@ -78,3 +80,26 @@ def test_a_multi_threaded_child_is_one_process_with_its_threads_cpu():
     leader = next(e for e in threads if e.pid == pid)
     assert record.cpu_s > leader.user_s + leader.system_s + 0.05
     assert cpu - len(threads) * PER_PROCESS_S <= record.cpu_s <= cpu + 0.001, (record, cpu)
+
+
+def test_records_the_kernel_dropped_are_noted(monkeypatch):
+    # The smallest receive buffer, and a reader that cannot run (this thread keeps the
+    # interpreter while 300 processes end): the kernel drops exits and says so.
+    monkeypatch.setattr(taskstats, "RCVBUF_BYTES", 4096)
+    with taskstats.listening() as session:
+        shell = subprocess.Popen(["sh", "-c", "for i in $(seq 300); do /bin/true; done"])
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(5.0)
+        try:
+            until = time.monotonic() + 3
+            while time.monotonic() < until:
+                sum(range(10_000))
+        finally:
+            sys.setswitchinterval(interval)
+        assert shell.wait() == 0
+    assert session.overflows > 0
+    assert taskstats.lost_note(session.overflows) in session.notes
+    # The deregistration's answer, dropped with the rest, was asked for again.
+    assert not any("not acknowledged" in note for note in session.notes), session.notes
+    seen = sum(1 for r in session.records if r.comm == "true" and r.ppid == shell.pid)
+    assert seen < 300
