@@ -93,7 +93,7 @@ _BTIME64_AT = 344
 _TGID = struct.Struct("=I")  # ac_tgid, version 12 on, at 368
 _TGID_AT = 368
 MIN_STATS_BYTES = _BASIC_AT + _BASIC.size
-"""The bytes up to ac_stime: every version since 1 has at least these."""
+"""The bytes up to ac_stime: every version since 2 (which added them) has these."""
 
 RCVBUF_BYTES = 32 * 2**20
 """The listener's receive buffer: every exit on the host arrives here, and a burst of
@@ -132,16 +132,20 @@ class TaskExit:
 
 def parse_stats(data: bytes) -> TaskExit:
     """Return the task that `data`, a `struct taskstats` in the host's byte order, is
-    about. CPU times are the kernel's per-task ones; where delay accounting recorded the
-    scheduler's exact run time, they are scaled to add up to it (getrusage's way).
+    about. CPU times are the kernel's per-task ones; where the struct holds the
+    scheduler's exact run time (cpu_run_virtual_total), they are scaled to add up to it
+    (getrusage's way).
 
-    Raises TaskstatsFormatError when `data` is shorter than version 1's basic fields.
+    Raises TaskstatsFormatError when `data` is older than version 2 or shorter than its
+    basic accounting fields.
     """
     if len(data) < MIN_STATS_BYTES:
         raise TaskstatsFormatError(
             f"a taskstats struct of {len(data)} bytes is shorter than {MIN_STATS_BYTES}"
         )
     (version,) = _VERSION.unpack_from(data, 0)
+    if version < 2:
+        raise TaskstatsFormatError(f"taskstats version {version} has no pid, name or CPU time")
     exitcode, flag = _EXIT.unpack_from(data, _EXIT_AT)
     (run_ns,) = _RUN_VIRTUAL.unpack_from(data, _RUN_VIRTUAL_AT)
     comm = data[COMM_AT : COMM_AT + COMM_LEN].split(b"\0", 1)[0].decode("utf-8", "replace")
@@ -455,6 +459,18 @@ def _family_id(sock: socket.socket) -> int:
     raise TaskstatsUnavailable("the kernel did not name the taskstats netlink family")
 
 
+def _register(sock: socket.socket, cpus: str) -> _Listener:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF_BYTES)
+    except OSError:
+        # Without CAP_NET_ADMIN: the largest buffer rmem_max allows; an overflow is
+        # still detected and noted.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
+    sock.bind((0, 0))
+    sock.settimeout(POLL_S)
+    return _Listener(sock, _family_id(sock), cpus)
+
+
 @contextlib.contextmanager
 def listening(cpus: str | None = None) -> Iterator[Session]:
     """Listen to the task exits of the CPUs `cpus` (a kernel cpulist, by default every
@@ -472,19 +488,13 @@ def listening(cpus: str | None = None) -> Iterator[Session]:
     session = Session()
     try:
         try:
-            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF_BYTES)
-        except OSError:
-            # Without CAP_NET_ADMIN: the largest buffer rmem_max allows; an overflow is
-            # still detected and noted.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
-        sock.bind((0, 0))
-        sock.settimeout(POLL_S)
-        try:
-            family = _family_id(sock)
+            listener = _register(sock, cpus or possible_cpus())
         except (OSError, TaskstatsFormatError) as exc:
-            raise TaskstatsUnavailable(f"cannot resolve the taskstats family: {exc}") from None
-        listener = _Listener(sock, family, cpus or possible_cpus())
-        failed = listener.ask(2, TASKSTATS_CMD_ATTR_REGISTER_CPUMASK)
+            raise TaskstatsUnavailable(f"cannot register a taskstats listener: {exc}") from None
+        try:
+            failed = listener.ask(2, TASKSTATS_CMD_ATTR_REGISTER_CPUMASK)
+        except (OSError, TaskstatsFormatError) as exc:
+            raise TaskstatsUnavailable(f"cannot register a taskstats listener: {exc}") from None
         if failed:
             raise TaskstatsUnavailable(f"the kernel refused a taskstats listener: {_why(failed)}")
         reader = threading.Thread(target=listener.run, name="taskstats", daemon=True)

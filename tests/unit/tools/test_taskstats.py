@@ -112,9 +112,11 @@ def test_the_schedulers_run_time_scales_the_tick_sampled_times():
     assert quick.user_s == 0 and quick.system_s == pytest.approx(0.0004)
 
 
-def test_a_short_struct_is_refused():
+def test_a_short_struct_or_a_version_1_struct_is_refused():
     with pytest.raises(taskstats.TaskstatsFormatError, match="shorter than 168"):
         taskstats.parse_stats(stats(1, 0)[:160])
+    with pytest.raises(taskstats.TaskstatsFormatError, match="version 1 has no pid"):
+        taskstats.parse_stats(stats(1, 0, version=1))
 
 
 def test_the_walk_takes_each_threads_stats_and_leaves_the_group_aggregate_out():
