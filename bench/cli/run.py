@@ -208,7 +208,8 @@ def add_parser(sub: Subcommands) -> None:
         type=_TEXT,
         default="auto",
         choices=ATTRIBUTE_MODES,
-        help="account each build's CPU time to programs with process accounting: auto "
+        help="account each build's CPU time to programs (taskstats, else process "
+        "accounting): auto "
         "(the default: qemu-user and hybrid cells), all (every BuildKit build) or none",
     )
     r.add_argument(

@@ -1,18 +1,21 @@
-"""Where a build's CPU time goes, by program: process accounting's records of the
-processes a build ran, grouped by what the program is (compiler, assembler, linker,
-make, shell and configure, package manager, the rest).
+"""Where a build's CPU time goes, by program: the kernel's records of the processes a
+build ran, grouped by what the program is (compiler, assembler, linker, make, shell and
+configure, package manager, the rest).
 
-Process accounting sees every process that ends, however short-lived (one `cc1` per
-unit, configure's probes), where sampling would miss them. A record names the program
-by its task name (`comm`): the basename of the file executed, at most 15 characters.
-Under qemu-user through binfmt_misc that is the target program's own name (`cc1`,
-not the emulator), and a process's CPU time includes its emulation.
+The records are of every process that ends, however short-lived (one `cc1` per unit,
+configure's probes), where sampling would miss them: taskstats' per-task exit
+statistics (bench/tools/taskstats.py, CPU time per process in microseconds), or where
+taskstats is unavailable, BSD process accounting (bench/tools/acct.py, which truncates
+each process's CPU time to 10 ms). A record names the program by its task name
+(`comm`): the basename of the file executed, at most 15 characters. Under qemu-user
+through binfmt_misc that is the target program's own name (`cc1`, not the emulator),
+and a process's CPU time includes its emulation.
 
 A build's processes are told apart from the rest of the host by ancestry: they descend
 from a container runtime process (`runc`) that the engine (dockerd's BuildKit) started
 for a RUN step. Concurrent builds on the same engine are counted too: so is their CPU
 time in the BuildKit cgroup the coverage is measured against.
-Everything here is pure: it works on parsed records (bench/tools/acct.py).
+Everything here is pure: it works on parsed records (bench/tools/process_record.py).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from bench.engine.results import Attribution, ProgramTime
-from bench.tools.acct import ProcessRecord
+from bench.tools.process_record import ProcessRecord
 
 ATTRIBUTE_MODES = ("auto", "all", "none")
 """`run --attribute`: auto attributes the strategies in ATTRIBUTED_BY_DEFAULT, all every
@@ -211,11 +214,13 @@ def attribute(
     *,
     top: int = 12,
     notes: Sequence[str] = (),
+    source: str | None = None,
 ) -> Attribution:
     """Return the attribution of `processes` (a build's, see `build_processes`): CPU
     seconds per group (every group present, 0 when none ran), the `top` programs by CPU
     time, and coverage = the accounted CPU / `total_cpu_s` (None when there is no total),
-    with what that total is (`denominator`)."""
+    with what that total is (`denominator`) and where the records came from (`source`,
+    Attribution's default when None)."""
     by_group = dict.fromkeys(GROUPS, 0.0)
     programs: dict[str, list[float]] = {}
     count = 0
@@ -238,6 +243,7 @@ def attribute(
         ),
         denominator=denominator,
         notes=tuple(dict.fromkeys(notes)),
+        source=Attribution.source if source is None else source,
     )
 
 
@@ -271,13 +277,15 @@ def of_build(
     total_cpu_s: float | None,
     total_source: str,
     engine_pids: Sequence[int] = (),
+    source: str | None = None,
 ) -> Attribution:
     """Return the attribution of one build from everything accounting saw while it ran
     (`records`, or none with `notes` saying why), measured against the build's whole CPU
     time `total_cpu_s` read from `total_source` (the BuildKit cgroup: every RUN step and
     its emulator, not the engine's own work). The build's processes descend from runc
     started by one of `engine_pids` (`started_by`); with no engine pid known, from any
-    container runtime, and a note says so."""
+    container runtime, and a note says so. `source` names where the records came from
+    (taskstats or process accounting)."""
     why = list(notes)
     if engine_pids:
         steps = sorted((r for r in records if started_by(engine_pids)(r)), key=lambda r: r.btime)
@@ -291,10 +299,11 @@ def of_build(
         if records:
             why.append("no dockerd found: every container's processes count as the build's")
     if records and not processes:
-        why.append("accounting saw no process descending from the engine's runc")
+        why.append("no process descending from the engine's runc was recorded")
     return attribute(
         processes,
         total_cpu_s if total_cpu_s and total_cpu_s > 0 else None,
         f"CPU time of {total_source}" if total_source else "",
         notes=why,
+        source=source,
     )

@@ -152,7 +152,8 @@ class ProgramTime:
 
 @dataclass(frozen=True)
 class Attribution:
-    """Where a build's CPU time went, from process accounting: CPU seconds per program
+    """Where a build's CPU time went, from the kernel's records of ended processes
+    (`source`: taskstats, or BSD process accounting): CPU seconds per program
     group (bench.engine.attribution.GROUPS), the accounted total, the build's whole CPU
     time it is measured against (`total_cpu_s`, from `denominator`) and `coverage`, their
     ratio; the count of processes, the top programs, and notes (why nothing was

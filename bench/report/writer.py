@@ -576,14 +576,21 @@ def _attribution_blocks(plan: ReportPlan, out_dir: Path, data: ReportData) -> No
     denominators = sorted(
         {r.attribution.denominator for r in data.records if r.attribution is not None} - {""}
     )
+    sources = sorted(
+        {r.attribution.source for r in data.records if r.attribution is not None} - {""}
+    )
     plan.blocks.append(
         Para(
-            "Every process a build ran, however short-lived, accounted by the kernel (BSD "
-            "process accounting) and grouped by program; coverage is the accounted CPU "
-            "time over the build's whole CPU time ("
+            "Every process a build ran, however short-lived, recorded by the kernel as it "
+            "ended (" + ("; ".join(sources) or "no source") + ") and grouped by program; "
+            "coverage is the accounted CPU time over the build's whole CPU time ("
             + ("; ".join(denominators) or "no total measured")
-            + "). Medians over the measured repetitions; CPU times are counted in 1/100 s "
-            "per process, rounded down."
+            + "). Medians over the measured repetitions."
+            + (
+                " Process accounting counts CPU time in 1/100 s per process, rounded down."
+                if any("process accounting" in s for s in sources)
+                else ""
+            )
         )
     )
     plan.blocks.append(

@@ -31,7 +31,7 @@ from bench.strategies.dockerfile import (
     toolchain_install,
 )
 from bench.strategies.guest.cpu import CPU_MODELS
-from bench.tools import acct, buildtrace, docker, ociarchive
+from bench.tools import acct, buildtrace, docker, ociarchive, taskstats
 from bench.tools.emulators import Emulator
 from bench.tools.system_emulators import SystemEmulator
 
@@ -328,11 +328,11 @@ class BuildxStrategy(Strategy):
             from bench.strategies import userfile
 
             options = userfile.buildx_options(scenario, settings.cache)
-        # Process accounting is host-wide: on for the measured build alone, never for a
+        # Ended processes are recorded for the measured build alone, never for a
         # provisioning step (target set) whose programs are not the cell's, nor for a
         # build on a node (its processes are not this host's).
         attribute = settings.attribute and target is None and not settings.node
-        accounted: list[acct.Session] = []
+        accounted: list[acct.Session | taskstats.Session] = []
         unaccounted: list[str] = []
         engine = docker.engine_pids() if attribute else []
         # A step running before this build starts is another build's.
@@ -345,10 +345,9 @@ class BuildxStrategy(Strategy):
         try:
             with span as usage, contextlib.ExitStack() as stack:
                 if attribute:
-                    try:
-                        accounted.append(stack.enter_context(acct.accounting()))
-                    except acct.AccountingUnavailable as exc:
-                        unaccounted.append(str(exc))
+                    listened, why = _record_exits(stack)
+                    accounted.extend(listened)
+                    unaccounted.extend(why)
                 try:
                     result = docker.build(
                         ctx,
@@ -419,6 +418,7 @@ class BuildxStrategy(Strategy):
                     usage.cpu_user_s + usage.cpu_system_s,
                     usage.source,
                     engine,
+                    source=session.source if session else "",
                 )
             )
         if not done.ok:
@@ -513,6 +513,23 @@ def join_index(target: str, sources: list[str]) -> BuildOutcome:
         )
     # The digest buildx pushed, not the tag's: another run may move the tag meanwhile.
     return BuildOutcome("ok", time.monotonic() - t0, target, digest=digest)
+
+
+def _record_exits(
+    stack: contextlib.ExitStack,
+) -> tuple[list[acct.Session | taskstats.Session], list[str]]:
+    """Start recording the processes that end, on `stack`: taskstats where it works,
+    else process accounting. Return the session (none when neither can run) and the
+    notes an attribution of its records carries (why taskstats was not used, and
+    accounting's 10 ms truncation)."""
+    try:
+        return [stack.enter_context(taskstats.listening())], []
+    except taskstats.TaskstatsUnavailable as exc:
+        why = [f"taskstats unavailable: {exc}"]
+    try:
+        return [stack.enter_context(acct.accounting())], [*why, acct.TRUNCATED]
+    except acct.AccountingUnavailable as exc:
+        return [], [*why, str(exc)]
 
 
 def _tail(text: str, lines: int = LOG_TAIL_LINES) -> str:

@@ -12,7 +12,9 @@ then removes that file.
 
 Records are `struct acct_v3` of linux/acct.h (CONFIG_BSD_PROCESS_ACCT_V3), 64 bytes in
 the host's byte order; pid and ppid are in the pid namespace of the caller that turned
-accounting on. CPU times are in AHZ (100) ticks, rounded down per process.
+accounting on. CPU times are in AHZ (100) ticks, rounded down per process: a process
+loses up to 10 ms, so archbench listens to taskstats (bench/tools/taskstats.py) where
+it can, and uses accounting only where taskstats is unavailable.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.errors import ArchbenchError
+from bench.tools.process_record import ProcessRecord
 
 ACCT_V3 = struct.Struct("=BBHIIIIIIf8H16s")
 """struct acct_v3: flag, version, tty, exitcode, uid, gid, pid, ppid, btime, etime
@@ -39,6 +42,11 @@ RECORD_BYTES = ACCT_V3.size
 ACCT_VERSION = 3
 BIG_ENDIAN_FLAG = 0x80  # ACCT_BYTEORDER, or-ed into ac_version on a big-endian host
 AHZ = 100  # the v3 record's clock: linux/acct.h sets AHZ to 100 for ACCT_VERSION 3
+SOURCE = "BSD process accounting (acct v3)"
+"""What an attribution made from these records names as its source."""
+TRUNCATED = "process accounting truncates each process's CPU time to 10 ms (AHZ ticks)"
+"""The note an attribution made from these records carries: short processes lose up to
+10 ms each, and a build of many short processes shows less coverage."""
 AFORK = 0x01  # forked but did not exec: its name is its parent's
 AXSIG = 0x10  # killed by a signal
 
@@ -58,34 +66,6 @@ class AccountingUnavailable(ArchbenchError):
 
 class AccountingFormatError(ArchbenchError):
     """An accounting file is not a sequence of acct_v3 records."""
-
-
-@dataclass(frozen=True)
-class ProcessRecord:
-    """One ended process as accounting saw it: its command name (15 characters at
-    most: the kernel's task name, the basename of what was executed), pid and parent
-    pid, start (whole seconds since the epoch), elapsed seconds, user and system CPU
-    seconds, exit code and flags (AFORK, AXSIG...)."""
-
-    comm: str
-    pid: int
-    ppid: int
-    btime: int
-    elapsed_s: float
-    user_s: float
-    system_s: float
-    exitcode: int = 0
-    flags: int = 0
-
-    @property
-    def cpu_s(self) -> float:
-        """User plus system CPU seconds."""
-        return self.user_s + self.system_s
-
-    @property
-    def end_s(self) -> float:
-        """When it ended, in seconds since the epoch (to about a second)."""
-        return self.btime + self.elapsed_s
 
 
 def comp_t(value: int) -> int:
@@ -148,11 +128,13 @@ def _libc_acct() -> Syscall:
 @dataclass
 class Session:
     """What one `accounting` block saw: filled in when the block ends. `records` are the
-    processes that ended while it was on; `notes` say what went wrong reading them."""
+    processes that ended while it was on; `notes` say what went wrong reading them;
+    `source` names where the records come from."""
 
     file: Path
     records: list[ProcessRecord] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    source: str = SOURCE
 
 
 def _take_lock(lock_file: Path) -> int:

@@ -9,7 +9,7 @@ import pytest
 from bench.engine import attribution
 from bench.engine.attribution import GROUPS, build_processes, group_of, of_build
 from bench.engine.results import Attribution, RunStore, read_run, record_from_dict
-from bench.tools.acct import ProcessRecord
+from bench.tools.process_record import ProcessRecord
 
 T0 = 1_800_000_000
 
@@ -207,3 +207,18 @@ def test_steps_that_overlap_are_another_builds_too():
     beside = [*one_after_another, p("runc", 9, 1000, start=3, elapsed=20)]
     shared = of_build(beside, [attribution.SHARED_ENGINE], 2.0, "cgroup", engine_pids=[1000])
     assert shared.notes == (attribution.SHARED_ENGINE,)
+
+
+def test_the_records_source_is_kept_and_an_acct_record_still_loads():
+    from bench.tools import acct, taskstats
+
+    records = [p("runc", 5, 1), p("cc1", 30, 5, cpu=5.0)]
+    precise = of_build(records, [], 5.0, "cgroup", source=taskstats.SOURCE)
+    assert precise.source == taskstats.SOURCE
+    # A record stored before taskstats (schema 4, from process accounting) keeps its
+    # source and notes.
+    old = asdict(of_build(records, [acct.TRUNCATED], 5.5, "cgroup"))
+    assert old["source"] == acct.SOURCE
+    loaded = record_from_dict(_cell_record() | {"schema_version": 4, "attribution": old})
+    assert loaded.attribution is not None and loaded.attribution.source == acct.SOURCE
+    assert acct.TRUNCATED in loaded.attribution.notes

@@ -204,3 +204,45 @@ def test_go_cross_build_uses_the_build_platforms_go_with_goarch():
     steps = stage(native, "build").only("RUN").steps()
     assert 'export CGO_ENABLED="0"' in steps
     assert not any("GOARCH" in step for step in steps)
+
+
+def _exit_recording(monkeypatch, taskstats_works: bool, acct_works: bool):
+    """Return what base._record_exits picks when taskstats and process accounting
+    work or refuse as told."""
+    import contextlib
+    from pathlib import Path
+
+    from bench.strategies import base
+    from bench.tools import acct, taskstats
+
+    @contextlib.contextmanager
+    def listening():
+        if not taskstats_works:
+            raise taskstats.TaskstatsUnavailable("the kernel refused a taskstats listener")
+        yield taskstats.Session()
+
+    @contextlib.contextmanager
+    def accounting():
+        if not acct_works:
+            raise acct.AccountingUnavailable("acct(2) says Operation not permitted")
+        yield acct.Session(Path("/nonexistent"))
+
+    monkeypatch.setattr(taskstats, "listening", listening)
+    monkeypatch.setattr(acct, "accounting", accounting)
+    with contextlib.ExitStack() as stack:
+        return base._record_exits(stack)
+
+
+def test_taskstats_is_preferred_and_accounting_is_the_noted_fallback(monkeypatch):
+    from bench.tools import acct, taskstats
+
+    (session,), notes = _exit_recording(monkeypatch, True, True)
+    assert session.source == taskstats.SOURCE and notes == []
+    (session,), notes = _exit_recording(monkeypatch, False, True)
+    assert session.source == acct.SOURCE
+    assert notes == [
+        "taskstats unavailable: the kernel refused a taskstats listener",
+        acct.TRUNCATED,
+    ]
+    sessions, notes = _exit_recording(monkeypatch, False, False)
+    assert sessions == [] and "taskstats unavailable" in notes[0] and "acct(2)" in notes[1]
