@@ -42,7 +42,7 @@ from bench.errors import ArchbenchError, RegistryUnavailable, ResultsUnwritable
 from bench.host import facts, provenance, services
 from bench.host import nodes as hostnodes
 from bench.host.nodes import Node
-from bench.platforms import Platform, parse_platform
+from bench.platforms import KNOWN, Platform, parse_platform
 from bench.scenarios.loader import Scenario
 from bench.strategies import REGISTRY, probe_cells, userfile
 from bench.strategies.base import (
@@ -102,12 +102,10 @@ class RunRequest:
     def system_emulator_of(self, cell: Cell) -> SystemEmulator | None:
         """Return the system emulator a qemu-system `cell` on a pinned emulator runs under
         (its emulator's, for its platform's QEMU target), or None (the host's)."""
-        if cell.strategy != "qemu-system" or not cell.emulator:
+        # A merge or combined record's platform is '' (or several): no one target.
+        if cell.strategy != "qemu-system" or not cell.emulator or cell.platform not in KNOWN:
             return None
-        try:
-            qemu_name = parse_platform(cell.platform).qemu_name
-        except ValueError:
-            return None
+        qemu_name = KNOWN[cell.platform].qemu_name
         return next(
             (
                 s

@@ -43,7 +43,7 @@ from bench.strategies.guest.cpu import DEFAULT_CPU
 from bench.strategies.guest.image import GUEST_PLATFORMS, SUITE, prepare_guest
 from bench.tools import docker, qemu_system
 from bench.tools.emulators import EmulatorUnavailable
-from bench.tools.system_emulators import SystemEmulator
+from bench.tools.system_emulators import SystemEmulator, parse_system_version
 
 
 def pinned_system(settings: BuildSettings, platform: Platform) -> SystemEmulator | None:
@@ -264,7 +264,7 @@ class QemuSystem(Strategy):
                     else qemu_system.binary(platform.qemu_name),
                     "reported": system.reported
                     if system is not None
-                    else qemu_system.version(platform.qemu_name),
+                    else _host_version(platform.qemu_name),
                 },
             }
             if run.status != "ok":
@@ -317,6 +317,16 @@ class QemuSystem(Strategy):
             )
         finally:
             shutil.rmtree(ctx, ignore_errors=True)
+
+
+def _host_version(qemu_name: str) -> str:
+    """Return what the host's qemu-system-<qemu_name> reports, written as a pinned one's
+    is (`7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)`), or its raw line if it is not one."""
+    line = qemu_system.version(qemu_name)
+    try:
+        return str(parse_system_version(line))
+    except ValueError:
+        return line
 
 
 def _read(path: Path) -> str:

@@ -603,6 +603,8 @@ def test_guest_cells_on_a_pinned_emulator_get_its_system_emulator_or_the_reason(
     assert req.system_emulator_of(arm) is systems[0]
     assert req.system_emulator_of(cells[0]) is None
     assert req.system_emulator_of(cells[3]) is None
+    # A merge or combined record names no one platform.
+    assert req.system_emulator_of(replace(arm, platform="")) is None
     settings = runner._settings(req, resolve_scenario_cbench(), arm, AMD64)
     assert settings.emulator is TRIXIE_EMU and settings.system_emulators == systems
     host_settings = runner._settings(req, resolve_scenario_cbench(), cells[0], AMD64)
