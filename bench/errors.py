@@ -63,6 +63,9 @@ FAILURE_PATTERNS: tuple[tuple[str, str], ...] = (
     ("Temporary failure resolving", "network"),
     ("Could not resolve", "network"),
     ("connection refused", "network"),
+    # The registry answered, and refused the push: two runs pushing one repository at once
+    # can race in it (an index PUT finds a manifest it names not yet linked: 400).
+    ("failed to push", "push-failed"),
     ("error: ", "compile-error"),
     ("Error 1", "compile-error"),
 )

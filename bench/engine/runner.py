@@ -116,8 +116,21 @@ class RunRequest:
         )
 
 
-RETRYABLE = frozenset({"emulator-crash"})
+RETRYABLE = frozenset({"emulator-crash", "push-failed"})
 """Failure classes known to flake: `--retries` builds them again and counts the flakes."""
+
+ALWAYS_RETRIED = {"push-failed": 1}
+"""Flaky classes built again even under `--retries 0`, that many times: a push the
+registry refused while answering is a race between runs, not the build's doing."""
+
+
+def retry_limit(failure_class: str, retries: int) -> int:
+    """Return how many times a repetition that failed as `failure_class` is built again
+    in all, given `--retries`: none for a class not known to flake."""
+    if failure_class not in RETRYABLE:
+        return 0
+    return max(retries, ALWAYS_RETRIED.get(failure_class, 0))
+
 
 NODE_UNREACHABLE = "node-unreachable"
 """The failure class of a cell whose build node did not answer (before or after its build)."""
@@ -904,11 +917,12 @@ class Engine:
         while True:
             started = now_iso()
             outcome = strategy.build(scenario, [platform], settings, tag, log)
-            if outcome.failure_class in RETRYABLE and len(flakes) < self.req.retries:
+            limit = retry_limit(outcome.failure_class, self.req.retries)
+            if len(flakes) < limit:
                 flakes.append(outcome.failure_class)
                 fault = outcome.extra.get("emulator_fault")
                 self.say(
-                    f"    {outcome.failure_class}: retrying ({len(flakes)}/{self.req.retries})"
+                    f"    {outcome.failure_class}: retrying ({len(flakes)}/{limit})"
                     + (f"; under {fault}" if fault else "")
                 )
                 continue
